@@ -1,0 +1,43 @@
+# Two entry points do all set-up on a fresh machine:
+#   make serve   install into .venv and run the server
+#   make test    install into .venv (with test tools) and run the tests
+# Both are idempotent: the install step reruns only when a requirements file
+# or pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: serve test install install-dev lean bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+serve: install
+	$(BIN)/leanstep serve $(ARGS)
+
+test: install-dev
+	$(BIN)/python -m pytest $(ARGS)
+
+lean: install
+	$(BIN)/leanstep setup --workspace $(or $(WORKSPACE),.)
+
+bench: install-dev
+	$(BIN)/leanstep bench all --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache benchmarks/results

@@ -1,0 +1,148 @@
+"""One typed configuration: command-line flags > ``LEANSTEP_*`` environment variables > defaults.
+
+Every field of :class:`Config` is one setting. Its flag is ``--field-name`` and
+its environment variable ``LEANSTEP_FIELD_NAME``; the CLI builds both from the
+field list, so a new setting is one line here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LEANSTEP_"
+
+
+def _default_max_repls() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _setting(default: Any, help: str, *, group: str = "server", **kw: Any) -> Any:
+    if callable(default) and not isinstance(default, type):
+        return field(default_factory=default, metadata={"help": help, "group": group, **kw})
+    return field(default=default, metadata={"help": help, "group": group, **kw})
+
+
+@dataclass(frozen=True)
+class Config:
+    # Lean and the REPL pool
+    workspace: Path | None = _setting(None, "Lean project the REPL runs in (`lake env <repl>` there); needed for --repl lake", group="pool")
+    repl: str = _setting("lake", "REPL to run: 'lake' (the workspace's REPL), 'sim' (simulated REPL for tests/benchmarks), or a command line", group="pool")
+    max_repls: int = _setting(_default_max_repls, "most REPL processes at once", group="pool")
+    warm_headers: tuple[str, ...] | None = _setting(None, "headers to keep warm REPLs for, separated by ';;' (default: 'import Mathlib' when the workspace has Mathlib)", group="pool")
+    timeout: float = _setting(60.0, "wall-clock seconds one proof may take before its REPL is killed", group="pool")
+    import_timeout: float = _setting(600.0, "wall-clock seconds a header import may take", group="pool")
+    mem_limit_mb: int = _setting(0, "recycle a REPL whose resident memory exceeds this many MB (0: half the machine's memory / max-repls)", group="pool")
+    max_uses: int = _setting(500, "recycle a REPL after this many requests (the REPL never frees envs)", group="pool")
+    queue_wait: float = _setting(120.0, "seconds a request may wait for a free REPL before it is answered 'overloaded'", group="pool")
+    sandbox: str = _setting("auto", "isolation for checked code: auto, bwrap, rlimit or none", group="pool")
+    max_procs: int = _setting(256, "process-count limit inside a sandboxed REPL", group="pool")
+    max_file_mb: int = _setting(512, "largest file a sandboxed REPL may write, in MB", group="pool")
+    cache_size: int = _setting(10000, "results kept in the verification cache (0 disables it)", group="pool")
+    # HTTP server
+    host: str = _setting("127.0.0.1", "address to listen on")
+    port: int = _setting(6000, "port to listen on")
+    threads: int = _setting(32, "HTTP worker threads")
+    api_key: str | None = _setting(None, "require `Authorization: Bearer <key>` on every request except /health")
+    max_body_mb: float = _setting(16.0, "largest request body in MB (larger: 413)")
+    max_batch: int = _setting(10000, "most snippets in one verification request (more: 413)")
+    strict: bool = _setting(False, "audit axioms of every theorem by default (`#print axioms`)")
+    # Generation
+    backend: str = _setting("hf", "generation backend: hf, vllm or openai", group="generate")
+    hf_model: str = _setting("kaiyuy/leandojo-lean4-tacgen-byt5-small", "model path or hub id", group="generate")
+    prompt_format: str | None = _setting(None, "prompt format: proofstep, state or chat (default: chosen from the model)", group="generate")
+    num_samples: int = _setting(8, "candidates generated per request", group="generate")
+    temperatures: tuple[float, ...] = _setting((0.0,), "sampling temperatures, comma-separated (0 = beam search/greedy)", group="generate")
+    max_new_tokens: int = _setting(64, "longest candidate in tokens", group="generate")
+    device: str = _setting("auto", "torch device: auto, cpu, cuda, cuda:1, mps", group="generate")
+    dtype: str = _setting("auto", "model dtype: auto, float32, bfloat16, float16", group="generate")
+    openai_base_url: str | None = _setting(None, "OpenAI-compatible server URL (backend openai)", group="generate")
+    openai_api_key: str | None = _setting(None, "key for the OpenAI-compatible server", group="generate")
+    # Suggestion checking
+    check_timeout: float = _setting(5.0, "wall-clock budget in seconds for checking all candidates of one suggestion", group="suggest")
+    heartbeats: int = _setting(200000, "heartbeat cap for each candidate tactic", group="suggest")
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+def _field_type(f: Any) -> str:
+    return str(f.type)
+
+
+def _parse_value(f: Any, raw: str) -> Any:
+    kind = _field_type(f)
+    if kind.startswith("Path"):
+        return Path(raw).expanduser()
+    if kind.startswith("tuple[float"):
+        return tuple(float(x) for x in raw.split(",") if x.strip())
+    if kind.startswith("tuple[str"):
+        return tuple(x.strip() for x in raw.split(";;") if x.strip())
+    if kind.startswith("bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"expected a boolean, got {raw!r}")
+    if kind.startswith("int"):
+        return int(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    return raw
+
+
+def env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser, groups: Sequence[str]) -> None:
+    """Add a flag for every setting in ``groups``; defaults stay unset so env vars can fill in."""
+    for f in fields(Config):
+        if f.metadata["group"] not in groups:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} [env {env_var(f.name)}]"
+        if _field_type(f).startswith("bool"):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def load(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Resolve every setting: a given flag wins over ``LEANSTEP_*``, which wins over the default."""
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Config):
+        raw = given.get(f.name)
+        source = f"--{f.name.replace('_', '-')}"
+        if raw is None and env_var(f.name) in environ:
+            raw, source = environ[env_var(f.name)], env_var(f.name)
+        if raw is None:
+            continue
+        try:
+            values[f.name] = raw if not isinstance(raw, str) else _parse_value(f, raw)
+        except ValueError as exc:
+            raise ValueError(f"invalid value for {source}: {exc}") from None
+    config = Config(**values)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    positive = ("max_repls", "timeout", "import_timeout", "queue_wait", "threads", "max_body_mb", "max_batch",
+                "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb")
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
+    if config.sandbox not in ("auto", "bwrap", "rlimit", "none"):
+        raise ValueError(f"--sandbox must be auto, bwrap, rlimit or none, got {config.sandbox!r}")
+    if config.backend not in ("hf", "vllm", "openai"):
+        raise ValueError(f"--backend must be hf, vllm or openai, got {config.backend!r}")
+    if not 0 < config.port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, got {config.port}")
+

@@ -1,0 +1,168 @@
+"""Shared types and post-processing for every generation backend.
+
+A backend turns a :class:`GenerationRequest` into raw continuations (the text the
+model wrote after the prompt, which already ends with the user's prefix) with a
+score each; :func:`postprocess` then turns those into the final, ranked
+:class:`Candidate` list. All backends go through the same :func:`postprocess`, so a
+suggestion looks the same whichever model or server produced it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+# Text that ends a tactic when a model keeps writing past it: the next prompt
+# marker of the proofstep format, end-of-text markers of common tokenizers and
+# a closing code fence (chat models).
+END_MARKERS: tuple[str, ...] = (
+    "[GOAL]",
+    "[PROOFSTEP]",
+    "<|endoftext|>",
+    "</s>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<eos>",
+    "```",
+)
+
+BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One suggested tactic.
+
+    ``text`` is the complete tactic (the request's prefix included), on one line.
+    ``score`` is the mean log-probability per generated token under the model's
+    own (temperature 1) distribution, so it is <= 0 and comparable between
+    samples of different lengths and temperatures; higher is better. For beam
+    search it is the beam's length-normalised log-probability, which is the
+    same quantity. Backends that cannot report log-probabilities use 0.0.
+    """
+
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate for: one goal, one prefix, and the sampling budget.
+
+    ``temperatures``: one batched call per temperature, ``num_samples`` samples
+    each; a temperature of 0 means greedy decoding (one sample).
+    """
+
+    tactic_state: str
+    prefix: str = ""
+    num_samples: int = 8
+    temperatures: tuple[float, ...] = (0.5,)
+    max_new_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.temperatures:
+            raise ValueError("temperatures must not be empty")
+        for t in self.temperatures:
+            if not (t >= 0 and math.isfinite(t)):
+                raise ValueError(f"temperatures must be finite and >= 0, got {t!r}")
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """Everything needed to build a generator (see :func:`leanstep.generate.make_generator`).
+
+    ``model``: a local directory or a Hugging Face hub id (for ``openai``: the
+    model name the server knows). ``num_beams`` > 0 switches the hf and vllm
+    backends from sampling to beam search. ``fast_path`` lets the hf backend use
+    its CUDA-graph decoder for causal models on a GPU.
+    """
+
+    backend: str = "hf"
+    model: str = "kaiyuy/leandojo-lean4-tacgen-byt5-small"
+    prompt_format: str = "state"
+    num_samples: int = 8
+    temperatures: tuple[float, ...] = (0.5,)
+    max_new_tokens: int = 64
+    device: str = "auto"
+    dtype: str = "auto"
+    num_beams: int = 0
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    request_timeout: float = 60.0
+    fast_path: bool = True
+    trust_remote_code: bool = False
+    extra: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.num_beams < 0:
+            raise ValueError(f"num_beams must be >= 0, got {self.num_beams}")
+        object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
+
+    def request(self, tactic_state: str, prefix: str = "", num_samples: int | None = None) -> GenerationRequest:
+        """A request with this configuration's sampling budget."""
+        return GenerationRequest(
+            tactic_state=tactic_state,
+            prefix=prefix,
+            num_samples=num_samples if num_samples is not None else self.num_samples,
+            temperatures=self.temperatures,
+            max_new_tokens=self.max_new_tokens,
+        )
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A source of candidate next tactics. Implementations must be thread-safe."""
+
+    def generate(self, request: GenerationRequest) -> list[Candidate]:
+        """Candidates for the request, best first, de-duplicated, each starting with the prefix."""
+        ...
+
+
+def cut_tactic(continuation: str) -> str:
+    """The part of a model's continuation that is the tactic: up to the first
+    newline or end marker (whichever comes first)."""
+    end = len(continuation)
+    nl = continuation.find("\n")
+    if nl != -1:
+        end = nl
+    for marker in END_MARKERS:
+        i = continuation.find(marker, 0, end)
+        if i != -1:
+            end = i
+    return continuation[:end]
+
+
+def postprocess(prefix: str, outputs: Iterable[tuple[str, float]]) -> list[Candidate]:
+    """Turn raw ``(continuation, score)`` pairs into ranked candidates.
+
+    The continuation is what the model generated after the prompt (which ended
+    with ``prefix``). Each is cut at the end of the tactic, the prefix is put in
+    front, whitespace is stripped, empty ones are dropped, duplicates keep their
+    best score, and the result is sorted by score (best first; ties keep the
+    order of first appearance, so greedy/beam order survives).
+    """
+    best: dict[str, float] = {}
+    for continuation, score in outputs:
+        text = (prefix + cut_tactic(continuation)).strip()
+        if not text:
+            continue
+        score = float(score)
+        if math.isnan(score):
+            score = -math.inf
+        if text not in best or score > best[text]:
+            best[text] = score
+    ranked = sorted(best.items(), key=lambda kv: -kv[1])
+    return [Candidate(text=t, score=s) for t, s in ranked]
+
+
+def merge(candidate_lists: Sequence[Sequence[Candidate]]) -> list[Candidate]:
+    """Merge already post-processed lists (e.g. from several temperatures)."""
+    return postprocess("", ((c.text, c.score) for cs in candidate_lists for c in cs))

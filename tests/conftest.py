@@ -1,0 +1,32 @@
+"""Shared fixtures: where the recorded transcripts live, and how to start the simulated REPL."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRANSCRIPTS = Path(os.environ.get("LEANSTEP_TRANSCRIPTS", ROOT.parent / "shared" / "repl-transcripts"))
+SIM_ARGV = (sys.executable, "-m", "leanstep.sim")
+
+
+def transcript_pairs() -> list[tuple[Path, Path]]:
+    """Every (requests, expected responses) pair in the recorded REPL test suite, core and Mathlib."""
+    inputs = sorted(TRANSCRIPTS.glob("test/*.in")) + sorted(TRANSCRIPTS.glob("test/Mathlib/test/*.in"))
+    return [(i, i.with_suffix(".expected.out")) for i in inputs if i.with_suffix(".expected.out").exists()]
+
+
+@pytest.fixture
+def sim_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a simulated REPL with zero simulated costs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_SIM_")}
+    env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    found = len(transcript_pairs())
+    return f"leanstep: {found} recorded REPL transcript pairs under {TRANSCRIPTS}"
