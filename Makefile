@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: serve test install install-dev lean bench clean
+.PHONY: serve test install install-dev sandbox-tools lean bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,15 @@ $(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@$(MAKE) --no-print-directory sandbox-tools
 	touch $@
+
+# bubblewrap gives checked code a read-only file system; without it the
+# sandbox falls back to rlimits (and says so in the log).
+sandbox-tools:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  echo "note: bubblewrap not installed; sandbox tests that need it are skipped"
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

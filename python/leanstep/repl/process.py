@@ -60,12 +60,13 @@ class ReplLost(ReplError):
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """How to start a REPL: argv, working directory, environment, and a pre-exec hook (limits)."""
+    """How to start a REPL: argv, working directory, environment, a pre-exec hook (limits) and a cleanup."""
 
     argv: tuple[str, ...]
     cwd: Path | None = None
     env: Mapping[str, str] | None = None
     preexec: Callable[[], None] | None = field(default=None, compare=False)
+    cleanup: Callable[[], None] | None = field(default=None, compare=False)
 
 
 class ReplProcess:
@@ -256,3 +257,5 @@ class ReplProcess:
             self._stderr_file.close()
             self._stderr_file = None
         self._buffer.clear()
+        if proc is not None and self.spec.cleanup is not None:
+            self.spec.cleanup()

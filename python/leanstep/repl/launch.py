@@ -1,0 +1,116 @@
+"""Turn the configuration into a REPL command line and a ready pool.
+
+``--repl lake`` runs ``lake env <repl>`` in the Lean workspace (so ``import
+Mathlib`` resolves); ``--repl sim`` runs the simulated REPL; anything else is a
+command line run as given. Every launch goes through the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import psutil
+
+import leanstep
+from leanstep.config import Config
+from leanstep.repl.pool import PoolSettings, ReplPool
+from leanstep.repl.process import LaunchSpec
+from leanstep.repl.sandbox import SandboxPolicy, describe, sandboxed
+
+log = logging.getLogger(__name__)
+
+REPL_BINARY_CANDIDATES = (
+    ".lake/packages/REPL/.lake/build/bin/repl",
+    ".lake/packages/repl/.lake/build/bin/repl",
+    ".lake/build/bin/repl",
+)
+
+
+class SetupError(RuntimeError):
+    """The configuration cannot start a REPL; the message says what to run."""
+
+
+def find_repl_binary(workspace: Path) -> Path | None:
+    for candidate in REPL_BINARY_CANDIDATES:
+        path = workspace / candidate
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def workspace_has_mathlib(workspace: Path) -> bool:
+    manifest = workspace / "lake-manifest.json"
+    try:
+        packages = json.loads(manifest.read_text()).get("packages", [])
+    except (OSError, ValueError):
+        return False
+    return any(p.get("name", "").lower() == "mathlib" for p in packages)
+
+
+def repl_command(config: Config) -> tuple[tuple[str, ...], Path | None]:
+    """The REPL's argv and working directory, or a SetupError saying what to fix."""
+    if config.repl == "sim":
+        return (sys.executable, "-m", "leanstep.sim"), None
+    if config.repl == "lake":
+        workspace = config.workspace
+        if workspace is None:
+            raise SetupError("no Lean workspace given: pass --workspace DIR (a Lake project) or set LEANSTEP_WORKSPACE; "
+                             "for a dry run without Lean use --repl sim")
+        if not (workspace / "lakefile.lean").exists() and not (workspace / "lakefile.toml").exists():
+            raise SetupError(f"{workspace} is not a Lake project (no lakefile.lean or lakefile.toml)")
+        lake = shutil.which("lake")
+        if lake is None:
+            raise SetupError("`lake` is not on PATH: install elan (https://github.com/leanprover/elan), "
+                             f"then run `leanstep setup --workspace {workspace}`")
+        binary = find_repl_binary(workspace)
+        if binary is None:
+            raise SetupError(f"no REPL binary in {workspace}: run `leanstep setup --workspace {workspace}` "
+                             "(it builds leanprover-community/repl for the workspace's toolchain)")
+        return (lake, "env", str(binary)), workspace
+    argv = tuple(shlex.split(config.repl))
+    if not argv or shutil.which(argv[0]) is None:
+        raise SetupError(f"REPL command {config.repl!r} not found")
+    return argv, config.workspace
+
+
+def warm_headers(config: Config) -> tuple[str, ...]:
+    if config.warm_headers is not None:
+        return config.warm_headers
+    if config.repl == "lake" and config.workspace is not None and workspace_has_mathlib(config.workspace):
+        return ("import Mathlib",)
+    return ()
+
+
+def mem_limit_bytes(config: Config) -> int:
+    if config.mem_limit_mb:
+        return config.mem_limit_mb * 1024 * 1024
+    return psutil.virtual_memory().total // 2 // config.max_repls
+
+
+def make_pool(config: Config) -> ReplPool:
+    """Build (not start) the pool the configuration describes."""
+    argv, cwd = repl_command(config)
+    policy = SandboxPolicy(config.sandbox, config.max_procs, config.max_file_mb * 1024 * 1024)
+    mode = policy.resolved_mode()
+    log.info("sandbox: %s", describe(mode))
+    if mode != "bwrap":
+        log.warning("REPL sandbox is %r: %s", mode, describe(mode))
+    env = dict(os.environ)
+    if config.repl == "sim":
+        package_root = str(Path(leanstep.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+
+    def launcher(workdir: Path) -> LaunchSpec:
+        return sandboxed(argv, workdir=workdir, cwd=cwd or workdir, env=env, policy=policy, mode=mode)
+
+    settings = PoolSettings(
+        max_repls=config.max_repls, import_timeout=config.import_timeout, mem_limit_bytes=mem_limit_bytes(config),
+        max_uses=config.max_uses, queue_wait=config.queue_wait, warm_headers=warm_headers(config),
+    )
+    return ReplPool(settings, launcher)

@@ -1,0 +1,150 @@
+"""The warm pool: header affinity, LRU eviction, replacement, recycling, priorities, clean shutdown."""
+
+from __future__ import annotations
+
+import threading
+
+import psutil
+import pytest
+
+from leanstep.config import load
+from leanstep.repl.launch import make_pool
+from leanstep.repl.pool import PoolOverloaded, Priority
+from leanstep.repl.process import ReplTimeout
+from leanstep.repl.protocol import CommandRequest, CommandResponse
+
+HEADER_A = "import Mathlib.Tactic"
+HEADER_B = "import Mathlib.Data.Real.Basic"
+
+
+def sim_pool(**overrides):
+    settings = {"repl": "sim", "max_repls": 2, "sandbox": "none", "queue_wait": 30, **overrides}
+    return make_pool(load(settings, environ={}))
+
+
+@pytest.fixture
+def pool():
+    pool = sim_pool()
+    pool.start()
+    yield pool
+    pool.shutdown()
+
+
+def run(pool, header, cmd, timeout=10.0, priority=Priority.BATCH):
+    with pool.acquire(header, priority) as worker:
+        return worker.process.pid, worker.run(CommandRequest(cmd, env=worker.header_env), timeout)
+
+
+def test_header_affinity_reuses_the_warm_worker(pool):
+    pid1, first = run(pool, HEADER_A, "theorem t : 1 + 1 = 2 := by norm_num")
+    pid2, second = run(pool, HEADER_A, "theorem t : 2 + 2 = 4 := by norm_num")
+    assert pid1 == pid2
+    assert isinstance(second, CommandResponse) and not second.errors
+    assert pool.stats().counters.started == 1
+
+
+def test_snippets_on_one_worker_do_not_see_each_other(pool):
+    run(pool, "", "theorem shared : True := trivial")
+    _, again = run(pool, "", "theorem shared : True := trivial")
+    assert not again.errors, "each body must run on the header env, not on the previous snippet"
+
+
+def test_lru_idle_worker_of_another_header_is_evicted_at_capacity(pool):
+    pid_a, _ = run(pool, HEADER_A, "def a := 1")
+    pid_b, _ = run(pool, HEADER_B, "def b := 1")
+    run(pool, HEADER_A, "def a2 := 1")  # A is now the most recently used
+    pid_c, _ = run(pool, "import Lean", "def c := 1")
+    stats = pool.stats()
+    assert stats.counters.evicted == 1
+    assert set(stats.workers_by_header) == {HEADER_A, "import Lean"}
+    assert pid_c not in (pid_a, pid_b)
+
+
+def test_a_timed_out_worker_is_replaced_and_the_pool_refills(pool):
+    run(pool, HEADER_A, "def warm := 1")
+    with pytest.raises(ReplTimeout):
+        run(pool, HEADER_A, "-- sim: hang\ndef h := 1", timeout=0.5)
+    assert pool.wait_warm(30)
+    stats = pool.stats()
+    assert stats.counters.timeouts == 1
+    assert stats.workers_by_state["idle"] == 1 and stats.workers_by_header == {HEADER_A: 1}
+    _, after = run(pool, HEADER_A, "def after := 1")
+    assert not after.errors
+
+
+def test_workers_are_recycled_after_max_uses():
+    with sim_pool(max_uses=2) as pool:
+        pids = [run(pool, "", f"def x{i} := {i}")[0] for i in range(3)]
+        assert pids[0] == pids[1] != pids[2]
+        assert pool.stats().counters.recycled_uses == 1
+
+
+def test_workers_are_recycled_above_the_memory_limit():
+    with sim_pool(mem_limit_mb=200) as pool:
+        pid1, _ = run(pool, "", "-- sim: grow 300\ndef big := 1")
+        pool.wait_warm(30)
+        pid2, _ = run(pool, "", "def small := 1")
+        assert pid1 != pid2
+        assert pool.stats().counters.recycled_memory == 1
+
+
+def wait_for_queue(pool, depth):
+    event = threading.Event()
+    while pool.stats().queue_depth < depth:
+        event.wait(0.01)
+
+
+def test_interactive_requests_overtake_queued_batch_work():
+    with sim_pool(max_repls=1) as pool:
+        order: list[str] = []
+
+        def waiter(name, priority):
+            with pool.acquire("", priority):
+                order.append(name)
+
+        batch = threading.Thread(target=waiter, args=("batch", Priority.BATCH))
+        interactive = threading.Thread(target=waiter, args=("interactive", Priority.INTERACTIVE))
+        with pool.acquire("", Priority.BATCH):
+            batch.start()
+            wait_for_queue(pool, 1)  # the batch request queued first...
+            interactive.start()
+            wait_for_queue(pool, 2)
+        for thread in (batch, interactive):
+            thread.join(10)
+        assert order == ["interactive", "batch"]  # ...but the interactive one is served first
+
+
+def test_a_full_pool_answers_overloaded_after_the_queue_wait():
+    with sim_pool(max_repls=1, queue_wait=0.3) as pool:
+        with pool.acquire(""):
+            with pytest.raises(PoolOverloaded, match="no REPL free"):
+                with pool.acquire("", Priority.BATCH):
+                    pass
+        assert pool.stats().counters.overloaded == 1
+
+
+def test_warm_spares_start_at_boot():
+    with sim_pool(warm_headers=HEADER_A + ";;" + HEADER_B) as pool:
+        assert pool.wait_warm(30)
+        assert pool.stats().workers_by_header == {HEADER_A: 1, HEADER_B: 1}
+        assert pool.stats().workers_by_state["idle"] == 2
+
+
+def test_shutdown_leaves_no_process_behind():
+    pool = sim_pool(warm_headers=HEADER_A)
+    pool.start()
+    pool.wait_warm(30)
+    run(pool, "", "def x := 1")
+    pids = pool.pids()
+    assert len(pids) == 2
+    pool.shutdown()
+    for pid in pids:
+        assert not psutil.pid_exists(pid), f"REPL {pid} outlived the pool"
+
+
+def test_preamble_envs_are_cached_per_worker(pool):
+    with pool.acquire("") as worker:
+        first = worker.preamble("def helper := 3", timeout=10)
+        sent = worker.process.requests_sent
+        second = worker.preamble("def helper := 3", timeout=10)
+        assert second.env == first.env and worker.process.requests_sent == sent
