@@ -80,7 +80,9 @@ class GeneratorSettings:
     ``model``: a local directory or a Hugging Face hub id (for ``openai``: the
     model name the server knows). ``num_beams`` > 0 switches the hf and vllm
     backends from sampling to beam search. ``fast_path`` lets the hf backend use
-    its CUDA-graph decoder for causal models on a GPU.
+    its CUDA-graph decoder for causal models on a GPU; ``compile`` adds
+    torch.compile to it (faster steps, but a compile of tens of seconds for each
+    new cache-length bucket, so it suits long-running servers that warm up).
     """
 
     backend: str = "hf"
@@ -96,6 +98,7 @@ class GeneratorSettings:
     openai_api_key: str | None = None
     request_timeout: float = 60.0
     fast_path: bool = True
+    compile: bool = False
     trust_remote_code: bool = False
     extra: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
 

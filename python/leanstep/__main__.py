@@ -1,0 +1,7 @@
+"""`python -m leanstep` is the `leanstep` command."""
+
+import sys
+
+from leanstep.cli import main
+
+sys.exit(main())
