@@ -148,3 +148,22 @@ def test_preamble_envs_are_cached_per_worker(pool):
         sent = worker.process.requests_sent
         second = worker.preamble("def helper := 3", timeout=10)
         assert second.env == first.env and worker.process.requests_sent == sent
+
+
+def test_mixed_headers_keep_their_workers_instead_of_re_importing():
+    # Two headers, two workers, four threads asking in turn: each header keeps its worker.
+    with sim_pool(warm_headers=HEADER_A + ";;" + HEADER_B) as pool:
+        pool.wait_warm(30)
+
+        def client(k):
+            for i in range(10):
+                run(pool, (HEADER_A, HEADER_B)[(k + i) % 2], f"def d{k}_{i} := {i}")
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        counters = pool.stats().counters
+        assert counters.requests == 40
+        assert counters.evicted == 0 and counters.started == 2

@@ -36,6 +36,7 @@ from leanstep.repl.protocol import CommandRequest, CommandResponse, ErrorRespons
 log = logging.getLogger(__name__)
 
 PREAMBLE_CACHE_PER_WORKER = 64
+DEFAULT_IMPORT_SECONDS = 1.0
 RSS_POLL_SECONDS = 1.0
 
 
@@ -113,6 +114,7 @@ class Worker:
         self.last_rss_check = 0.0
         self.rss = 0
         self.failure: ReplError | None = None
+        self.import_seconds = 0.0
         self._preambles: OrderedDict[str, CommandResponse] = OrderedDict()
 
     def run(self, request: Request, timeout: float) -> Response:
@@ -140,8 +142,10 @@ class Worker:
         return response
 
     def start(self, launcher: Launcher, import_timeout: float) -> None:
+        started = time.monotonic()
         self.process = ReplProcess(launcher(self.workdir), name=self.name).start()
         response = self.run(CommandRequest(self.header), import_timeout)
+        self.import_seconds = time.monotonic() - started
         if isinstance(response, ErrorResponse):
             raise ReplLost(f"header was refused: {response.message}", worker=self.name)
         self.header_env = response.env
@@ -158,6 +162,7 @@ class _Waiter:
     priority: int
     seq: int
     header: str = field(compare=False)
+    since: float = field(default=0.0, compare=False)
     worker: Worker | None = field(default=None, compare=False)
     must_start: bool = field(default=False, compare=False)
 
@@ -175,6 +180,7 @@ class ReplPool:
         self._seq = itertools.count()
         self._closed = False
         self._background: set[threading.Thread] = set()
+        self._import_seconds: dict[str, float] = {}
         self.counters = PoolCounters()
 
     # -- public API ----------------------------------------------------------
@@ -248,7 +254,7 @@ class ReplPool:
         with self._cond:
             if self._closed:
                 raise PoolClosed("the REPL pool is shutting down")
-            waiter = _Waiter(int(priority), next(self._seq), header)
+            waiter = _Waiter(int(priority), next(self._seq), header, time.monotonic())
             self._waiters.append(waiter)
             self._waiters.sort()
             try:
@@ -264,7 +270,7 @@ class ReplPool:
                         raise PoolOverloaded(
                             f"no REPL free for {wait:g} s ({len(self._workers)}/{self.settings.max_repls} busy or "
                             f"starting, {len(self._waiters)} waiting)")
-                    self._cond.wait(remaining)
+                    self._cond.wait(min(remaining, self._next_eviction_check(waiter)))
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -291,7 +297,7 @@ class ReplPool:
             wanting = sum(1 for x in self._waiters if x.worker is None and x.header == waiter.header and x < waiter)
             if starting > wanting:
                 continue  # a worker for this header is on its way; it will be ours
-            worker = self._make_room_and_reserve(waiter.header)
+            worker = self._make_room_and_reserve(waiter)
             if worker is None:
                 capacity_blocked = True  # lower-priority waiters may not take capacity ahead of this one
                 continue
@@ -299,9 +305,32 @@ class ReplPool:
             waiter.worker = worker
             waiter.must_start = True
 
-    def _make_room_and_reserve(self, header: str) -> Worker | None:
+    def import_seconds(self, header: str) -> float:
+        """What starting a worker for ``header`` cost last time (a guess before the first start)."""
+        return self._import_seconds.get(header, DEFAULT_IMPORT_SECONDS)
+
+    def _next_eviction_check(self, waiter: _Waiter) -> float:
+        """Seconds until ``waiter`` may evict (lock held), so a timed wait wakes up for it."""
+        return max(0.01, waiter.since + self.import_seconds(waiter.header) - time.monotonic())
+
+    def _make_room_and_reserve(self, waiter: _Waiter) -> Worker | None:
+        """Reserve a new worker for ``waiter``, evicting an idle one at capacity (lock held).
+
+        A header import costs seconds, so eviction follows the ski-rental rule: a
+        waiter whose header already has workers waits for one of them for as long
+        as an import of its header costs, and only then replaces an idle worker
+        of another header that has itself sat idle for longer than its own import
+        cost. A header with no worker at all evicts at once (it would starve).
+        Mixed-header batches then keep their workers instead of re-importing.
+        """
+        header = waiter.header
         if len(self._workers) >= self.settings.max_repls:
-            idle = [w for w in self._workers if w.state == WorkerState.IDLE]
+            now = time.monotonic()
+            idle = [w for w in self._workers if w.state == WorkerState.IDLE and w.header != header]
+            if any(w.header == header for w in self._workers):
+                if now - waiter.since < self.import_seconds(header):
+                    return None
+                idle = [w for w in idle if now - w.last_used >= self.import_seconds(w.header)]
             if not idle:
                 return None
             victim = min(idle, key=lambda w: w.last_used)
@@ -331,6 +360,7 @@ class ReplPool:
             raise
         with self._cond:
             self.counters.started += 1
+            self._import_seconds[worker.header] = worker.import_seconds
 
     # -- release and replacement ---------------------------------------------
 

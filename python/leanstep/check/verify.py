@@ -1,0 +1,653 @@
+"""Whole-proof verification: run a snippet on its header's warm env and give an honest verdict.
+
+A snippet is split into header and body (``check.source``); the body runs on the
+pristine env of a worker whose header is the snippet's (never on top of another
+snippet), and the REPL's answer becomes a :class:`VerifyResult` in the user's own
+line numbers. The verdict (DESIGN §3.3):
+
+* ``valid``: no error-severity message, no sorry (reported sorry or the
+  ``declaration uses 'sorry'`` warning), and in strict mode every declared
+  theorem/def depends only on ``propext``, ``Classical.choice``, ``Quot.sound``
+  and the snippet declares no ``axiom``;
+* ``invalid``: Lean rejected the proof (the ``reasons`` say why);
+* ``timeout``: the wall-clock limit was hit (the REPL was killed and replaced);
+* ``error``: no verdict could be reached (lost REPL, overload, REPL-level
+  failure, input that cannot be sent).
+
+Batches fan out over a bounded thread pool, are de-duplicated before dispatch,
+and answered from an LRU result cache across batches; only definitive verdicts
+(valid/invalid) are cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from leanstep.check.source import SourceSplit, declarations, line_count, split_source
+from leanstep.repl.pool import PoolClosed, PoolOverloaded, Priority, ReplPool
+from leanstep.repl.process import ReplError, ReplLost, ReplTimeout
+from leanstep.repl.protocol import (
+    INFOTREE_KINDS, CommandRequest, CommandResponse, ErrorResponse, Message, Pos, ProtocolError, Sorry,
+)
+
+log = logging.getLogger(__name__)
+
+VALID, INVALID, ERROR, TIMEOUT = "valid", "invalid", "error", "timeout"
+VERDICTS = (VALID, INVALID, ERROR, TIMEOUT)
+ALLOWED_AXIOMS = frozenset({"propext", "Classical.choice", "Quot.sound"})
+AUDITED_KINDS = frozenset({"theorem", "lemma", "def", "abbrev", "instance", "opaque", "example"})
+_SORRY_WARNING = re.compile(r"declaration uses ['`]sorry['`]")
+_AXIOMS_LINE = re.compile(r"^'(?P<name>.+)' (?:depends on axioms: \[(?P<axioms>[^\]]*)\]|does not depend on any axioms)",
+                          re.DOTALL)
+EXAMPLE_PREFIX = "leanstep_example_"
+
+
+# --------------------------------------------------------------------------- #
+# Inputs and results
+
+
+@dataclass(frozen=True)
+class Snippet:
+    id: str
+    code: str
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """How to check; ``timeout`` is wall-clock seconds per REPL command."""
+
+    timeout: float = 60.0
+    infotree: str | None = None
+    strict: bool = False
+    use_cache: bool = True  # False: no result cache and no de-duplication (Kimina's disable_cache / reuse=false)
+    debug: bool = False  # record per-snippet diagnostics (worker name, RSS)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        if self.infotree is not None and self.infotree not in INFOTREE_KINDS:
+            raise ValueError(f"infotree must be one of {', '.join(INFOTREE_KINDS)} or null, got {self.infotree!r}")
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """One snippet's answer; positions are in the user's own lines."""
+
+    id: str
+    verdict: str
+    messages: tuple[Message, ...] = ()
+    sorries: tuple[Sorry, ...] = ()
+    time: float = 0.0  # wall seconds of the REPL commands for this snippet (0 when none ran)
+    error: str | None = None  # server-level failure: timeout, lost REPL, overload, bad input
+    repl_message: str | None = None  # the REPL's own {"message": ...} answer, if it gave one
+    env: int | None = None
+    infotree: list[Any] | None = None
+    axioms: dict[str, list[str]] | None = None  # strict mode: axioms of each audited declaration
+    reasons: tuple[str, ...] = ()  # why the verdict is not `valid`
+    cached: bool = False
+    diagnostics: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == VALID
+
+    def response_json(self) -> dict[str, Any] | None:
+        """The REPL-shaped ``response`` object (Kimina's), or None when no REPL answer exists."""
+        if self.error is not None:
+            return None
+        if self.repl_message is not None:
+            return {"message": self.repl_message}
+        out: dict[str, Any] = {"env": self.env if self.env is not None else 0}
+        if self.messages:
+            out["messages"] = [m.to_json() for m in self.messages]
+        if self.sorries:
+            out["sorries"] = [_sorry_json(s) for s in self.sorries]
+        if self.infotree is not None:
+            out["infotree"] = self.infotree
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """Our own flat record (the CLI's JSONL line)."""
+        out: dict[str, Any] = {"id": self.id, "verdict": self.verdict, "time": round(self.time, 6)}
+        if self.reasons:
+            out["reasons"] = list(self.reasons)
+        if self.error is not None:
+            out["error"] = self.error
+        if self.repl_message is not None:
+            out["repl_message"] = self.repl_message
+        out["messages"] = [m.to_json() for m in self.messages]
+        out["sorries"] = [_sorry_json(s) for s in self.sorries]
+        if self.axioms is not None:
+            out["axioms"] = self.axioms
+        if self.infotree is not None:
+            out["infotree"] = self.infotree
+        if self.cached:
+            out["cached"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> VerifyResult:
+        """Inverse of :meth:`to_json` (the client reads server answers with it)."""
+        return cls(
+            id=str(obj.get("id", "")), verdict=obj.get("verdict", ERROR),
+            messages=tuple(Message.from_json(m) for m in obj.get("messages") or ()),
+            sorries=tuple(Sorry.from_json(s) for s in obj.get("sorries") or ()),
+            time=float(obj.get("time") or 0.0), error=obj.get("error"), repl_message=obj.get("repl_message"),
+            env=obj.get("env"), infotree=obj.get("infotree"), axioms=obj.get("axioms"),
+            reasons=tuple(obj.get("reasons") or ()), cached=bool(obj.get("cached", False)),
+        )
+
+
+def _sorry_json(s: Sorry) -> dict[str, Any]:
+    out = s.to_json()
+    # Kimina's client types a sorry's pos/endPos as required; command-mode sorries always have them
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# The outcome of one run, in body/header coordinates (what the cache keeps)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    verdict: str
+    body_messages: tuple[Message, ...] = ()
+    header_messages: tuple[Message, ...] = ()
+    sorries: tuple[Sorry, ...] = ()
+    time: float = 0.0
+    error: str | None = None
+    repl_message: str | None = None
+    env: int | None = None
+    infotree: list[Any] | None = None
+    axioms: dict[str, list[str]] | None = None
+    reasons: tuple[str, ...] = ()
+    diagnostics: dict[str, Any] | None = None
+
+    @property
+    def cacheable(self) -> bool:
+        return self.verdict in (VALID, INVALID) and self.error is None
+
+
+def _failure(verdict: str, error: str, elapsed: float = 0.0) -> _Outcome:
+    return _Outcome(verdict, time=elapsed, error=error, reasons=(error,))
+
+
+def _shift_pos(pos: Pos | None, map_line: Callable[[int], int]) -> Pos | None:
+    return None if pos is None else Pos(map_line(pos.line), pos.column)
+
+
+def _shift_message(m: Message, map_line: Callable[[int], int]) -> Message:
+    if m.pos.line == 0:  # no source position
+        return m
+    return Message(m.severity, _shift_pos(m.pos, map_line), _shift_pos(m.end_pos, map_line), m.data)
+
+
+def _shift_sorry(s: Sorry, map_line: Callable[[int], int]) -> Sorry:
+    return Sorry(s.goal, s.proof_state, _shift_pos(s.pos, map_line), _shift_pos(s.end_pos, map_line))
+
+
+def _shift_tree(node: Any, offset: int) -> Any:
+    """Copy of an infotree JSON value with every ``range`` start/finish line shifted by ``offset``."""
+    if isinstance(node, list):
+        return [_shift_tree(x, offset) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "range" and isinstance(value, dict):
+            value = dict(value)
+            for end in ("start", "finish"):
+                p = value.get(end)
+                if isinstance(p, dict) and isinstance(p.get("line"), int):
+                    value[end] = {**p, "line": p["line"] + offset}
+            out[key] = value
+        else:
+            out[key] = _shift_tree(value, offset)
+    return out
+
+
+def _to_user(outcome: _Outcome, split: SourceSplit, snippet_id: str, cached: bool) -> VerifyResult:
+    offset = split.line_offset
+
+    def body_line(line: int) -> int:
+        return line + offset
+
+    messages = tuple(_shift_message(m, split.user_header_line) for m in outcome.header_messages) + \
+        tuple(_shift_message(m, body_line) for m in outcome.body_messages)
+    sorries = tuple(_shift_sorry(s, body_line) for s in outcome.sorries)
+    tree = None if outcome.infotree is None else (_shift_tree(outcome.infotree, offset) if offset else outcome.infotree)
+    return VerifyResult(
+        id=snippet_id, verdict=outcome.verdict, messages=messages, sorries=sorries, time=outcome.time,
+        error=outcome.error, repl_message=outcome.repl_message, env=outcome.env, infotree=tree,
+        axioms=outcome.axioms, reasons=outcome.reasons, cached=cached, diagnostics=outcome.diagnostics,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# The verdict
+
+
+def judge(messages: Iterable[Message], sorries: Sequence[Sorry]) -> list[str]:
+    """Reasons a command response is not a valid proof (empty: valid)."""
+    reasons: list[str] = []
+    messages = list(messages)
+    errors = [m for m in messages if m.is_error]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        reasons.append(f"error: {first.data.splitlines()[0] if first.data else '(no text)'}{more}")
+    if sorries or any(_SORRY_WARNING.search(m.data) for m in messages if m.severity == "warning"):
+        reasons.append("uses sorry")
+    return reasons
+
+
+def parse_axioms(data: str) -> tuple[str, list[str]] | None:
+    """Parse a ``#print axioms`` answer: (name, axioms), or None when it is something else."""
+    m = _AXIOMS_LINE.match(data.strip())
+    if not m:
+        return None
+    listed = m.group("axioms")
+    axioms = [a.strip() for a in listed.replace("\n", " ").split(",") if a.strip()] if listed else []
+    return m.group("name"), axioms
+
+
+@dataclass(frozen=True)
+class _AuditPlan:
+    command: str  # sent to the REPL
+    on_header_env: bool  # True: run on the header env (examples renamed); False: on the body's env
+    lines: dict[int, str]  # line of each `#print axioms` in `command` -> the user's name for it
+    declared_axioms: tuple[str, ...]
+
+
+def plan_audit(body: str) -> _AuditPlan | None:
+    """The `#print axioms` commands that audit every declaration of ``body`` (None: nothing to audit).
+
+    Named declarations are audited in the env the body produced. An ``example``
+    has no name, so when there is one the body is re-run with each ``example``
+    keyword replaced by ``noncomputable def leanstep_example_N`` (examples are
+    anonymous defs) and the audit runs on that copy instead.
+    """
+    decls = declarations(body)
+    declared_axioms = tuple(d.name or "?" for d in decls if d.kind == "axiom")
+    audited = [d for d in decls if d.kind in AUDITED_KINDS and (d.name or d.kind == "example")]
+    if not audited:
+        return None if not declared_axioms else _AuditPlan("", False, {}, declared_axioms)
+    examples = [d for d in audited if d.kind == "example"]
+    names: list[tuple[str, str]] = []  # (name to print, name to report)
+    text = body
+    if examples:
+        lines = body.split("\n")
+        counter = 0
+        for d in audited:
+            if d.kind == "example":
+                counter += 1
+                alias = f"{EXAMPLE_PREFIX}{counter}"
+                line = lines[d.line - 1]
+                # the keyword is at d.column; `example` is 7 code points long
+                lines[d.line - 1] = line[: d.column] + f"noncomputable def {alias}" + line[d.column + 7:]
+                printed = f"{d.namespace}.{alias}" if d.namespace else alias
+                names.append((printed, f"example@{d.line}"))
+            else:
+                names.append((d.name, d.name))
+        text = "\n".join(lines)
+    else:
+        names = [(d.name, d.name) for d in audited]
+    prints = [f"#print axioms {printed}" for printed, _ in names]
+    if examples:
+        sep = "" if text.endswith("\n") else "\n"
+        command = text + sep + "\n".join(prints)
+        first_line = line_count(text) + 1
+    else:
+        command = "\n".join(prints)
+        first_line = 1
+    line_map = {first_line + k: reported for k, (_, reported) in enumerate(names)}
+    return _AuditPlan(command, bool(examples), line_map, declared_axioms)
+
+
+def _read_audit(plan: _AuditPlan, response: CommandResponse) -> tuple[dict[str, list[str]], list[str]]:
+    """Axioms per declaration, and the names whose audit failed."""
+    axioms: dict[str, list[str]] = {}
+    failed: dict[str, str] = {}
+    for m in response.messages:
+        name = plan.lines.get(m.pos.line)
+        if name is None:
+            continue
+        parsed = parse_axioms(m.data) if m.severity == "info" else None
+        if parsed is None:
+            if m.is_error:
+                failed.setdefault(name, m.data.splitlines()[0] if m.data else "error")
+            continue
+        axioms[name] = parsed[1]
+    missing = [name for name in plan.lines.values() if name not in axioms]
+    return axioms, [f"{n}: {failed.get(n, 'no answer')}" for n in missing]
+
+
+# --------------------------------------------------------------------------- #
+# The result cache
+
+
+class ResultCache:
+    """Bounded LRU of definitive outcomes keyed by (header, body, options); thread-safe."""
+
+    def __init__(self, max_entries: int = 10000) -> None:
+        self.max_entries = max(0, int(max_entries))
+        self._data: OrderedDict[str, _Outcome] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.batch_duplicates = 0
+
+    @staticmethod
+    def key(header: str, body: str, options: VerifyOptions) -> str:
+        raw = json.dumps([header, body, options.infotree, options.strict], ensure_ascii=True)
+        return hashlib.sha256(raw.encode("ascii")).hexdigest()
+
+    def get(self, key: str, timeout: float) -> _Outcome | None:
+        """A cached outcome that finished within ``timeout`` (else it could have timed out now)."""
+        if not self.max_entries:
+            return None
+        with self._lock:
+            outcome = self._data.get(key)
+            if outcome is None or outcome.time > timeout:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return outcome
+
+    def put(self, key: str, outcome: _Outcome) -> None:
+        if not self.max_entries or not outcome.cacheable:
+            return
+        with self._lock:
+            self._data[key] = outcome
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def note_duplicates(self, count: int) -> None:
+        with self._lock:
+            self.batch_duplicates += count
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"entries": len(self._data), "max_entries": self.max_entries, "hits": self.hits,
+                    "misses": self.misses, "batch_duplicates": self.batch_duplicates}
+
+
+# --------------------------------------------------------------------------- #
+# Running one snippet
+
+
+def _validate_text(text: str) -> str | None:
+    """Why ``text`` cannot be sent to a REPL, or None."""
+    try:
+        CommandRequest(text, env=0)
+    except ProtocolError as exc:
+        return str(exc).replace("cmd ", "code ", 1)
+    return None
+
+
+def _run(pool: ReplPool, split: SourceSplit, options: VerifyOptions, priority: Priority) -> _Outcome:
+    """Run one (header, body) pair; every failure becomes an outcome, never an exception."""
+    problem = _validate_text(split.body) or _validate_text(split.header)
+    if problem is not None:
+        return _failure(ERROR, f"invalid snippet: {problem}")
+    started = time.monotonic()
+    try:
+        acquired = pool.acquire(split.header, priority)
+        worker = acquired.__enter__()
+    except PoolOverloaded as exc:
+        return _failure(ERROR, f"overloaded: {exc}")
+    except PoolClosed as exc:
+        return _failure(ERROR, f"server shutting down: {exc}")
+    except ReplError as exc:
+        return _failure(ERROR, f"could not start a REPL for this header: {exc}")
+    try:
+        outcome = _run_on(worker, split, options)
+    except BaseException as exc:
+        acquired.__exit__(type(exc), exc, exc.__traceback__)
+        if isinstance(exc, Exception):
+            log.exception("verification failed unexpectedly")
+            return _failure(ERROR, f"internal error: {type(exc).__name__}: {exc}", time.monotonic() - started)
+        raise
+    acquired.__exit__(None, None, None)
+    return outcome
+
+
+def _run_on(worker: Any, split: SourceSplit, options: VerifyOptions) -> _Outcome:
+    header_messages = tuple(worker.header_messages)
+    diagnostics = {"repl_uuid": worker.name} if options.debug else None
+    t0 = time.monotonic()
+    try:
+        response = worker.run(CommandRequest(split.body, env=worker.header_env, infotree=options.infotree),
+                              options.timeout)
+    except ReplTimeout as exc:
+        return _failure(TIMEOUT, f"Lean REPL command timed out in {exc.limit:g} seconds "
+                                 "(wall-clock limit; the REPL was killed and replaced)", time.monotonic() - t0)
+    except ReplLost as exc:
+        return _failure(ERROR, f"REPL process lost while checking this snippet: {exc} (it was replaced)",
+                        time.monotonic() - t0)
+    elapsed = time.monotonic() - t0
+    if options.debug and worker.process is not None:
+        diagnostics["memory_max"] = worker.process.rss_bytes()
+    if isinstance(response, ErrorResponse):
+        return _Outcome(ERROR, header_messages=header_messages, time=elapsed, repl_message=response.message,
+                        reasons=(f"REPL error: {response.message}",), diagnostics=diagnostics)
+    if not isinstance(response, CommandResponse):
+        return _failure(ERROR, f"unexpected REPL answer {type(response).__name__}", elapsed)
+    reasons = []
+    header_errors = [m for m in header_messages if m.is_error]
+    if header_errors:
+        reasons.append(f"header error: {header_errors[0].data.splitlines()[0]}")
+    reasons += judge(response.messages, response.sorries)
+    tree = None if response.infotree is None else [t.to_json() for t in response.infotree]
+    axioms = None
+    verdict = INVALID if reasons else VALID
+    if options.strict:
+        plan = plan_audit(split.body)
+        if plan is not None:
+            if plan.declared_axioms:
+                reasons.append("declares axiom " + ", ".join(plan.declared_axioms))
+            if plan.command and verdict == VALID:
+                env = worker.header_env if plan.on_header_env else response.env
+                t1 = time.monotonic()
+                try:
+                    audit = worker.run(CommandRequest(plan.command, env=env), options.timeout)
+                except ReplTimeout as exc:
+                    return _failure(TIMEOUT, f"Lean REPL command timed out in {exc.limit:g} seconds during the "
+                                             "axiom audit (wall-clock limit; the REPL was killed and replaced)",
+                                    elapsed + time.monotonic() - t1)
+                except ReplLost as exc:
+                    return _failure(ERROR, f"REPL process lost during the axiom audit: {exc} (it was replaced)",
+                                    elapsed + time.monotonic() - t1)
+                elapsed += time.monotonic() - t1
+                if not isinstance(audit, CommandResponse):
+                    return _failure(ERROR, f"axiom audit failed: {getattr(audit, 'message', audit)!r}", elapsed)
+                axioms, unresolved = _read_audit(plan, audit)
+                for name, used in axioms.items():
+                    bad = [a for a in used if a not in ALLOWED_AXIOMS]
+                    if bad:
+                        reasons.append(f"{name} depends on disallowed axioms: {', '.join(bad)}")
+                if unresolved and not reasons:
+                    return _Outcome(ERROR, response.messages, header_messages, response.sorries, elapsed,
+                                    env=response.env, infotree=tree, axioms=axioms,
+                                    reasons=("axiom audit incomplete: " + "; ".join(unresolved),),
+                                    diagnostics=diagnostics)
+        verdict = INVALID if reasons else VALID
+    return _Outcome(verdict, response.messages, header_messages, response.sorries, elapsed, env=response.env,
+                    infotree=tree, axioms=axioms, reasons=tuple(reasons), diagnostics=diagnostics)
+
+
+# --------------------------------------------------------------------------- #
+# The verifier: cache, de-duplication, bounded fan-out
+
+
+SnippetLike = Snippet | tuple[str, str] | str | dict
+
+
+def as_snippet(item: SnippetLike, index: int) -> Snippet:
+    """Accept a Snippet, an (id, code) pair, a bare code string (id = its index) or a dict with id/code."""
+    if isinstance(item, Snippet):
+        return item
+    if isinstance(item, str):
+        return Snippet(str(index), item)
+    if isinstance(item, tuple) and len(item) == 2:
+        return Snippet(str(item[0]), item[1])
+    if isinstance(item, dict):
+        sid = item.get("id", item.get("custom_id", index))
+        code = item.get("code", item.get("proof"))
+        if not isinstance(code, str):
+            raise ValueError(f"snippet {sid!r} has no code")
+        return Snippet(str(sid), code)
+    raise TypeError(f"cannot read a snippet from {type(item).__name__}")
+
+
+ResultCallback = Callable[[int, VerifyResult], None]
+
+
+class Verifier:
+    """Checks snippets on a pool with a result cache and a bounded worker-thread pool shared by all batches."""
+
+    def __init__(self, pool: ReplPool, *, cache: ResultCache | None = None, cache_size: int = 10000,
+                 threads: int | None = None, priority: Priority = Priority.BATCH) -> None:
+        self.pool = pool
+        self.cache = cache if cache is not None else ResultCache(cache_size)
+        self.priority = priority
+        self.threads = threads or max(2, 2 * pool.settings.max_repls)
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="verify")
+        self._lock = threading.Lock()
+        self.verdicts: dict[str, int] = {v: 0 for v in VERDICTS}
+        self.snippets = 0
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def verify(self, snippet: SnippetLike, options: VerifyOptions | None = None) -> VerifyResult:
+        return self.verify_batch([snippet], options)[0]
+
+    def verify_batch(self, snippets: Sequence[SnippetLike], options: VerifyOptions | None = None,
+                     on_result: ResultCallback | None = None) -> list[VerifyResult]:
+        """Results in input order; one bad snippet never fails the batch. ``on_result(index, result)`` streams."""
+        options = options or VerifyOptions()
+        items = [as_snippet(s, i) for i, s in enumerate(snippets)]
+        results: list[VerifyResult | None] = [None] * len(items)
+        done = threading.Condition()
+        pending = [0]
+
+        def deliver(indices: list[int], splits: list[SourceSplit], outcome: _Outcome, cached: bool) -> None:
+            for k, idx in enumerate(indices):
+                result = _to_user(outcome, splits[k], items[idx].id, cached or k > 0)
+                results[idx] = result
+                with self._lock:
+                    self.verdicts[result.verdict] += 1
+                    self.snippets += 1
+                if on_result is not None:
+                    try:
+                        on_result(idx, result)
+                    except Exception:  # a faulty callback must not lose results
+                        log.exception("on_result callback failed for snippet %r", result.id)
+
+        # group identical (header, body, options) so each runs once
+        groups: OrderedDict[str, tuple[list[int], list[SourceSplit]]] = OrderedDict()
+        for idx, snippet in enumerate(items):
+            if not isinstance(snippet.code, str):
+                deliver([idx], [SourceSplit("", "", 0)],
+                        _failure(ERROR, "invalid snippet: code must be a string"), False)
+                continue
+            split = split_source(snippet.code)
+            key = ResultCache.key(split.header, split.body, options) if options.use_cache else f"#{idx}"
+            group = groups.setdefault(key, ([], []))
+            group[0].append(idx)
+            group[1].append(split)
+        if options.use_cache:
+            self.cache.note_duplicates(sum(len(g[0]) - 1 for g in groups.values()))
+
+        limit = threading.BoundedSemaphore(self.threads)
+
+        def job(key: str, indices: list[int], splits: list[SourceSplit]) -> None:
+            try:
+                outcome = _run(self.pool, splits[0], options, self.priority)
+                if options.use_cache:
+                    self.cache.put(key, outcome)
+            except BaseException as exc:  # never lose a snippet
+                outcome = _failure(ERROR, f"internal error: {type(exc).__name__}: {exc}")
+            deliver(indices, splits, outcome, False)
+
+        def finished(_: Future) -> None:
+            limit.release()
+            with done:
+                pending[0] -= 1
+                done.notify_all()
+
+        for key, (indices, splits) in groups.items():
+            if options.use_cache:
+                hit = self.cache.get(key, options.timeout)
+                if hit is not None:
+                    deliver(indices, splits, hit, True)
+                    continue
+            limit.acquire()
+            with done:
+                pending[0] += 1
+            try:
+                future = self._executor.submit(job, key, indices, splits)
+            except RuntimeError as exc:  # executor shut down
+                limit.release()
+                with done:
+                    pending[0] -= 1
+                deliver(indices, splits, _failure(ERROR, f"server shutting down: {exc}"), False)
+                continue
+            future.add_done_callback(finished)
+        with done:
+            while pending[0]:
+                done.wait()
+        return [r for r in results]  # every slot is filled by now
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"snippets": self.snippets, "verdicts": dict(self.verdicts), "cache": self.cache.stats()}
+
+
+def verify_batch(pool: ReplPool, snippets: Sequence[SnippetLike], options: VerifyOptions | None = None, *,
+                 on_result: ResultCallback | None = None, cache: ResultCache | None = None,
+                 max_workers: int | None = None, **option_fields: Any) -> list[VerifyResult]:
+    """One-shot batch check on ``pool`` (a :class:`Verifier` with a private cache unless one is given).
+
+    Options may be passed as a :class:`VerifyOptions` or as keywords (timeout=, infotree=, strict=, use_cache=).
+    """
+    if options is None:
+        options = VerifyOptions(**option_fields)
+    elif option_fields:
+        options = replace(options, **option_fields)
+    with Verifier(pool, cache=cache, threads=max_workers) as verifier:
+        return verifier.verify_batch(snippets, options, on_result)
+
+
+def verify_code(pool: ReplPool, code: str, **option_fields: Any) -> VerifyResult:
+    """Check one piece of Lean code (id "0")."""
+    return verify_batch(pool, [code], **option_fields)[0]
+
+
+__all__ = [
+    "ALLOWED_AXIOMS", "ERROR", "INVALID", "TIMEOUT", "VALID", "VERDICTS", "ResultCache", "Snippet", "Verifier",
+    "VerifyOptions", "VerifyResult", "as_snippet", "judge", "parse_axioms", "plan_audit", "verify_batch",
+    "verify_code",
+]

@@ -1,0 +1,219 @@
+"""Python client for a leanstep server: batched, concurrent, retrying verification.
+
+``Client(url).verify(snippets)`` splits the snippets into batches, sends them to
+``POST /api/check`` concurrently over one pooled HTTP session, retries
+connection errors, 429 and 5xx with exponential backoff and jitter (a bounded
+number of times), and returns typed results in input order. A batch that still
+fails after its retries becomes per-snippet ``error`` results, never a lost
+snippet. Client errors (4xx other than 429) are not retried: they would fail
+again; they raise :class:`ClientError` with the server's message.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from leanstep.check.verify import ERROR, VerifyResult
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class ClientError(RuntimeError):
+    """The server refused a request (4xx); ``status`` and the server's ``detail`` are kept."""
+
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+        super().__init__(f"HTTP {status}: {message}" + (f" ({detail})" if detail else ""))
+        self.status = status
+        self.detail = detail
+
+
+def _as_pair(item: Any, index: int) -> tuple[str, str]:
+    if isinstance(item, str):
+        return str(index), item
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return str(item[0]), item[1]
+    if isinstance(item, dict):
+        sid = item.get("id", item.get("custom_id", index))
+        code = item.get("code", item.get("proof"))
+        if not isinstance(code, str):
+            raise ValueError(f"snippet {sid!r} has no `code` (or `proof`) string")
+        return str(sid), code
+    if hasattr(item, "id") and hasattr(item, "code"):
+        return str(item.id), item.code
+    raise TypeError(f"cannot read a snippet from {type(item).__name__}")
+
+
+def result_from_check(entry: dict[str, Any]) -> VerifyResult:
+    """Read one ``/api/check`` result (Kimina's shape plus our verdict) into a VerifyResult."""
+    response = entry.get("response") or {}
+    repl_message = response.get("message") if "message" in response and "env" not in response else None
+    obj = {
+        "id": entry.get("id"), "verdict": entry.get("verdict", ERROR), "time": entry.get("time", 0.0),
+        "error": entry.get("error"), "repl_message": repl_message,
+        "messages": response.get("messages"), "sorries": response.get("sorries"), "env": response.get("env"),
+        "infotree": response.get("infotree"), "axioms": entry.get("axioms"), "reasons": entry.get("reasons"),
+        "cached": entry.get("cached", False),
+    }
+    return VerifyResult.from_json(obj)
+
+
+class Client:
+    """A thread-safe client; one ``requests.Session`` whose connection pool fits ``max_workers``."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:6000", api_key: str | None = None, timeout: float = 3600.0,
+                 *, max_retries: int = 5, backoff: float = 0.5, max_backoff: float = 30.0, pool_size: int = 16) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.session = requests.Session()
+        self._mount(pool_size)
+        self._lock = threading.Lock()
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    def _mount(self, size: int) -> None:
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, size), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._pool_size = size
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport --------------------------------------------------------------
+
+    def _sleep_before(self, attempt: int, retry_after: str | None) -> None:
+        delay = min(self.max_backoff, self.backoff * (2 ** attempt))
+        delay = delay / 2 + random.uniform(0, delay / 2)  # jitter: spread retries of concurrent batches
+        if retry_after:
+            try:
+                delay = max(delay, min(self.max_backoff, float(retry_after)))
+            except ValueError:
+                pass
+        time.sleep(delay)
+
+    def request(self, method: str, path: str, payload: Any = None) -> Any:
+        """One JSON request with retries on connection errors, 429 and 5xx; returns the decoded body."""
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        last: str = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = self.session.request(method, url, json=payload, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                if attempt < self.max_retries:
+                    self._sleep_before(attempt, None)
+                continue
+            if resp.status_code in RETRY_STATUS:
+                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                if attempt < self.max_retries:
+                    self._sleep_before(attempt, resp.headers.get("Retry-After"))
+                continue
+            if resp.status_code >= 400:
+                try:
+                    body = resp.json()
+                except ValueError:
+                    body = None
+                if isinstance(body, dict):
+                    raise ClientError(resp.status_code, str(body.get("error", resp.reason)), body.get("detail"))
+                raise ClientError(resp.status_code, resp.reason, resp.text[:300])
+            try:
+                return resp.json()
+            except ValueError:
+                last = f"non-JSON answer: {resp.text[:300]!r}"
+                if attempt < self.max_retries:
+                    self._sleep_before(attempt, None)
+        raise ConnectionError(f"{method} {url} failed after {self.max_retries + 1} attempts: {last}")
+
+    # -- API --------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self.request("GET", "/health")
+
+    def check_batch(self, pairs: Sequence[tuple[str, str]], *, timeout: float = 60.0, strict: bool | None = None,
+                    infotree: str | None = None, reuse: bool = True) -> list[VerifyResult]:
+        """One ``POST /api/check`` call (ids must be unique within it)."""
+        payload: dict[str, Any] = {"snippets": [{"id": i, "code": c} for i, c in pairs], "timeout": timeout,
+                                   "reuse": reuse, "infotree": infotree}
+        if strict is not None:
+            payload["strict"] = strict
+        body = self.request("POST", "/api/check", payload)
+        return [result_from_check(entry) for entry in body["results"]]
+
+    def verify(self, snippets: Sequence[Any], *, timeout: float = 60.0, batch_size: int = 32,
+               max_workers: int = 4, strict: bool | None = None, infotree: str | None = None, reuse: bool = True,
+               progress: bool = False, on_batch: Callable[[list[VerifyResult]], None] | None = None,
+               ) -> list[VerifyResult]:
+        """Verify strings, (id, code) pairs or dicts; results come back in input order.
+
+        Duplicate ids are allowed: each batch gets unique wire ids and the results
+        carry the caller's ids again.
+        """
+        if batch_size <= 0 or max_workers <= 0:
+            raise ValueError("batch_size and max_workers must be positive")
+        pairs = [_as_pair(item, i) for i, item in enumerate(snippets)]
+        if max_workers > self._pool_size:
+            with self._lock:
+                if max_workers > self._pool_size:
+                    self._mount(max_workers)
+        batches = [list(range(start, min(start + batch_size, len(pairs))))
+                   for start in range(0, len(pairs), batch_size)]
+        results: list[VerifyResult | None] = [None] * len(pairs)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(pairs), unit="proof", desc="verify", dynamic_ncols=True)
+
+        def run(indices: list[int]) -> list[tuple[int, VerifyResult]]:
+            wire = [(f"{k}-{uuid.uuid4().hex[:8]}", pairs[i][1]) for k, i in enumerate(indices)]
+            try:
+                answers = self.check_batch(wire, timeout=timeout, strict=strict, infotree=infotree, reuse=reuse)
+                by_wire = {a.id: a for a in answers}
+            except (ConnectionError, ClientError, KeyError, TypeError, ValueError) as exc:
+                error = f"request failed: {exc}"
+                return [(i, VerifyResult(pairs[i][0], ERROR, error=error, reasons=(error,))) for i in indices]
+            out = []
+            for (wid, _), i in zip(wire, indices):
+                answer = by_wire.get(wid)
+                if answer is None:
+                    answer = VerifyResult(wid, ERROR, error="the server returned no result for this snippet")
+                out.append((i, replace(answer, id=pairs[i][0])))
+            return out
+
+        try:
+            with ThreadPoolExecutor(max_workers=min(max_workers, max(1, len(batches)))) as executor:
+                futures = [executor.submit(run, b) for b in batches]
+                for future in as_completed(futures):
+                    done = future.result()
+                    for i, result in done:
+                        results[i] = result
+                    if bar is not None:
+                        bar.update(len(done))
+                    if on_batch is not None:
+                        on_batch([r for _, r in done])
+        finally:
+            if bar is not None:
+                bar.close()
+        return results  # type: ignore[return-value]
+
+
+__all__ = ["Client", "ClientError", "result_from_check"]

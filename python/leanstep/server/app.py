@@ -1,0 +1,293 @@
+"""The Flask app: thin routes over the verifier, the pool and (optionally) the suggester.
+
+Routes: ``POST /verify`` and ``POST /api/check`` (Kimina-compatible shapes plus a
+``verdict`` per result), ``GET /health`` (the pool's real state), ``GET
+/metrics`` (Prometheus text, one registry per app), and, when a suggester is
+given, the suggestion routes from ``server.suggest_routes`` (imported lazily so
+the verification path never imports a model library).
+
+Every error is JSON ``{"error": ..., "detail": ...}``: malformed JSON 400,
+a wrong or missing field 422, a body over ``max_body_mb`` or more snippets than
+``max_batch`` 413, a missing or wrong API key 401. Problems with one snippet
+(a NUL byte, text that is not Unicode) become that snippet's result, never a
+failed batch.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+
+from leanstep.check.verify import VERDICTS, Snippet, Verifier, VerifyOptions
+from leanstep.config import Config
+from leanstep.repl.pool import ReplPool
+from leanstep.server.schemas import (
+    CheckBody, VerifyBody, check_result_json, error_json, parse, verify_result_json,
+)
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset({"/health", "/health/"})  # GET / (Kimina's health alias) shares POST / with llmstep, so it is keyed
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+@dataclass
+class AppState:
+    """What the routes share; ``close()`` stops the verifier and, if the app made it, the pool."""
+
+    config: Config
+    pool: ReplPool
+    verifier: Verifier
+    registry: CollectorRegistry
+    owns_pool: bool = False
+    closing: bool = False
+
+    def close(self) -> None:
+        self.closing = True
+        self.verifier.close()
+        if self.owns_pool:
+            self.pool.shutdown()
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    try:
+        text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+        data = text.encode("utf-8")
+    except (UnicodeEncodeError, ValueError):  # lone surrogates echoed back from an id: escape them
+        data = json.dumps(obj, ensure_ascii=True, default=str).encode("ascii")
+    return Response(data, status=status, mimetype="application/json")
+
+
+def error_response(status: int, error: str, detail: Any = None) -> Response:
+    return json_response(error_json(error, detail), status)
+
+
+class _PoolCollector:
+    """Reads the pool, the cache and the verdict counters at scrape time."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    def collect(self):  # noqa: ANN201 (prometheus_client protocol)
+        stats = self.state.pool.stats()
+        workers = GaugeMetricFamily("leanstep_pool_workers", "REPL workers by state", labels=["state"])
+        for state, count in sorted(stats.workers_by_state.items()):
+            workers.add_metric([state], count)
+        yield workers
+        yield GaugeMetricFamily("leanstep_pool_max_repls", "configured pool size", value=stats.max_repls)
+        yield GaugeMetricFamily("leanstep_pool_queue_depth", "requests waiting for a REPL", value=stats.queue_depth)
+        yield GaugeMetricFamily("leanstep_pool_rss_bytes", "resident memory of the REPLs at their last poll",
+                                value=stats.rss_bytes)
+        yield GaugeMetricFamily("leanstep_pool_warm_headers", "distinct headers with a worker",
+                                value=len(stats.workers_by_header))
+        c = stats.counters
+        simple = {
+            "leanstep_repl_started": ("REPL processes started", c.started),
+            "leanstep_repl_start_failures": ("REPL starts that failed", c.start_failures),
+            "leanstep_repl_timeouts": ("REPL commands killed at their wall-clock limit", c.timeouts),
+            "leanstep_repl_lost": ("REPL processes lost (crash, exit, garbage)", c.lost),
+            "leanstep_repl_evicted": ("idle REPLs evicted for another header", c.evicted),
+            "leanstep_repl_restarts": ("REPLs replaced after a timeout, loss or recycling",
+                                       c.timeouts + c.lost + c.recycled_memory + c.recycled_uses),
+            "leanstep_pool_overloaded": ("acquisitions that gave up waiting", c.overloaded),
+            "leanstep_pool_requests": ("REPL acquisitions released", c.requests),
+        }
+        for name, (doc, value) in simple.items():
+            yield CounterMetricFamily(name, doc, value=value)
+        recycled = CounterMetricFamily("leanstep_repl_recycled", "REPLs recycled", labels=["reason"])
+        recycled.add_metric(["memory"], c.recycled_memory)
+        recycled.add_metric(["uses"], c.recycled_uses)
+        yield recycled
+        vstats = self.state.verifier.stats()
+        cache = vstats["cache"]
+        yield CounterMetricFamily("leanstep_cache_hits", "results answered from the result cache",
+                                  value=cache["hits"] + cache["batch_duplicates"])
+        yield CounterMetricFamily("leanstep_cache_misses", "result cache look-ups that missed", value=cache["misses"])
+        yield GaugeMetricFamily("leanstep_cache_entries", "entries in the result cache", value=cache["entries"])
+        verdicts = CounterMetricFamily("leanstep_snippets", "snippets answered, by verdict", labels=["verdict"])
+        for verdict in VERDICTS:
+            verdicts.add_metric([verdict], vstats["verdicts"].get(verdict, 0))
+        yield verdicts
+
+
+def _api_key_ok(expected: str) -> tuple[bool, str]:
+    given = request.headers.get("Authorization")
+    if given is not None:
+        given = given.strip()
+        if given[:7].lower() == "bearer ":
+            given = given[7:].strip()
+    else:
+        given = request.headers.get("X-API-Key")
+    if not given:
+        return False, "missing API key: send `Authorization: Bearer <key>`"
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8")):
+        return False, "invalid API key"
+    return True, ""
+
+
+def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = None) -> Flask:
+    """Build the app. Without ``pool`` one is made from ``config`` and started (and owned by the app)."""
+    owns_pool = pool is None
+    if pool is None:
+        from leanstep.repl.launch import make_pool
+
+        pool = make_pool(config)
+        pool.start()
+    app = Flask("leanstep")
+    app.config["MAX_CONTENT_LENGTH"] = int(config.max_body_mb * 1024 * 1024)
+    registry = CollectorRegistry(auto_describe=True)
+    verifier = Verifier(pool, cache_size=config.cache_size)
+    state = AppState(config, pool, verifier, registry, owns_pool=owns_pool)
+    app.extensions["leanstep"] = state
+    registry.register(_PoolCollector(state))
+    http_requests = Counter("leanstep_http_requests", "HTTP requests by route and status",
+                            ["route", "status"], registry=registry)
+    latency = Histogram("leanstep_http_request_seconds", "HTTP request latency by route", ["route"],
+                        buckets=LATENCY_BUCKETS, registry=registry)
+
+    # -- cross-cutting --------------------------------------------------------
+
+    @app.before_request
+    def _authenticate() -> Response | None:
+        g.started = time.monotonic()
+        if config.api_key and request.path not in OPEN_PATHS:
+            ok, why = _api_key_ok(config.api_key)
+            if not ok:
+                return error_response(401, "unauthorized", why)
+        return None
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        http_requests.labels(route, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            latency.labels(route).observe(time.monotonic() - started)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        if exc.code == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            return error_response(413, "request body too large",
+                                  f"the body exceeds the limit of {limit} bytes (max_body_mb={config.max_body_mb:g}); "
+                                  "send fewer snippets per request")
+        return error_response(exc.code or 500, (exc.name or "error").lower(), exc.description)
+
+    @app.errorhandler(Exception)
+    def _internal(exc: Exception) -> Response:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal server error", f"{type(exc).__name__}: {exc}")
+
+    def read_json(list_field: str) -> tuple[Any, Response | None]:
+        data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+        if not data.strip():
+            return None, error_response(400, "empty request body", "send a JSON object")
+        try:
+            payload = json.loads(data.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            return None, error_response(400, "malformed JSON", f"the body is not UTF-8: {exc}")
+        except json.JSONDecodeError as exc:
+            return None, error_response(400, "malformed JSON",
+                                        f"{exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})")
+        except RecursionError:
+            return None, error_response(400, "malformed JSON", "nested too deeply")
+        if isinstance(payload, dict) and isinstance(payload.get(list_field), list) \
+                and len(payload[list_field]) > config.max_batch:
+            return None, error_response(
+                413, "too many snippets",
+                f"{len(payload[list_field])} entries in `{list_field}`, the limit is {config.max_batch} "
+                "(max_batch); split the work into smaller requests")
+        return payload, None
+
+    def verify_or_422(model: type, payload: Any) -> tuple[Any, Response | None]:
+        try:
+            return parse(model, payload), None
+        except ValueError as exc:
+            return None, error_response(422, "invalid request", str(exc))
+
+    # -- routes ---------------------------------------------------------------
+
+    @app.post("/verify")
+    @app.post("/one_pass_verify_batch")
+    def verify() -> Response:
+        payload, problem = read_json("codes")
+        if problem is not None:
+            return problem
+        body, problem = verify_or_422(VerifyBody, payload)
+        if problem is not None:
+            return problem
+        options = VerifyOptions(timeout=body.timeout, infotree=body.infotree_type,
+                                strict=config.strict if body.strict is None else body.strict,
+                                use_cache=not body.disable_cache)
+        snippets = [Snippet(str(c.custom_id), c.content) for c in body.codes]
+        results = verifier.verify_batch(snippets, options)
+        return json_response({"results": [verify_result_json(r) for r in results]})
+
+    @app.post("/api/check")
+    @app.post("/api/check/")
+    def check() -> Response:
+        payload, problem = read_json("snippets")
+        if problem is not None:
+            return problem
+        body, problem = verify_or_422(CheckBody, payload)
+        if problem is not None:
+            return problem
+        options = VerifyOptions(timeout=body.timeout, infotree=body.infotree,
+                                strict=config.strict if body.strict is None else body.strict,
+                                use_cache=body.reuse, debug=body.debug)
+        snippets = [Snippet(s.id, s.code) for s in body.snippets]
+        results = verifier.verify_batch(snippets, options)
+        return json_response({"results": [check_result_json(r, body.debug) for r in results]})
+
+    @app.get("/health")
+    @app.get("/health/")
+    @app.get("/")
+    def health() -> Response:
+        stats = pool.stats()
+        by_state = stats.workers_by_state
+        ready = by_state.get("idle", 0) + by_state.get("busy", 0)
+        if state.closing:
+            status, code = "shutting down", 503
+        elif ready == 0 and by_state.get("starting", 0):
+            status, code = "starting", 200
+        else:
+            status, code = "ok", 200
+        c = stats.counters
+        return json_response({
+            "status": status,
+            "pool": {
+                "max_repls": stats.max_repls,
+                "workers": by_state,
+                "queue_depth": stats.queue_depth,
+                "warm_headers": stats.workers_by_header,
+                "rss_bytes": stats.rss_bytes,
+                "counters": {"started": c.started, "start_failures": c.start_failures, "timeouts": c.timeouts,
+                             "lost": c.lost, "recycled_memory": c.recycled_memory,
+                             "recycled_uses": c.recycled_uses, "evicted": c.evicted, "overloaded": c.overloaded,
+                             "requests": c.requests},
+            },
+            "cache": verifier.cache.stats(),
+            "suggest": suggester is not None,
+        }, code)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    if suggester is not None:
+        from leanstep.server.suggest_routes import suggest_blueprint
+
+        app.register_blueprint(suggest_blueprint(suggester))
+
+    return app

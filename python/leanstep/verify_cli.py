@@ -1,0 +1,230 @@
+"""``leanstep verify FILE.jsonl|FILE.lean|DIR``: check proofs against a server or a local pool.
+
+Input: a ``.jsonl`` file of ``{"id"|"custom_id", "code"|"proof"}`` objects, one
+``.lean`` file, or a directory of ``.lean`` files (searched recursively, ids are
+the relative paths). With ``--url`` the proofs go to a running server;
+otherwise a local pool is started (``--repl sim|lake``). Results are written as
+JSON lines in input order (to ``--output`` or stdout), with a progress bar and
+a summary line on stderr. Exit status: 0 when every proof got a result (even
+an invalid one), 1 when the server could not be reached, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import IO, Any
+
+from leanstep.check.verify import VERDICTS, Snippet, VerifyResult
+from leanstep.repl.launch import SetupError
+
+
+class UsageError(ValueError):
+    """Bad input or arguments; the message says what to fix."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="a .jsonl file ({id, code} per line), a .lean file, or a directory of .lean files")
+    parser.add_argument("--url", default=None, help="verify on this running server instead of a local pool")
+    parser.add_argument("--api-key", default=None, help="API key for --url (default: $LEANSTEP_API_KEY)")
+    parser.add_argument("-o", "--output", default=None, help="write JSON-lines results here (default: stdout)")
+    parser.add_argument("--timeout", type=float, default=None, help="wall-clock seconds per proof (default: 60)")
+    parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
+                        help="audit axioms: reject sorryAx, native_decide (Lean.ofReduceBool) and declared axioms")
+    parser.add_argument("--infotree", default=None, choices=["full", "tactics", "original", "substantive"],
+                        help="include the REPL's infotree in each result")
+    parser.add_argument("--no-cache", action="store_true", help="check duplicates again instead of reusing results")
+    parser.add_argument("--batch-size", type=int, default=32, help="snippets per HTTP request with --url")
+    parser.add_argument("--max-workers", type=int, default=4, help="concurrent HTTP requests with --url")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    local = parser.add_argument_group("local pool (without --url)")
+    local.add_argument("--repl", default=None, help="'lake' (the workspace's REPL), 'sim', or a command line")
+    local.add_argument("--workspace", default=None, help="Lean project for --repl lake")
+    local.add_argument("--max-repls", default=None, help="REPL processes to run")
+    local.add_argument("--sandbox", default=None, help="auto, bwrap, rlimit or none")
+    local.add_argument("--import-timeout", default=None, help="seconds a header import may take")
+
+
+# --------------------------------------------------------------------------- #
+# Input
+
+
+def read_snippets(path: Path) -> list[Snippet]:
+    """Snippets from a .jsonl file, a .lean file or a directory of .lean files."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.lean") if p.is_file() and ".lake" not in p.parts)
+        if not files:
+            raise UsageError(f"{path}: no .lean files in this directory")
+        return [Snippet(str(f.relative_to(path)), _read_text(f)) for f in files]
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    if path.suffix == ".lean":
+        return [Snippet(path.name, _read_text(path))]
+    if path.suffix in (".jsonl", ".ndjson", ".json"):
+        return _read_jsonl(path)
+    raise UsageError(f"{path}: expected a .jsonl file, a .lean file or a directory")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc})") from None
+
+
+def _read_jsonl(path: Path) -> list[Snippet]:
+    snippets = []
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise UsageError(f"{path}:{lineno}: expected a JSON object with `id` and `code`")
+            sid = obj.get("id", obj.get("custom_id", obj.get("name", lineno)))
+            code = obj.get("code", obj.get("proof", obj.get("full_proof")))
+            if not isinstance(code, str):
+                raise UsageError(f"{path}:{lineno}: no `code` (or `proof`) string")
+            snippets.append(Snippet(str(sid), code))
+    if not snippets:
+        raise UsageError(f"{path}: no snippets")
+    return snippets
+
+
+# --------------------------------------------------------------------------- #
+# Output
+
+
+class OrderedWriter:
+    """Writes results as JSON lines in input order as soon as every earlier one is in."""
+
+    def __init__(self, out: IO[str], total: int) -> None:
+        self.out = out
+        self.pending: dict[int, VerifyResult] = {}
+        self.next = 0
+        self.total = total
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def add(self, index: int, result: VerifyResult) -> None:
+        with self.lock:
+            self.counts[result.verdict] += 1
+            self.pending[index] = result
+            while self.next in self.pending:
+                item = self.pending.pop(self.next)
+                self.out.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+                self.next += 1
+            self.out.flush()
+
+
+def summary_line(counts: Counter[str], total: int, elapsed: float) -> str:
+    parts = " / ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+    rate = total / elapsed if elapsed > 0 else 0.0
+    return f"{total} proofs: {parts} in {elapsed:.1f} s ({rate:.1f} proofs/s)"
+
+
+# --------------------------------------------------------------------------- #
+
+
+def _run_local(args: argparse.Namespace, snippets: list[Snippet], writer: OrderedWriter, bar: Any) -> None:
+    from leanstep import config as config_mod
+    from leanstep.check.verify import Verifier, VerifyOptions
+    from leanstep.repl.launch import make_pool
+
+    settings = {k: getattr(args, k) for k in ("repl", "workspace", "max_repls", "sandbox", "import_timeout")
+                if getattr(args, k, None) is not None}
+    config = config_mod.load(settings)
+    timeout = args.timeout if args.timeout is not None else config.timeout
+    strict = config.strict if args.strict is None else args.strict
+    options = VerifyOptions(timeout=timeout, infotree=args.infotree, strict=strict, use_cache=not args.no_cache)
+    pool = make_pool(config)
+    pool.start()
+    try:
+        with Verifier(pool, cache_size=config.cache_size) as verifier:
+            def on_result(index: int, result: VerifyResult) -> None:
+                writer.add(index, result)
+                if bar is not None:
+                    bar.update(1)
+
+            verifier.verify_batch(snippets, options, on_result)
+    finally:
+        pool.shutdown()
+
+
+def _run_remote(args: argparse.Namespace, snippets: list[Snippet], writer: OrderedWriter, bar: Any) -> None:
+    import os
+
+    from leanstep.client import Client
+
+    key = args.api_key or os.environ.get("LEANSTEP_API_KEY")
+    client = Client(args.url, api_key=key)
+    # duplicate ids are fine on the client: it sends its own wire ids
+    pairs = [(s.id, s.code) for s in snippets]
+
+    def on_batch(results: list[VerifyResult]) -> None:
+        if bar is not None:
+            bar.update(len(results))
+
+    with client:
+        results = client.verify(pairs, timeout=args.timeout or 60.0, batch_size=args.batch_size,
+                                max_workers=args.max_workers, strict=args.strict, infotree=args.infotree,
+                                reuse=not args.no_cache, on_batch=on_batch)
+    for i, result in enumerate(results):
+        writer.add(i, result)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.batch_size <= 0 or args.max_workers <= 0:
+            raise UsageError("--batch-size and --max-workers must be positive")
+        if args.timeout is not None and args.timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        snippets = read_snippets(Path(args.input))
+    except UsageError as exc:
+        print(f"leanstep verify: {exc}", file=sys.stderr)
+        return 2
+    out: IO[str]
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    writer = OrderedWriter(out, len(snippets))
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(snippets), unit="proof", desc="verify", file=sys.stderr, dynamic_ncols=True)
+    started = time.monotonic()
+    try:
+        if args.url:
+            _run_remote(args, snippets, writer, bar)
+        else:
+            _run_local(args, snippets, writer, bar)
+    except ConnectionError as exc:
+        print(f"leanstep verify: {exc}", file=sys.stderr)
+        return 1
+    except (SetupError, ValueError) as exc:  # a configuration that cannot start a REPL, or a bad flag value
+        print(f"leanstep verify: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if bar is not None:
+            bar.close()
+        if out is not sys.stdout:
+            out.close()
+    print(summary_line(writer.counts, len(snippets), time.monotonic() - started), file=sys.stderr)
+    return 0 if writer.next == len(snippets) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="leanstep verify", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

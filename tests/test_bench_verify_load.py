@@ -1,0 +1,22 @@
+"""Smoke test: the verification acceptance benchmark at --quick size passes all of its checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_verify_load_quick(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import verify_load
+
+    out = tmp_path / "verify_load.json"
+    status = verify_load.main(["--quick", "--snippets", "100", "--clean", "60", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    figures = json.loads(out.read_text())
+    assert all(figures["checks"].values())
+    assert figures["snippets"] == 100 and figures["by_kind"]["hang"] == {"timeout": figures["by_kind"]["hang"]["timeout"]}
+    assert "throughput:" in printed and "ideal" in printed

@@ -1,0 +1,77 @@
+"""The Python client against a real server: order, duplicates, retries with backoff, failures per snippet."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from flask import Flask, jsonify, request
+
+from leanstep.client import Client, ClientError
+from server_fixtures import running_server, serve_wsgi
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server() as srv:
+        yield srv
+
+
+def test_verify_mixed_inputs_in_order(server):
+    snippets = [
+        "theorem a : 1 + 1 = 2 := by norm_num",
+        ("b", "theorem b : 1 = 2 := by simp"),
+        {"id": "c", "code": "theorem c : True := by sorry"},
+        {"custom_id": "d", "proof": "theorem d : True := by\n  sim_hang"},
+        ("b", "theorem b2 : True := trivial"),  # a repeated id is fine: results follow input order
+    ] + [f"theorem t{i} : {i} = {i} := rfl" for i in range(20)]
+    with Client(server.url) as client:
+        results = client.verify(snippets, timeout=1, batch_size=3, max_workers=4, progress=True)
+    assert [r.id for r in results[:5]] == ["0", "b", "c", "d", "b"]
+    assert [r.verdict for r in results[:5]] == ["valid", "invalid", "invalid", "timeout", "valid"]
+    assert all(r.verdict == "valid" for r in results[5:])
+    assert results[2].sorries and results[1].messages[0].is_error
+
+
+def test_health(server):
+    with Client(server.url) as client:
+        assert client.health()["pool"]["max_repls"] == 2
+
+
+def test_retries_429_and_5xx_then_succeeds():
+    app = Flask("flaky")
+    calls = []
+    lock = threading.Lock()
+
+    @app.post("/api/check")
+    def check():
+        with lock:
+            calls.append(1)
+            n = len(calls)
+        if n == 1:
+            return jsonify(error="overloaded", detail=None), 429
+        if n == 2:
+            return jsonify(error="boom", detail=None), 503
+        snippets = request.get_json()["snippets"]
+        return jsonify(results=[{"id": s["id"], "time": 0.1, "response": {"env": 0}, "verdict": "valid"}
+                                for s in snippets])
+
+    with serve_wsgi(app) as url, Client(url, backoff=0.01) as client:
+        results = client.verify(["theorem x : True := trivial"] * 3, batch_size=10)
+    assert len(calls) == 3
+    assert [r.verdict for r in results] == ["valid"] * 3 and [r.id for r in results] == ["0", "1", "2"]
+
+
+def test_unreachable_server_gives_per_snippet_errors_after_bounded_attempts():
+    with Client("http://127.0.0.1:9", max_retries=2, backoff=0.01, timeout=2) as client:
+        results = client.verify(["a", "b"], batch_size=1)
+        with pytest.raises(ConnectionError, match="3 attempts"):
+            client.health()
+    assert [r.verdict for r in results] == ["error", "error"]
+    assert all("request failed" in r.error for r in results)
+
+
+def test_client_errors_are_not_retried(server):
+    with Client(server.url, backoff=5) as client:
+        with pytest.raises(ClientError, match="422"):
+            client.request("POST", "/api/check", {"snippets": [{"id": 1, "code": "x"}]})
