@@ -142,6 +142,9 @@ def _run_chunk(ctx: Ctx, cs: int, cend: int, has_delay: bool, proof_cost, scopes
     return False
 
 
+BUILTIN_TYPES = {"True": "Prop", "False": "Prop", "Nat": "Type", "Int": "Type", "Prop": "Type", "Type": "Type 1"}
+
+
 def _check(ctx: Ctx, cs: int, we: int, cend: int, rest: str) -> None:
     if re.fullmatch(r"[^\W\d][\w.'!?]*", rest):
         full = resolve(ctx.names, ctx.ns, rest)
@@ -152,7 +155,7 @@ def _check(ctx: Ctx, cs: int, we: int, cend: int, rest: str) -> None:
             s = ctx.m.find(rest, we)
             ctx.log("error", f"Unknown identifier `{rest}`", s, s + len(rest))
             return
-    typ = number_type(rest) if eval_expr(rest) is not None else None
+    typ = BUILTIN_TYPES.get(rest) or (number_type(rest) if eval_expr(rest) is not None else None)
     ctx.log("info", f"{pretty(rest)} : {typ or '?'}", cs, we)
 
 
