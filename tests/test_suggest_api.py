@@ -1,0 +1,301 @@
+"""``POST /suggest`` and llmstep's ``POST /`` end to end, over real HTTP on 127.0.0.1.
+
+Two kinds of model: a tiny random Hugging Face model built locally and served by
+``leanstep serve --hf-model DIR --repl sim`` (a real server process), and a
+deterministic generator that returns fixed candidates (a test double for the
+model only) so that the simulated REPL's semantics decide the verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from leanstep.config import load
+from leanstep.generate.base import Candidate, GenerationRequest
+from leanstep.repl.launch import make_pool
+from leanstep.server.app import create_app
+from leanstep.server.wsgi import make_server
+from leanstep.suggest import Suggester, SuggestRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_models import build_tiny_causal  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "tactic_request.json"
+STATUSES = {"closes_goal", "valid", "unchecked", "invalid"}
+
+SOURCE = """import Mathlib
+
+namespace Demo
+
+theorem helper (n : ℕ) : n + 0 = n := by
+  simp
+
+theorem target (a b : ℕ) (h : a < b) : a ≤ b ∧ 0 < b := by
+  llmstep ""
+  all_goals omega
+
+end Demo
+"""
+CALL_LINE, CALL_COLUMN = 9, 2
+CONTEXT = SOURCE[: SOURCE.index("llmstep")]
+GOAL = "a b : ℕ\nh : a < b\n⊢ a ≤ b ∧ 0 < b"
+
+# Model order (best score first); the simulator decides what each one does.
+CANDIDATES = [
+    "exact nonsense",         # recovered error -> invalid
+    "constructor",            # two goals left -> valid
+    "blah blah",              # unknown tactic -> invalid
+    "constructor <;> omega",  # closes the goal
+    "skip",                   # valid, but no progress
+    "sim_hang",               # never answers -> invalid (timeout)
+    "refine ⟨?_, ?_⟩",        # leaves the goal -> valid, no progress
+]
+
+
+class FixedGenerator:
+    """Returns the same ranked candidates for every request (those starting with the prefix)."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+        self.requests: list[GenerationRequest] = []
+        self._lock = threading.Lock()
+
+    def generate(self, request: GenerationRequest) -> list[Candidate]:
+        with self._lock:
+            self.requests.append(request)
+        picked = [t for t in self.texts if t.startswith(request.prefix)]
+        return [Candidate(t, -0.1 * i) for i, t in enumerate(picked)][: request.num_samples]
+
+
+@pytest.fixture(scope="module")
+def served():
+    """An in-process app with the fixed generator, served by waitress on a free port."""
+    config = load({"repl": "sim", "max_repls": 4, "sandbox": "none", "check_timeout": 3.0, "num_samples": 16,
+                   "threads": 8, "warm_headers": "import Mathlib"}, environ={})
+    pool = make_pool(config)
+    pool.start()
+    generator = FixedGenerator(CANDIDATES)
+    suggester = Suggester(generator, pool, config)
+    app = create_app(config, pool=pool, suggester=suggester)
+    server = make_server(app, config, port=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.effective_port}"
+    yield url, generator, suggester
+    server.close()
+    app.extensions["leanstep"].close()
+    pool.shutdown()
+
+
+def post(url: str, path: str, body, timeout: float = 30) -> requests.Response:
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return requests.post(url + path, data=data, headers={"Content-Type": "application/json"}, timeout=timeout)
+
+
+def test_suggest_ranks_checked_candidates_and_reports_timings(served):
+    url, generator, _ = served
+    started = time.monotonic()
+    r = post(url, "/suggest", {"tactic_state": GOAL, "prefix": "", "source": SOURCE,
+                               "position": {"line": CALL_LINE, "column": CALL_COLUMN}, "file_name": "Demo.lean",
+                               "timeout": 2.0})
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    out = r.json()
+    texts = [s["text"] for s in out["suggestions"]]
+    # closes_goal first, then valid (progress before no-op, then by score); invalid ones dropped.
+    assert texts == ["constructor <;> omega", "constructor", "skip", "refine ⟨?_, ?_⟩"]
+    statuses = [s["status"] for s in out["suggestions"]]
+    assert statuses == ["closes_goal", "valid", "valid", "valid"]
+    first, second = out["suggestions"][:2]
+    assert first["goals"] == [] and "message" not in first
+    assert second["goals"] == ["case left\na b : ℕ\nh : a < b\n⊢ a ≤ b", "case right\na b : ℕ\nh : a < b\n⊢ 0 < b"]
+    assert all(set(s) >= {"text", "status", "goals", "score", "time_ms"} for s in out["suggestions"])
+    assert out["counts"] == {"closes_goal": 1, "valid": 3, "unchecked": 0, "invalid": 3}
+    assert out["goal"] == GOAL and out["checked"] is True
+    assert set(out["timings"]) >= {"generation_ms", "checking_ms", "total_ms"}
+    # The hanging candidate is cut at the 2 s budget; the answer is not later than that.
+    assert 1.5 < out["timings"]["checking_ms"] / 1000 < 2.6
+    assert elapsed < 3.5
+    assert generator.requests[-1].tactic_state == GOAL and generator.requests[-1].num_samples == 16
+
+
+def test_include_invalid_keeps_them_last_with_leans_message(served):
+    url, _, _ = served
+    r = post(url, "/suggest", {"tactic_state": GOAL, "context": CONTEXT, "include_invalid": True, "timeout": 1.0})
+    assert r.status_code == 200, r.text
+    suggestions = r.json()["suggestions"]
+    assert [s["status"] for s in suggestions][-3:] == ["invalid"] * 3
+    invalid = {s["text"]: s["message"] for s in suggestions if s["status"] == "invalid"}
+    assert "Unknown identifier `nonsense`" in invalid["exact nonsense"]
+    assert "unknown tactic" in invalid["blah blah"]
+    assert invalid["sim_hang"].startswith("timeout:")
+
+
+def test_prefix_and_n_reach_the_generator(served):
+    url, generator, _ = served
+    r = post(url, "/suggest", {"tactic_state": GOAL, "prefix": "cons", "context": CONTEXT, "n": 1})
+    assert r.status_code == 200, r.text
+    assert [s["text"] for s in r.json()["suggestions"]] == ["constructor"]
+    assert generator.requests[-1].prefix == "cons" and generator.requests[-1].num_samples == 1
+
+
+def test_without_context_or_with_check_off_everything_is_unchecked(served):
+    url, _, _ = served
+    r = post(url, "/suggest", {"tactic_state": GOAL, "prefix": "constructor"})
+    assert r.status_code == 200
+    out = r.json()
+    assert [s["status"] for s in out["suggestions"]] == ["unchecked", "unchecked"]
+    assert [s["text"] for s in out["suggestions"]] == ["constructor", "constructor <;> omega"]  # model order
+    assert out["checked"] is False and "no context" in out["context_error"]
+    r = post(url, "/suggest", {"tactic_state": GOAL, "context": CONTEXT, "check": False, "prefix": "skip"})
+    assert [s["status"] for s in r.json()["suggestions"]] == ["unchecked"]
+
+
+def test_a_context_that_cannot_be_located_still_answers(served):
+    url, _, _ = served
+    r = post(url, "/suggest", {"tactic_state": GOAL, "prefix": "skip", "context": "import Mathlib\n\n#eval 1 + "})
+    assert r.status_code == 200
+    out = r.json()
+    assert out["suggestions"][0]["status"] == "unchecked"
+    assert "no goal found" in out["context_error"]
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"prefix": ""}, 422, "tactic_state"),
+    ({"tactic_state": GOAL, "n": "3"}, 422, "n"),
+    ({"tactic_state": GOAL, "n": 0}, 422, "n"),
+    ({"tactic_state": GOAL, "check": "yes"}, 422, "check"),
+    ({"tactic_state": GOAL, "timeout": -1}, 422, "timeout"),
+    ({"tactic_state": GOAL, "source": SOURCE}, 422, "position"),
+    ({"tactic_state": GOAL, "source": SOURCE, "position": {"line": 0, "column": 2}}, 422, "position.line"),
+    ({"tactic_state": GOAL, "position": {"line": 1, "column": 2}}, 422, "source"),
+    ("{not json", 400, None),
+    ([1, 2], 422, None),
+])
+def test_bad_requests_name_the_field(served, body, status, field):
+    url, _, _ = served
+    r = post(url, "/suggest", body)
+    assert r.status_code == status, r.text
+    out = r.json()
+    assert set(out) == {"error", "detail"}
+    if field is not None:
+        assert field in out["detail"]
+
+
+def test_llmstep_compatible_root(served):
+    url, _, _ = served
+    r = post(url, "/", {"tactic_state": GOAL, "prefix": "", "context": CONTEXT})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert list(out) == ["suggestions"]
+    assert all(isinstance(s, str) for s in out["suggestions"])
+    assert out["suggestions"][0] == "constructor <;> omega"  # checked, goal-closing first
+    assert "blah blah" not in out["suggestions"] and "sim_hang" not in out["suggestions"]
+    # Without context llmstep's servers just answer the model's candidates.
+    r = post(url, "/", {"tactic_state": GOAL, "prefix": "c"})
+    assert r.json() == {"suggestions": ["constructor", "constructor <;> omega"]}
+    assert post(url, "/", {"prefix": "c"}).status_code == 422
+
+
+def test_the_lean_tactics_request_fixture_is_accepted(served):
+    if not FIXTURE.exists():
+        pytest.skip(f"{FIXTURE.relative_to(ROOT)} is not there yet (written with the Lean tactic)")
+    url, _, _ = served
+    body = json.loads(FIXTURE.read_text())
+    r = post(url, "/suggest", body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert isinstance(out["suggestions"], list)
+    assert all(s["status"] in STATUSES for s in out["suggestions"])
+
+
+def test_suggester_can_be_used_without_http(served):
+    _, _, suggester = served
+    result = suggester.suggest(SuggestRequest(tactic_state=GOAL, prefix="constructor", source=SOURCE,
+                                              position=(CALL_LINE, CALL_COLUMN)))
+    assert [s.status for s in result.suggestions] == ["closes_goal", "valid"]
+    assert result.report is not None
+    assert result.report.declaration_requests + result.report.declaration_reused >= 1
+
+
+# --------------------------------------------------------------------------- #
+# A real model through `leanstep serve --hf-model DIR --repl sim`
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def hf_server(tmp_path_factory):
+    model_dir = build_tiny_causal(tmp_path_factory.mktemp("tiny-causal"))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
+    env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
+    argv = [sys.executable, "-m", "leanstep", "serve", "--hf-model", str(model_dir), "--repl", "sim",
+            "--sandbox", "none", "--port", str(port), "--max-repls", "2", "--device", "cpu",
+            "--prompt-format", "proofstep", "--num-samples", "4", "--temperatures", "0.8", "--max-new-tokens", "6",
+            "--check-timeout", "5", "--threads", "4", "--warm-headers", "import Mathlib"]
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"leanstep serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(url + "/health", timeout=2).json()["suggest"]:
+                break
+        except (requests.RequestException, ValueError, KeyError):
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"leanstep serve did not come up:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_real_tiny_model_end_to_end(hf_server):
+    r = post(hf_server, "/suggest", {"tactic_state": GOAL, "prefix": "intro", "source": SOURCE,
+                                     "position": {"line": CALL_LINE, "column": CALL_COLUMN},
+                                     "include_invalid": True}, timeout=120)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["suggestions"], out
+    for s in out["suggestions"]:
+        assert s["text"].startswith("intro")
+        assert s["status"] in STATUSES
+        assert isinstance(s["score"], float) and s["score"] <= 0
+    # A random model's text may or may not parse; either way every candidate got a verdict from Lean.
+    assert out["checked"] is True and out["goal"] == GOAL
+    assert sum(out["counts"].values()) == len(out["suggestions"])
+    assert out["timings"]["generation_ms"] > 0
+    ranks = {"closes_goal": 0, "valid": 1, "unchecked": 2, "invalid": 3}
+    order = [ranks[s["status"]] for s in out["suggestions"]]
+    assert order == sorted(order)
+    # llmstep's own request format on the same server.
+    r = post(hf_server, "/", {"tactic_state": GOAL, "prefix": "intro", "context": CONTEXT}, timeout=120)
+    assert r.status_code == 200
+    assert list(r.json()) == ["suggestions"]
+    assert all(isinstance(s, str) and s.startswith("intro") for s in r.json()["suggestions"])
