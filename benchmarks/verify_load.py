@@ -23,6 +23,7 @@ import json
 import os
 import random
 import sys
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -36,11 +37,11 @@ if str(ROOT / "python") not in sys.path:
 
 import psutil  # noqa: E402
 import requests  # noqa: E402
-import waitress  # noqa: E402
 
 from leanstep.config import load  # noqa: E402
 from leanstep.repl.launch import make_pool  # noqa: E402
 from leanstep.server.app import create_app  # noqa: E402
+from leanstep.server.wsgi import serve_in_thread  # noqa: E402
 
 HEADERS = ("import Mathlib", "import Mathlib.Tactic", "import Aesop")
 
@@ -182,10 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     pool = make_pool(config)
     pool.start()
     app = create_app(config, pool=pool)
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=config.threads)
-    thread = threading.Thread(target=server.run, daemon=True, name="waitress")
-    thread.start()
-    url = f"http://127.0.0.1:{server.effective_port}"
+    serving = contextlib.ExitStack()
+    url = serving.enter_context(serve_in_thread(app, config))
     seen_pids: set[int] = set()
     checks: dict[str, bool] = {}
     figures: dict[str, Any] = {"workers": args.workers, "import_seconds": args.import_seconds,
@@ -261,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_watch.set()
         watcher.join(2)
-        server.task_dispatcher.shutdown(timeout=5)
-        server.close()
+        serving.close()
         app.extensions["leanstep"].close()
         pool.shutdown()
     problems = leftovers(seen_pids)

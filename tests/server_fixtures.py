@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import waitress
 
 from leanstep.config import Config, load
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import ReplPool
 from leanstep.server.app import create_app
+from leanstep.server.wsgi import serve_in_thread
 
 
 def import_kimina_client() -> Any:
@@ -56,26 +55,13 @@ class RunningServer:
 
 
 @contextmanager
-def serve_wsgi(app: Any, threads: int = 8) -> Iterator[str]:
-    """Serve any WSGI app with waitress on a free port of 127.0.0.1 in a background thread."""
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.task_dispatcher.shutdown(timeout=2)
-        server.close()
-
-
-@contextmanager
 def running_server(**overrides: Any) -> Iterator[RunningServer]:
     config = sim_config(**overrides)
     pool = make_pool(config)
     pool.start()
     app = create_app(config, pool=pool)
     try:
-        with serve_wsgi(app) as url:
+        with serve_in_thread(app, config) as url:
             yield RunningServer(url, app, pool, config)
     finally:
         app.extensions["leanstep"].close()

@@ -8,7 +8,8 @@ import pytest
 from flask import Flask, jsonify, request
 
 from leanstep.client import Client, ClientError
-from server_fixtures import running_server, serve_wsgi
+from leanstep.server.wsgi import serve_in_thread
+from server_fixtures import running_server
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_retries_429_and_5xx_then_succeeds():
         return jsonify(results=[{"id": s["id"], "time": 0.1, "response": {"env": 0}, "verdict": "valid"}
                                 for s in snippets])
 
-    with serve_wsgi(app) as url, Client(url, backoff=0.01) as client:
+    with serve_in_thread(app) as url, Client(url, backoff=0.01) as client:
         results = client.verify(["theorem x : True := trivial"] * 3, batch_size=10)
     assert len(calls) == 3
     assert [r.verdict for r in results] == ["valid"] * 3 and [r.id for r in results] == ["0", "1", "2"]

@@ -25,7 +25,7 @@ from leanstep.config import load
 from leanstep.generate.base import Candidate, GenerationRequest
 from leanstep.repl.launch import make_pool
 from leanstep.server.app import create_app
-from leanstep.server.wsgi import make_server
+from leanstep.server.wsgi import serve_in_thread
 from leanstep.suggest import Suggester, SuggestRequest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,12 +89,8 @@ def served():
     generator = FixedGenerator(CANDIDATES)
     suggester = Suggester(generator, pool, config)
     app = create_app(config, pool=pool, suggester=suggester)
-    server = make_server(app, config, port=0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.effective_port}"
-    yield url, generator, suggester
-    server.close()
+    with serve_in_thread(app, config) as url:
+        yield url, generator, suggester
     app.extensions["leanstep"].close()
     pool.shutdown()
 

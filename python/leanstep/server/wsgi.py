@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import waitress
@@ -32,13 +34,37 @@ def build_suggester(config: Config, pool: Any) -> Any:
     return Suggester(make_generator(settings_from_config(config)), pool, config)
 
 
-def make_server(app: Any, config: Config, *, port: int | None = None) -> Any:
+def make_server(app: Any, config: Config, *, port: int | None = None, **adjustments: Any) -> Any:
     """A waitress server for ``app`` (``port=0`` picks a free port: see ``server.effective_port``)."""
     return waitress.create_server(
         app, host=config.host, port=config.port if port is None else port, threads=config.threads,
-        max_request_body_size=int(config.max_body_mb * 1024 * 1024) + 1024 * 1024,
-        channel_timeout=3600, connection_limit=max(100, 4 * config.threads), ident="leanstep",
+        # a backstop above the app's own limit, which answers 413 with a JSON message
+        max_request_body_size=max(64, 4 * int(config.max_body_mb)) * 1024 * 1024,
+        channel_timeout=3600, connection_limit=max(100, 4 * config.threads), ident="leanstep", **adjustments,
     )
+
+
+@contextmanager
+def serve_in_thread(app: Any, config: Config | None = None) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port in a background thread; yields its base URL.
+
+    Used by tests and benchmarks. Stopping empties waitress's socket map so its
+    loop ends by itself before the sockets are closed (closing them under a
+    running ``select`` would fail in the server thread).
+    """
+    config = config or Config(host="127.0.0.1")
+    server = make_server(app, config, port=0, asyncore_loop_timeout=0.05)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{config.host}:{server.effective_port}"
+    finally:
+        server.task_dispatcher.shutdown(timeout=5)
+        channels = list(server._map.values())
+        server._map.clear()
+        thread.join(5)
+        for channel in channels:
+            channel.close()
 
 
 def serve(config: Config, with_model: bool = False, suggester: Any = None) -> None:
