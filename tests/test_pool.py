@@ -49,15 +49,28 @@ def test_snippets_on_one_worker_do_not_see_each_other(pool):
     assert not again.errors, "each body must run on the header env, not on the previous snippet"
 
 
-def test_lru_idle_worker_of_another_header_is_evicted_at_capacity(pool):
+def test_at_capacity_a_new_header_is_imported_beside_the_others_in_the_lru_idle_worker(pool):
     pid_a, _ = run(pool, HEADER_A, "def a := 1")
     pid_b, _ = run(pool, HEADER_B, "def b := 1")
     run(pool, HEADER_A, "def a2 := 1")  # A is now the most recently used
-    pid_c, _ = run(pool, "import Lean", "def c := 1")
+    pid_c, response = run(pool, "import Lean", "def c := 1")
+    assert pid_c == pid_b and not response.errors
     stats = pool.stats()
-    assert stats.counters.evicted == 1
-    assert set(stats.workers_by_header) == {HEADER_A, "import Lean"}
-    assert pid_c not in (pid_a, pid_b)
+    assert stats.counters.header_loads == 1 and stats.counters.evicted == 0
+    assert stats.workers_by_header == {HEADER_A: 1, HEADER_B: 1, "import Lean": 1}
+    pid_b_again, _ = run(pool, HEADER_B, "def b2 := 1")  # B is still loaded: no import, no restart
+    assert pid_b_again == pid_b and pool.stats().counters.started == 2
+
+
+def test_a_worker_full_of_headers_is_replaced_by_a_fresh_one():
+    with sim_pool(headers_per_repl=1) as pool:
+        pid_a, _ = run(pool, HEADER_A, "def a := 1")
+        pid_b, _ = run(pool, HEADER_B, "def b := 1")
+        pid_c, _ = run(pool, "import Lean", "def c := 1")
+        assert pid_c not in (pid_a, pid_b)
+        stats = pool.stats()
+        assert stats.counters.evicted == 1
+        assert set(stats.workers_by_header) == {HEADER_B, "import Lean"}
 
 
 def test_a_timed_out_worker_is_replaced_and_the_pool_refills(pool):

@@ -90,6 +90,7 @@ def test_missing_binary_is_a_clear_error():
 
 
 def test_close_reaps_the_process_and_rss_is_reported(repl):
+    repl.send(CommandRequest("def f := 1"), timeout=10)  # the REPL is up and has answered
     assert repl.rss_bytes() > 1_000_000
     pid = repl.pid
     repl.close()

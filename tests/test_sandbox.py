@@ -83,3 +83,19 @@ def test_file_size_is_limited(mode):
 def test_every_mode_is_described_for_the_log():
     for mode in ("bwrap", "rlimit", "none"):
         assert describe(mode)
+
+
+def test_sandboxed_replacements_started_in_the_background_survive():
+    # bwrap --die-with-parent kills a REPL when the *thread* that started it exits; the pool
+    # starts every REPL from one long-lived thread, so recycled workers keep running.
+    if not bwrap_usable():
+        pytest.skip("bubblewrap is not installed or cannot create namespaces here (apt-get install bubblewrap)")
+    config = load({"repl": "sim", "max_repls": 1, "sandbox": "bwrap", "max_uses": 2}, environ={})
+    with make_pool(config) as pool:
+        for i in range(6):
+            with pool.acquire("") as worker:
+                response = worker.run(CommandRequest(f"def x{i} := {i}", env=worker.header_env), 30)
+                assert not response.errors
+            pool.wait_warm(30)
+        counters = pool.stats().counters
+    assert counters.recycled_uses >= 2 and counters.lost == 0

@@ -206,7 +206,7 @@ def test_health_reports_the_pool(server):
     assert health["status"] == "ok"
     assert health["pool"]["max_repls"] == 2
     assert set(health["pool"]["workers"]) >= {"idle", "busy", "starting"}
-    assert sum(health["pool"]["warm_headers"].values()) == len(server.pool.pids())
+    assert sum(health["pool"]["warm_headers"].values()) >= len(server.pool.pids())  # a REPL may hold several
     assert "hits" in health["cache"]
 
 

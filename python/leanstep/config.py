@@ -34,6 +34,7 @@ class Config:
     repl: str = _setting("lake", "REPL to run: 'lake' (the workspace's REPL), 'sim' (simulated REPL for tests/benchmarks), or a command line", group="pool")
     max_repls: int = _setting(_default_max_repls, "most REPL processes at once", group="pool")
     warm_headers: tuple[str, ...] | None = _setting(None, "headers to keep warm REPLs for, separated by ';;' (default: 'import Mathlib' when the workspace has Mathlib)", group="pool")
+    headers_per_repl: int = _setting(4, "headers one REPL may import before it is replaced instead (each import is kept in memory)", group="pool")
     timeout: float = _setting(60.0, "wall-clock seconds one proof may take before its REPL is killed", group="pool")
     import_timeout: float = _setting(600.0, "wall-clock seconds a header import may take", group="pool")
     mem_limit_mb: int = _setting(0, "recycle a REPL whose resident memory exceeds this many MB (0: half the machine's memory / max-repls)", group="pool")
@@ -136,7 +137,7 @@ def load(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Ma
 
 
 def _validate(config: Config) -> None:
-    positive = ("max_repls", "timeout", "import_timeout", "queue_wait", "threads", "max_body_mb", "max_batch",
+    positive = ("max_repls", "headers_per_repl", "timeout", "import_timeout", "queue_wait", "threads", "max_body_mb", "max_batch",
                 "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb")
     for name in positive:
         if getattr(config, name) <= 0:

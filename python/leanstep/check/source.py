@@ -122,6 +122,9 @@ def split_source(code: str) -> SourceSplit:
 # Declarations
 
 
+_SPECIAL = re.compile(r"--|/-|[\"']")
+
+
 def blank_comments(code: str) -> str:
     """``code`` with comments and string literals replaced by spaces (newlines kept), so regexes see only code."""
     out = list(code)
@@ -134,6 +137,10 @@ def blank_comments(code: str) -> str:
                 out[k] = " "
 
     while i < n:
+        found = _SPECIAL.search(code, i)  # jump straight to the next place that can start a comment or literal
+        if found is None:
+            break
+        i = found.start()
         if code.startswith("--", i):
             j = code.find("\n", i)
             j = n if j < 0 else j

@@ -112,5 +112,6 @@ def make_pool(config: Config) -> ReplPool:
     settings = PoolSettings(
         max_repls=config.max_repls, import_timeout=config.import_timeout, mem_limit_bytes=mem_limit_bytes(config),
         max_uses=config.max_uses, queue_wait=config.queue_wait, warm_headers=warm_headers(config),
+        headers_per_repl=config.headers_per_repl,
     )
     return ReplPool(settings, launcher)

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class PoolSettings:
     max_uses: int = 500
     queue_wait: float = 120.0
     warm_headers: tuple[str, ...] = ()
+    headers_per_repl: int = 4
 
 
 Launcher = Callable[[Path], LaunchSpec]
@@ -83,6 +85,7 @@ class PoolCounters:
     recycled_memory: int = 0
     recycled_uses: int = 0
     evicted: int = 0
+    header_loads: int = 0
     overloaded: int = 0
     requests: int = 0
 
@@ -97,8 +100,22 @@ class PoolStats:
     rss_bytes: int
 
 
+@dataclass(frozen=True)
+class HeaderEnv:
+    """A header imported in one REPL: its env id, its messages, what the import cost."""
+
+    env: int
+    messages: tuple[Message, ...]
+    seconds: float
+
+
 class Worker:
-    """One REPL process with its header env and a per-process cache of preamble envs."""
+    """One REPL process holding the envs of up to ``max_headers`` headers and a cache of preamble envs.
+
+    A REPL can import several headers, one env each (as LeanInteract does), so a
+    worker switches headers without restarting. ``header``/``header_env`` are the
+    ones it was acquired for.
+    """
 
     def __init__(self, worker_id: int, header: str, workdir: Path) -> None:
         self.id = worker_id
@@ -107,15 +124,21 @@ class Worker:
         self.workdir = workdir
         self.state = WorkerState.STARTING
         self.process: ReplProcess | None = None
-        self.header_env = -1
-        self.header_messages: tuple[Message, ...] = ()
+        self.envs: OrderedDict[str, HeaderEnv] = OrderedDict()
         self.uses = 0
         self.last_used = time.monotonic()
         self.last_rss_check = 0.0
         self.rss = 0
         self.failure: ReplError | None = None
-        self.import_seconds = 0.0
-        self._preambles: OrderedDict[str, CommandResponse] = OrderedDict()
+        self._preambles: OrderedDict[tuple[int, str], CommandResponse] = OrderedDict()
+
+    @property
+    def header_env(self) -> int:
+        return self.envs[self.header].env
+
+    @property
+    def header_messages(self) -> tuple[Message, ...]:
+        return self.envs[self.header].messages
 
     def run(self, request: Request, timeout: float) -> Response:
         """Send one request; a timeout or a lost process marks this worker dead and re-raises."""
@@ -128,7 +151,7 @@ class Worker:
 
     def preamble(self, text: str, timeout: float) -> CommandResponse:
         """Elaborate ``text`` on the header env once per worker; later calls reuse its env id."""
-        key = hashlib.sha256(text.encode()).hexdigest()
+        key = (self.header_env, hashlib.sha256(text.encode()).hexdigest())
         cached = self._preambles.get(key)
         if cached is not None:
             self._preambles.move_to_end(key)
@@ -141,15 +164,20 @@ class Worker:
             self._preambles.popitem(last=False)
         return response
 
-    def start(self, launcher: Launcher, import_timeout: float) -> None:
+    def start(self, launcher: Launcher, spawn: Callable[[Callable[[], object]], object], import_timeout: float) -> None:
+        self.process = ReplProcess(launcher(self.workdir), name=self.name)
+        spawn(self.process.start)
+        self.load_header(self.header, import_timeout)
+
+    def load_header(self, header: str, timeout: float) -> HeaderEnv:
+        """Import ``header`` in this REPL (a request without env) and remember its env."""
         started = time.monotonic()
-        self.process = ReplProcess(launcher(self.workdir), name=self.name).start()
-        response = self.run(CommandRequest(self.header), import_timeout)
-        self.import_seconds = time.monotonic() - started
+        response = self.run(CommandRequest(header), timeout)
         if isinstance(response, ErrorResponse):
             raise ReplLost(f"header was refused: {response.message}", worker=self.name)
-        self.header_env = response.env
-        self.header_messages = response.messages
+        loaded = HeaderEnv(response.env, response.messages, time.monotonic() - started)
+        self.envs[header] = loaded
+        return loaded
 
     def close(self) -> None:
         if self.process is not None:
@@ -165,6 +193,7 @@ class _Waiter:
     since: float = field(default=0.0, compare=False)
     worker: Worker | None = field(default=None, compare=False)
     must_start: bool = field(default=False, compare=False)
+    must_import: bool = field(default=False, compare=False)
 
 
 class ReplPool:
@@ -181,6 +210,9 @@ class ReplPool:
         self._closed = False
         self._background: set[threading.Thread] = set()
         self._import_seconds: dict[str, float] = {}
+        # REPLs are started from one long-lived thread: bwrap --die-with-parent (PR_SET_PDEATHSIG)
+        # kills a child when the *thread* that started it exits, not only the process.
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="repl-spawn")
         self.counters = PoolCounters()
 
     # -- public API ----------------------------------------------------------
@@ -218,7 +250,8 @@ class ReplPool:
             by_header: dict[str, int] = {}
             for w in self._workers:
                 by_state[w.state] = by_state.get(w.state, 0) + 1
-                by_header[w.header] = by_header.get(w.header, 0) + 1
+                for header in w.envs or (w.header,):
+                    by_header[header] = by_header.get(header, 0) + 1
             rss = sum(w.rss for w in self._workers)
             return PoolStats(self.settings.max_repls, by_state, by_header, len(self._waiters),
                              PoolCounters(**vars(self.counters)), rss)
@@ -239,6 +272,7 @@ class ReplPool:
             workers, self._workers = self._workers, []
         for worker in workers:
             worker.close()
+        self._spawner.shutdown(wait=False)
 
     def __enter__(self) -> ReplPool:
         self.start()
@@ -246,6 +280,9 @@ class ReplPool:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+    def _spawn(self, start: Callable[[], object]) -> None:
+        self._spawner.submit(start).result()
 
     # -- acquisition ---------------------------------------------------------
 
@@ -277,6 +314,15 @@ class ReplPool:
             worker = waiter.worker
         if waiter.must_start:
             self._start_worker(worker)
+        elif waiter.must_import:
+            try:
+                loaded = worker.load_header(header, self.settings.import_timeout)
+            except ReplError:
+                self._release(worker)
+                raise
+            with self._cond:
+                self.counters.header_loads += 1
+                self._import_seconds[header] = loaded.seconds
         return worker
 
     def _dispatch(self) -> None:
@@ -285,10 +331,12 @@ class ReplPool:
         for waiter in self._waiters:
             if waiter.worker is not None:
                 continue
-            idle = [w for w in self._workers if w.state == WorkerState.IDLE and w.header == waiter.header]
+            idle = [w for w in self._workers if w.state == WorkerState.IDLE and waiter.header in w.envs]
             if idle:
                 worker = max(idle, key=lambda w: w.last_used)
                 worker.state = WorkerState.BUSY
+                worker.header = waiter.header
+                worker.envs.move_to_end(waiter.header)
                 waiter.worker = worker
                 continue
             if capacity_blocked:
@@ -297,13 +345,17 @@ class ReplPool:
             wanting = sum(1 for x in self._waiters if x.worker is None and x.header == waiter.header and x < waiter)
             if starting > wanting:
                 continue  # a worker for this header is on its way; it will be ours
-            worker = self._make_room_and_reserve(waiter)
+            worker = self._make_room(waiter)
             if worker is None:
                 capacity_blocked = True  # lower-priority waiters may not take capacity ahead of this one
                 continue
+            if worker.state == WorkerState.IDLE:  # an idle REPL with room imports this header too
+                waiter.must_import = True
+            else:
+                waiter.must_start = True
             worker.state = WorkerState.BUSY
+            worker.header = waiter.header
             waiter.worker = worker
-            waiter.must_start = True
 
     def import_seconds(self, header: str) -> float:
         """What starting a worker for ``header`` cost last time (a guess before the first start)."""
@@ -313,30 +365,31 @@ class ReplPool:
         """Seconds until ``waiter`` may evict (lock held), so a timed wait wakes up for it."""
         return max(0.01, waiter.since + self.import_seconds(waiter.header) - time.monotonic())
 
-    def _make_room_and_reserve(self, waiter: _Waiter) -> Worker | None:
-        """Reserve a new worker for ``waiter``, evicting an idle one at capacity (lock held).
+    def _make_room(self, waiter: _Waiter) -> Worker | None:
+        """A worker for ``waiter``'s header: a new one, or an idle one that imports it (lock held).
 
-        A header import costs seconds, so eviction follows the ski-rental rule: a
-        waiter whose header already has workers waits for one of them for as long
-        as an import of its header costs, and only then replaces an idle worker
-        of another header that has itself sat idle for longer than its own import
-        cost. A header with no worker at all evicts at once (it would starve).
-        Mixed-header batches then keep their workers instead of re-importing.
+        A header import costs seconds, so this follows the ski-rental rule: a
+        waiter whose header is already loaded in a (busy) worker waits for it for
+        as long as an import of that header costs before taking another REPL. A
+        header loaded nowhere takes the least recently used idle REPL at once. That
+        REPL imports the header beside its others, or, when it already holds
+        ``headers_per_repl`` headers, is replaced by a fresh one.
         """
         header = waiter.header
-        if len(self._workers) >= self.settings.max_repls:
-            now = time.monotonic()
-            idle = [w for w in self._workers if w.state == WorkerState.IDLE and w.header != header]
-            if any(w.header == header for w in self._workers):
-                if now - waiter.since < self.import_seconds(header):
-                    return None
-                idle = [w for w in idle if now - w.last_used >= self.import_seconds(w.header)]
-            if not idle:
-                return None
-            victim = min(idle, key=lambda w: w.last_used)
-            self._workers.remove(victim)
-            self.counters.evicted += 1
-            self._close_background(victim)
+        if len(self._workers) < self.settings.max_repls:
+            return self._reserve(header)
+        idle = [w for w in self._workers if w.state == WorkerState.IDLE]
+        if not idle:
+            return None
+        loaded_somewhere = any(header in w.envs or w.header == header for w in self._workers)
+        if loaded_somewhere and time.monotonic() - waiter.since < self.import_seconds(header):
+            return None
+        victim = min(idle, key=lambda w: w.last_used)
+        if len(victim.envs) < self.settings.headers_per_repl:
+            return victim
+        self._workers.remove(victim)
+        self.counters.evicted += 1
+        self._close_background(victim)
         return self._reserve(header)
 
     def _reserve(self, header: str) -> Worker:
@@ -348,7 +401,7 @@ class ReplPool:
     def _start_worker(self, worker: Worker) -> None:
         """Start the REPL and import the header (outside the lock). Failure frees the slot and re-raises."""
         try:
-            worker.start(self._launcher, self.settings.import_timeout)
+            worker.start(self._launcher, self._spawn, self.settings.import_timeout)
         except ReplError as exc:
             log.warning("REPL start failed for header %r: %s", worker.header[:80], exc)
             with self._cond:
@@ -360,7 +413,7 @@ class ReplPool:
             raise
         with self._cond:
             self.counters.started += 1
-            self._import_seconds[worker.header] = worker.import_seconds
+            self._import_seconds[worker.header] = worker.envs[worker.header].seconds
 
     # -- release and replacement ---------------------------------------------
 

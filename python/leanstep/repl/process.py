@@ -79,6 +79,7 @@ class ReplProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr_file: tempfile._TemporaryFileWrapper[bytes] | None = None
         self._buffer = bytearray()
+        self._selector: selectors.BaseSelector | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -96,6 +97,8 @@ class ReplProcess:
             self._stderr_file.close()
             raise ReplLost(f"cannot start {self.spec.argv[0]!r}: {exc}", worker=self.name) from exc
         os.set_blocking(self._proc.stdout.fileno(), False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._proc.stdout.fileno(), selectors.EVENT_READ)
         return self
 
     @property
@@ -162,33 +165,31 @@ class ReplProcess:
 
     def _read_frame(self, deadline: float, timeout: float) -> bytes:
         fd = self._proc.stdout.fileno()
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            scan_from = 0
-            while True:
-                end = self._buffer.find(DELIMITER, scan_from)
-                if end >= 0:
-                    frame = bytes(self._buffer[:end])
-                    del self._buffer[: end + len(DELIMITER)]
-                    if self._buffer:
-                        raise self._lost("more output than one response (desynchronised)")
-                    return frame
-                scan_from = max(0, len(self._buffer) - 1)
-                if len(self._buffer) > MAX_RESPONSE_BYTES:
-                    raise self._lost(f"response exceeds {MAX_RESPONSE_BYTES} bytes")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.kill()
-                    raise ReplTimeout(timeout, worker=self.name)
-                if not selector.select(remaining):
-                    continue
-                try:
-                    chunk = os.read(fd, 1 << 20)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    raise self._lost("stdout closed (process exited)")
-                self._buffer += chunk
+        scan_from = 0
+        while True:
+            end = self._buffer.find(DELIMITER, scan_from)
+            if end >= 0:
+                frame = bytes(self._buffer[:end])
+                del self._buffer[: end + len(DELIMITER)]
+                if self._buffer:
+                    raise self._lost("more output than one response (desynchronised)")
+                return frame
+            scan_from = max(0, len(self._buffer) - 1)
+            if len(self._buffer) > MAX_RESPONSE_BYTES:
+                raise self._lost(f"response exceeds {MAX_RESPONSE_BYTES} bytes")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise ReplTimeout(timeout, worker=self.name)
+            if not self._selector.select(remaining):
+                continue
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise self._lost("stdout closed (process exited)")
+            self._buffer += chunk
 
     # -- inspection --------------------------------------------------------
 
@@ -256,6 +257,9 @@ class ReplProcess:
         if self._stderr_file is not None:
             self._stderr_file.close()
             self._stderr_file = None
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
         self._buffer.clear()
         if proc is not None and self.spec.cleanup is not None:
             self.spec.cleanup()

@@ -65,6 +65,7 @@ class SandboxPolicy:
 
 
 _BWRAP_OK: bool | None = None
+_WARNED_ROOT: set[str] = set()
 
 
 def bwrap_usable() -> bool:
@@ -173,7 +174,8 @@ def sandboxed(argv: Sequence[str], *, workdir: Path, cwd: Path, env: Mapping[str
     if os.geteuid() == 0:
         if drop_root:
             os.chown(workdir, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
-        else:
+        elif argv[0] not in _WARNED_ROOT:
+            _WARNED_ROOT.add(argv[0])
             log.warning("REPL %s keeps root's user id: user 'nobody' cannot reach it or %s", argv[0], cwd)
     pids = PidsLimit(f"leanstep-{workdir.name}", policy.max_procs)
     preexec = _make_preexec(policy, pids, private_net=mode == "rlimit", drop_root=drop_root)
