@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+# The Lean project to serve (it needs a built REPL: make lean).
+WORKSPACE ?= .
 
 .PHONY: serve test install install-dev sandbox-tools lean bench clean
 
@@ -36,13 +38,13 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 serve: install
-	$(BIN)/leanstep serve $(ARGS)
+	$(BIN)/leanstep serve --workspace $(WORKSPACE) $(ARGS)
 
 test: install-dev
 	$(BIN)/python -m pytest $(ARGS)
 
 lean: install
-	$(BIN)/leanstep setup --workspace $(or $(WORKSPACE),.)
+	$(BIN)/leanstep setup --workspace $(WORKSPACE)
 
 bench: install-dev
 	$(BIN)/leanstep bench all --quick
