@@ -31,7 +31,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = config_mod.load(args)
     try:
-        serve(config, with_model=not args.no_model)
+        verifier = None
+        if args.ray is not None:
+            from leanstep.distributed import make_app_verifier
+
+            verifier = make_app_verifier(config, args.ray or None, args.ray_actors)
+        serve(config, with_model=not args.no_model, verifier=verifier)
     except SetupError as exc:
         print(f"leanstep serve: {exc}", file=sys.stderr)
         return 2
@@ -95,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /health, /metrics)")
     config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest"))
     serve.add_argument("--no-model", action="store_true", help="serve verification only; do not load a model")
+    serve.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="fan /verify and /api/check out over a Ray cluster (one warm pool per node)")
+    serve.add_argument("--ray-actors", type=int, default=None, help="actors to start (default: one per node)")
     serve.set_defaults(func=_serve)
 
     verify = sub.add_parser("verify", help="verify proofs from a .jsonl file, a .lean file or a directory")

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     local.add_argument("--max-repls", default=None, help="REPL processes to run")
     local.add_argument("--sandbox", default=None, help="auto, bwrap, rlimit or none")
     local.add_argument("--import-timeout", default=None, help="seconds a header import may take")
+    from leanstep import distributed
+
+    distributed.add_verify_arguments(parser)
 
 
 # --------------------------------------------------------------------------- #
@@ -203,6 +206,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.url:
             _run_remote(args, snippets, writer, bar)
+        elif getattr(args, "ray", None) is not None:
+            from leanstep import distributed
+
+            def on_result(index: int, result: Any) -> None:
+                writer.add(index, result)
+                if bar is not None:
+                    bar.update(1)
+
+            distributed.run_verify(args, snippets, on_result)
         else:
             _run_local(args, snippets, writer, bar)
     except ConnectionError as exc:

@@ -135,8 +135,11 @@ def _api_key_ok(expected: str) -> tuple[bool, str]:
     return True, ""
 
 
-def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = None) -> Flask:
-    """Build the app. Without ``pool`` one is made from ``config`` and started (and owned by the app)."""
+def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = None, verifier: Any = None) -> Flask:
+    """Build the app. Without ``pool`` one is made from ``config`` and started (and owned by the app).
+
+    ``verifier`` replaces the local one for the batch routes (``serve --ray`` passes a cluster-wide one).
+    """
     owns_pool = pool is None
     if pool is None:
         from leanstep.repl.launch import make_pool
@@ -146,7 +149,7 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
     app = Flask("leanstep")
     app.config["MAX_CONTENT_LENGTH"] = int(config.max_body_mb * 1024 * 1024)
     registry = CollectorRegistry(auto_describe=True)
-    verifier = Verifier(pool, cache_size=config.cache_size)
+    verifier = verifier or Verifier(pool, cache_size=config.cache_size)
     state = AppState(config, pool, verifier, registry, owns_pool=owns_pool)
     app.extensions["leanstep"] = state
     registry.register(_PoolCollector(state))

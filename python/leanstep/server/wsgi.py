@@ -67,7 +67,7 @@ def serve_in_thread(app: Any, config: Config | None = None) -> Iterator[str]:
             channel.close()
 
 
-def serve(config: Config, with_model: bool = False, suggester: Any = None) -> None:
+def serve(config: Config, with_model: bool = False, suggester: Any = None, verifier: Any = None) -> None:
     """Run the server until SIGTERM/SIGINT, then stop it and every REPL cleanly."""
     pool = make_pool(config)  # raises SetupError with what to fix before anything starts
     pool.start()
@@ -75,7 +75,7 @@ def serve(config: Config, with_model: bool = False, suggester: Any = None) -> No
     try:
         if suggester is None and with_model:
             suggester = build_suggester(config, pool)
-        app = create_app(config, pool=pool, suggester=suggester)
+        app = create_app(config, pool=pool, suggester=suggester, verifier=verifier)
         server = make_server(app, config)
         previous = {}
 
