@@ -7,7 +7,6 @@ command line run as given. Every launch goes through the sandbox.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -22,35 +21,12 @@ from leanstep.config import Config
 from leanstep.repl.pool import PoolSettings, ReplPool
 from leanstep.repl.process import LaunchSpec
 from leanstep.repl.sandbox import SandboxPolicy, describe, sandboxed
+from leanstep.workspace import find_lake, find_repl_binary, workspace_has_mathlib
 
 log = logging.getLogger(__name__)
 
-REPL_BINARY_CANDIDATES = (
-    ".lake/packages/REPL/.lake/build/bin/repl",
-    ".lake/packages/repl/.lake/build/bin/repl",
-    ".lake/build/bin/repl",
-)
-
-
 class SetupError(RuntimeError):
     """The configuration cannot start a REPL; the message says what to run."""
-
-
-def find_repl_binary(workspace: Path) -> Path | None:
-    for candidate in REPL_BINARY_CANDIDATES:
-        path = workspace / candidate
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def workspace_has_mathlib(workspace: Path) -> bool:
-    manifest = workspace / "lake-manifest.json"
-    try:
-        packages = json.loads(manifest.read_text()).get("packages", [])
-    except (OSError, ValueError):
-        return False
-    return any(p.get("name", "").lower() == "mathlib" for p in packages)
 
 
 def repl_command(config: Config) -> tuple[tuple[str, ...], Path | None]:
@@ -64,7 +40,7 @@ def repl_command(config: Config) -> tuple[tuple[str, ...], Path | None]:
                              "for a dry run without Lean use --repl sim")
         if not (workspace / "lakefile.lean").exists() and not (workspace / "lakefile.toml").exists():
             raise SetupError(f"{workspace} is not a Lake project (no lakefile.lean or lakefile.toml)")
-        lake = shutil.which("lake")
+        lake = find_lake()
         if lake is None:
             raise SetupError("`lake` is not on PATH: install elan (https://github.com/leanprover/elan), "
                              f"then run `leanstep setup --workspace {workspace}`")

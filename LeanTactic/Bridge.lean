@@ -1,0 +1,221 @@
+import Lean
+import Std.Data.HashMap
+import LeanTactic.Options
+import LeanTactic.Paths
+
+/-!
+# Talking to the leanstep server
+
+The tactic never speaks HTTP itself: it runs the stdlib-only bridge
+`python/suggest.py`, writes ONE JSON request on its stdin (never on argv, so
+large files and secrets stay out of the process list), and reads one line of
+JSON back. The bridge has its own HTTP timeout; on top of it the process is
+killed when the `llmstep.timeout` budget (plus start-up slack) is spent, and
+when Lean cancels the elaboration. Every failure becomes a `String` for a
+warning: a missing server must never break the file.
+
+Bridge contract (see `python/suggest.py`): exit 0 and the server's JSON on
+success; exit 1 (bad request), 2 (server unreachable), 3 (timeout) or 4 (HTTP
+error or malformed reply) with one line `{"error": "..."}` otherwise.
+-/
+
+open Lean
+
+namespace LeanTactic
+
+/-- One suggestion as the server reports it. `goals`: number of goals left after it. -/
+structure Item where
+  text : String
+  status : String
+  goals : Nat := 0
+  deriving Inhabited, Repr
+
+/-- Where this package was compiled from (see `LeanTactic.Paths`). -/
+def compiledFrom : String := leanstep_source_file%
+
+/-- Builds a `String` from characters without relying on `String.mk`/`String.ofList`,
+whose names moved across Lean versions. -/
+def ofChars (cs : List Char) : String := cs.foldl String.push ""
+
+/-- The string without trailing whitespace. -/
+def dropTrailingWs (s : String) : String :=
+  ofChars (s.toList.reverse.dropWhile Char.isWhitespace).reverse
+
+/-- The last `n` characters of `s`. -/
+def lastChars (s : String) (n : Nat) : String :=
+  ofChars (s.toList.drop (s.length - n))
+
+/-- The text of `src` before (1-based) line `line`, (0-based, code points) column `col`:
+the `context` llmstep's servers expect. Empty when `line = 0`. -/
+def textBefore (src : String) (line col : Nat) : String := Id.run do
+  let mut out := ""
+  let mut l := 1
+  let mut c := 0
+  for ch in src.toList do
+    if l > line || (l == line && c ≥ col) then break
+    out := out.push ch
+    if ch == '\n' then
+      l := l + 1
+      c := 0
+    else
+      c := c + 1
+  return out
+
+/-- Candidate locations of `python/suggest.py`, most specific first. -/
+def scriptCandidates : IO (Array System.FilePath) := do
+  let mut cands : Array System.FilePath := #[]
+  -- next to the sources this package was compiled from: <pkg>/LeanTactic/Bridge.lean
+  let here : System.FilePath := ⟨compiledFrom⟩
+  let pkgDir := (here.parent.bind (·.parent)).getD ⟨"."⟩
+  cands := cands.push (pkgDir / "python" / "suggest.py")
+  -- Lake puts every package's source directory on LEAN_SRC_PATH for the language server
+  if let some srcPath := (← IO.getEnv "LEAN_SRC_PATH") then
+    for dir in System.SearchPath.parse srcPath do
+      cands := cands.push (dir / "python" / "suggest.py")
+  cands := cands.push (System.FilePath.mk "python" / "suggest.py")
+  cands := cands.push (System.FilePath.mk ".lake" / "packages" / "leanstep" / "python" / "suggest.py")
+  return cands
+
+/-- The bridge script: the `llmstep.script` option, `LEANSTEP_SCRIPT`, or the first
+candidate that exists. -/
+def findScript (opts : Options) : IO (Except String System.FilePath) := do
+  let opt := llmstep.script.get opts
+  if opt != "" then return .ok ⟨opt⟩
+  if let some env := (← IO.getEnv "LEANSTEP_SCRIPT") then
+    if env != "" then return .ok ⟨env⟩
+  let cands ← scriptCandidates
+  for c in cands do
+    if (← c.pathExists) then return .ok c
+  return .error s!"could not find leanstep's python/suggest.py (looked at {cands.toList.map (·.toString)}); \
+    set `set_option llmstep.script \"/path/to/suggest.py\"` or LEANSTEP_SCRIPT"
+
+/-- What running the bridge produced. -/
+structure BridgeOutput where
+  exitCode : UInt32
+  stdout : String
+  stderr : String
+
+/-- Runs `python script --timeout SECS` with `input` on stdin. Gives up (killing the
+process) after `budgetMs`, or when `cancel?` is set. `Except.error` says why. -/
+def runBridge (python : String) (script : System.FilePath) (input : String) (timeoutMs budgetMs : Nat)
+    (env : Array (String × Option String)) (cancel? : Option IO.CancelToken) :
+    IO (Except String BridgeOutput) := do
+  let secs := Float.ofNat timeoutMs / 1000.0
+  let child ← IO.Process.spawn {
+    cmd := python
+    args := #[script.toString, "--timeout", toString secs]
+    env := env
+    stdin := .piped
+    stdout := .piped
+    stderr := .piped
+  }
+  let (stdin, child) ← child.takeStdin
+  -- drain both pipes concurrently so a chatty child can never block on a full pipe
+  let outTask ← IO.asTask child.stdout.readToEnd Task.Priority.dedicated
+  let errTask ← IO.asTask child.stderr.readToEnd Task.Priority.dedicated
+  -- Write on a task too: a child that never reads cannot block us past the deadline. The task
+  -- owns the only reference to `stdin`, so the pipe closes (EOF for the child) when it ends; a
+  -- write error (the child exited early) is left in the task, the exit code and stderr tell why.
+  let _writer ← IO.asTask (do stdin.putStr input; stdin.flush) Task.Priority.dedicated
+  let deadline := (← IO.monoMsNow) + budgetMs
+  let mut code? : Option UInt32 := none
+  let mut cancelled := false
+  repeat
+    if let some code := (← child.tryWait) then
+      code? := some code
+      break
+    if let some tk := cancel? then
+      if (← tk.isSet) then
+        cancelled := true
+        break
+    if (← IO.monoMsNow) ≥ deadline then
+      break
+    IO.sleep 10
+  match code? with
+  | none =>
+    child.kill
+    let _ ← child.wait
+    if cancelled then
+      return .error "cancelled"
+    return .error s!"no answer from the leanstep server within {timeoutMs} ms \
+      (set_option llmstep.timeout <ms> to wait longer)"
+  | some code =>
+    let out ← IO.ofExcept (← IO.wait outTask)
+    let err ← IO.ofExcept (← IO.wait errTask)
+    return .ok { exitCode := code, stdout := out, stderr := err }
+
+/-- Reads one suggestion object of the server's `/suggest` reply. -/
+def parseItem (j : Json) : Except String Item := do
+  let text ← j.getObjValAs? String "text"
+  let status := (j.getObjValAs? String "status").toOption.getD "unchecked"
+  let goals := ((j.getObjValAs? (Array Json) "goals").toOption.getD #[]).size
+  return { text, status, goals }
+
+/-- Reads the bridge's stdout: the server's reply, or `{"error": ...}`. -/
+def parseReply (out : BridgeOutput) : Except String (Array Item) := do
+  let text := dropTrailingWs out.stdout
+  let j ← match Json.parse text with
+    | .ok j => pure j
+    | .error e =>
+      if out.exitCode != 0 then
+        throw s!"the bridge exited with code {out.exitCode}: {lastChars (dropTrailingWs out.stderr) 400}"
+      else
+        throw s!"malformed reply from the bridge ({e}): {lastChars text 200}"
+  if let .ok err := j.getObjValAs? String "error" then
+    throw err
+  if out.exitCode != 0 then
+    throw s!"the bridge exited with code {out.exitCode}: {lastChars (dropTrailingWs out.stderr) 400}"
+  let items ← match j.getObjValAs? (Array Json) "suggestions" with
+    | .ok items => pure items
+    | .error _ => throw s!"malformed reply from the server (no `suggestions` array): {lastChars text 200}"
+  items.mapM fun item => match parseItem item with
+    | .ok it => pure it
+    | .error e => throw s!"malformed suggestion in the server's reply: {e}"
+
+/-- Answers already received in this Lean process, keyed by the request (without the file). -/
+initialize replyCache : IO.Ref (Std.HashMap String (Array Item)) ← IO.mkRef {}
+
+/-- The cache key: what determines the answer (goal, prefix, context, n, server). -/
+def cacheKey (request : Json) (url : String) : String :=
+  let field (k : String) : Json := (request.getObjVal? k).toOption.getD Json.null
+  (Json.mkObj [("tactic_state", field "tactic_state"), ("prefix", field "prefix"),
+    ("context", field "context"), ("n", field "n"), ("url", Json.str url)]).compress
+
+/-- Sends `request` to the server through the bridge. Never throws for a server-side
+problem: `Except.error` carries the text of the warning to show. -/
+def requestSuggestions (request : Json) : CoreM (Except String (Array Item)) := do
+  let opts ← getOptions
+  let url := llmstep.url.get opts
+  let useCache := llmstep.cache.get opts
+  let key := cacheKey request url
+  if useCache then
+    if let some items := (← replyCache.get).get? key then
+      return .ok items
+  match (← findScript opts) with
+  | .error e => return .error e
+  | .ok script =>
+    let timeoutMs := llmstep.timeout.get opts
+    let env : Array (String × Option String) :=
+      if url != "" then #[("LEANSTEP_URL", some url)] else #[]
+    let cancel? := (← readThe Core.Context).cancelTk?
+    let python := llmstep.python.get opts
+    let run := runBridge python script request.compress timeoutMs (timeoutMs + 3000) env cancel?
+    let result : Except String BridgeOutput ← do
+      match (← EIO.toBaseIO run) with
+      | .ok r => pure r
+      | .error e => pure (.error s!"could not run the bridge `{python} {script}`: {e}")
+    -- if Lean cancelled this elaboration, stop here (the child is already killed)
+    Core.checkInterrupted
+    match result with
+    | .error e => return .error e
+    | .ok out =>
+      match parseReply out with
+      | .error e => return .error e
+      | .ok items =>
+        if useCache then
+          replyCache.modify fun m =>
+            let m : Std.HashMap String (Array Item) := if m.size ≥ 512 then {} else m
+            m.insert key items
+        return .ok items
+
+end LeanTactic
