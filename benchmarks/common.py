@@ -23,6 +23,7 @@ The small API other benchmarks may use:
 from __future__ import annotations
 
 import datetime as _dt
+import contextlib
 import json
 import math
 import os
@@ -40,7 +41,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -241,6 +242,22 @@ def sim_environ(import_s: float = 0.0, cmd_s: float = 0.0, proof_s: float = 0.0)
     """The simulator's cost variables (inherited by every REPL a server starts)."""
     return {"LEANSTEP_SIM_IMPORT_SECONDS": f"{import_s:g}", "LEANSTEP_SIM_CMD_SECONDS": f"{cmd_s:g}",
             "LEANSTEP_SIM_PROOF_SECONDS": f"{proof_s:g}", "LEANSTEP_SIM_TACTIC_SECONDS": "0"}
+
+
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for REPLs started inside the block (pools copy the
+    environment when they are made); the previous values are restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def has_error(result: dict[str, Any]) -> bool:

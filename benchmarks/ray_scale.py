@@ -68,19 +68,12 @@ def run_case(num_actors: int, args: argparse.Namespace, config: Any, env: dict[s
 
 def run_local(args: argparse.Namespace, config: Any, env: dict[str, str]) -> dict[str, Any]:
     """The same batch on one pool in this process, without Ray: the baseline an actor should match."""
+    from benchmarks.common import scoped_environ
     from leanstep.check.verify import Verifier, VerifyOptions
     from leanstep.repl.launch import make_pool
 
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with scoped_environ(env):
         pool = make_pool(config)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     pool.start()
     try:
         pool.wait_warm(60)

@@ -39,7 +39,7 @@ except ImportError:  # running from a checkout without an install
 
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import scoped_environ, write_results  # noqa: E402
 from leanstep.check.tactics import CLOSES_GOAL, TacticChecker, goal_context_from_context  # noqa: E402
 from leanstep.config import load  # noqa: E402
 from leanstep.repl.launch import make_pool  # noqa: E402
@@ -63,20 +63,9 @@ class Cand:
     score: float = 0.0
 
 
-@contextlib.contextmanager
 def sim_costs(**seconds: float):
     """Set the simulator's cost knobs for REPLs started inside the block (restored after)."""
-    keys = {f"LEANSTEP_SIM_{k.upper()}_SECONDS": str(v) for k, v in seconds.items()}
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return scoped_environ({f"LEANSTEP_SIM_{k.upper()}_SECONDS": str(v) for k, v in seconds.items()})
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -79,48 +79,6 @@ def _cacheable(result: Any) -> bool:
     return result.verdict in (VALID, INVALID) and result.error is None
 
 
-class _ResultLRU:
-    """Driver-side cache of whole results for exact repeats across calls (no round trip at all)."""
-
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max(0, int(max_entries))
-        self._data: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-        self.batch_duplicates = 0
-
-    def get(self, key: str, timeout: float) -> Any:
-        if not self.max_entries:
-            return None
-        with self._lock:
-            result = self._data.get(key)
-            if result is None or result.time > timeout:  # it might time out under this limit
-                self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
-            return result
-
-    def put(self, key: str, result: Any) -> None:
-        if not self.max_entries or not _cacheable(result):
-            return
-        with self._lock:
-            self._data[key] = result
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
-
-    def note_duplicates(self, count: int) -> None:
-        with self._lock:
-            self.batch_duplicates += count
-
-    def stats(self) -> dict[str, int]:
-        with self._lock:
-            return {"entries": len(self._data), "max_entries": self.max_entries, "hits": self.hits,
-                    "misses": self.misses, "batch_duplicates": self.batch_duplicates}
-
-
 class _Unresponsive(RuntimeError):
     """A sub-batch outlived every limit that bounds it; its actor is presumed wedged."""
 
@@ -341,7 +299,10 @@ class RayVerifier:
         self.max_attempts = max(1, max_attempts)
         self._lock = threading.Lock()
         self._affinity: dict[str, list[int]] = {}
-        self._cache = _ResultLRU(config.cache_size if cache_size is None else cache_size)
+        from leanstep.check.verify import ResultCache
+
+        # whole results for exact repeats across calls: no round trip to an actor at all
+        self._cache = ResultCache(config.cache_size if cache_size is None else cache_size, cacheable=_cacheable)
         self._counts = dict(snippets=0, unique=0, cached=0, sub_batches=0, retried_sub_batches=0, actors_recreated=0)
         self._verdicts: dict[str, int] = {}
         self._closed = False
@@ -606,7 +567,7 @@ class RayVerifier:
             return RayCounters(**self._counts)
 
     @property
-    def cache(self) -> _ResultLRU:
+    def cache(self) -> Any:
         """The driver-side result cache (``stats()`` as ``ResultCache.stats()``)."""
         return self._cache
 

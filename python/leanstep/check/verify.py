@@ -337,10 +337,15 @@ def _read_audit(plan: _AuditPlan, response: CommandResponse) -> tuple[dict[str, 
 
 
 class ResultCache:
-    """Bounded LRU of definitive outcomes keyed by (header, body, options); thread-safe."""
+    """Bounded LRU of definitive outcomes keyed by (header, body, options); thread-safe.
 
-    def __init__(self, max_entries: int = 10000) -> None:
+    Values need a ``time`` (seconds the check took); ``cacheable`` says which may be kept
+    (default: the value's own ``cacheable``: timeouts and infrastructure errors are not).
+    """
+
+    def __init__(self, max_entries: int = 10000, cacheable: Callable[[Any], bool] | None = None) -> None:
         self.max_entries = max(0, int(max_entries))
+        self._cacheable = cacheable or (lambda outcome: outcome.cacheable)
         self._data: OrderedDict[str, _Outcome] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -365,8 +370,8 @@ class ResultCache:
             self.hits += 1
             return outcome
 
-    def put(self, key: str, outcome: _Outcome) -> None:
-        if not self.max_entries or not outcome.cacheable:
+    def put(self, key: str, outcome: Any) -> None:
+        if not self.max_entries or not self._cacheable(outcome):
             return
         with self._lock:
             self._data[key] = outcome

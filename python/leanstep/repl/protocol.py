@@ -74,6 +74,18 @@ def _drop_none(obj: JsonObject) -> JsonObject:
 # Requests
 
 
+def _check_elaboration_options(request: CommandRequest | FileRequest) -> None:
+    _opt_nat(request.env, "env")
+    _opt_bool(request.all_tactics, "allTactics")
+    _opt_bool(request.root_goals, "rootGoals")
+    _infotree(request.infotree)
+
+
+def _elaboration_json(request: CommandRequest | FileRequest, source: JsonObject) -> JsonObject:
+    return _drop_none({**source, "env": request.env, "allTactics": request.all_tactics,
+                       "rootGoals": request.root_goals, "infotree": request.infotree})
+
+
 @dataclass(frozen=True, slots=True)
 class CommandRequest:
     """Elaborate Lean text; without ``env`` its header is processed (imports)."""
@@ -86,21 +98,15 @@ class CommandRequest:
 
     def __post_init__(self) -> None:
         _text(self.cmd, "cmd")
-        _opt_nat(self.env, "env")
-        _opt_bool(self.all_tactics, "allTactics")
-        _opt_bool(self.root_goals, "rootGoals")
-        _infotree(self.infotree)
+        _check_elaboration_options(self)
 
     def to_json(self) -> JsonObject:
-        return _drop_none(
-            {"cmd": self.cmd, "env": self.env, "allTactics": self.all_tactics,
-             "rootGoals": self.root_goals, "infotree": self.infotree}
-        )
+        return _elaboration_json(self, {"cmd": self.cmd})
 
 
 @dataclass(frozen=True, slots=True)
 class FileRequest:
-    """Elaborate a file read by the REPL, relative to its working directory."""
+    """Elaborate a file read by the REPL, relative to its working directory (same options as a command)."""
 
     path: str
     env: int | None = None
@@ -110,16 +116,10 @@ class FileRequest:
 
     def __post_init__(self) -> None:
         _text(self.path, "path", nonempty=True)
-        _opt_nat(self.env, "env")
-        _opt_bool(self.all_tactics, "allTactics")
-        _opt_bool(self.root_goals, "rootGoals")
-        _infotree(self.infotree)
+        _check_elaboration_options(self)
 
     def to_json(self) -> JsonObject:
-        return _drop_none(
-            {"path": self.path, "env": self.env, "allTactics": self.all_tactics,
-             "rootGoals": self.root_goals, "infotree": self.infotree}
-        )
+        return _elaboration_json(self, {"path": self.path})
 
 
 @dataclass(frozen=True, slots=True)
