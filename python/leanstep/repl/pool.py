@@ -361,18 +361,26 @@ class ReplPool:
         """What starting a worker for ``header`` cost last time (a guess before the first start)."""
         return self._import_seconds.get(header, DEFAULT_IMPORT_SECONDS)
 
+    def _queue_rent(self, header: str) -> tuple[float, int]:
+        """Seconds ``header``'s queued requests have waited so far, all together, and how many they are."""
+        now = time.monotonic()
+        waiting = [now - x.since for x in self._waiters if x.worker is None and x.header == header]
+        return sum(waiting), len(waiting)
+
     def _next_eviction_check(self, waiter: _Waiter) -> float:
-        """Seconds until ``waiter`` may evict (lock held), so a timed wait wakes up for it."""
-        return max(0.01, waiter.since + self.import_seconds(waiter.header) - time.monotonic())
+        """Seconds until ``waiter``'s header may take another REPL (lock held), so a timed wait wakes for it."""
+        rent, waiting = self._queue_rent(waiter.header)
+        return max(0.01, (self.import_seconds(waiter.header) - rent) / max(waiting, 1))
 
     def _make_room(self, waiter: _Waiter) -> Worker | None:
         """A worker for ``waiter``'s header: a new one, or an idle one that imports it (lock held).
 
-        A header import costs seconds, so this follows the ski-rental rule: a
-        waiter whose header is already loaded in a (busy) worker waits for it for
-        as long as an import of that header costs before taking another REPL. A
-        header loaded nowhere takes the least recently used idle REPL at once. That
-        REPL imports the header beside its others, or, when it already holds
+        A header import costs seconds, so this follows the ski-rental rule: while
+        a header is loaded in some (busy) worker, its queued requests wait for it
+        until their waiting times add up to what an import of that header costs;
+        then the header takes another REPL. A header loaded nowhere takes the least
+        recently used idle REPL at once. That REPL imports the header beside its
+        others (so later switches are free), or, when it already holds
         ``headers_per_repl`` headers, is replaced by a fresh one.
         """
         header = waiter.header
@@ -382,7 +390,7 @@ class ReplPool:
         if not idle:
             return None
         loaded_somewhere = any(header in w.envs or w.header == header for w in self._workers)
-        if loaded_somewhere and time.monotonic() - waiter.since < self.import_seconds(header):
+        if loaded_somewhere and self._queue_rent(header)[0] < self.import_seconds(header):
             return None
         victim = min(idle, key=lambda w: w.last_used)
         if len(victim.envs) < self.settings.headers_per_repl:
