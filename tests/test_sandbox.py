@@ -99,3 +99,24 @@ def test_sandboxed_replacements_started_in_the_background_survive():
             pool.wait_warm(30)
         counters = pool.stats().counters
     assert counters.recycled_uses >= 2 and counters.lost == 0
+
+
+def test_the_sandbox_works_when_the_repl_lives_under_tmp(tmp_path):
+    # Checkouts, virtualenvs and Lean toolchains may live under /tmp; the sandbox must not hide them.
+    if not bwrap_usable():
+        pytest.skip("bubblewrap is not installed or cannot create namespaces here (apt-get install bubblewrap)")
+    import sys
+
+    from leanstep.repl.process import ReplProcess
+    from leanstep.repl.sandbox import SandboxPolicy, sandboxed
+
+    python = tmp_path / "bin" / "python-under-tmp"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    env = {"PYTHONPATH": str(ROOT / "python"), "PATH": "/usr/bin:/bin"}
+    spec = sandboxed([str(python), "-m", "leanstep.sim"], workdir=workdir, cwd=workdir, env=env,
+                     policy=SandboxPolicy("bwrap"), mode="bwrap")
+    with ReplProcess(spec, name="tmp-repl") as repl:
+        assert repl.send(CommandRequest("def f := 1"), timeout=30).env == 0

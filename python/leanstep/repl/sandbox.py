@@ -186,7 +186,8 @@ def sandboxed(argv: Sequence[str], *, workdir: Path, cwd: Path, env: Mapping[str
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--tmpfs", "/tmp",
+        # no fresh tmpfs over /tmp: the toolchain, the workspace or this checkout may live there;
+        # /tmp stays read-only like the rest, and TMPDIR points at the worker's own directory
         "--bind", str(workdir), str(workdir),
         "--unshare-net", "--unshare-pid", "--unshare-ipc",
         "--die-with-parent",
