@@ -27,11 +27,26 @@ class _Stop(Exception):
 
 
 def build_suggester(config: Config, pool: Any) -> Any:
-    """The model-backed suggester (imports the generation stack only here)."""
+    """The model-backed suggester (imports the generation stack only here).
+
+    The model loads and warms up in the background, so the server answers
+    /verify and /health at once and the first /suggest does not pay the load.
+    """
     from leanstep.generate import make_generator, settings_from_config
     from leanstep.suggest import Suggester
 
-    return Suggester(make_generator(settings_from_config(config)), pool, config)
+    generator = make_generator(settings_from_config(config))
+    warmup = getattr(generator, "warmup", None)
+    if warmup is not None:
+        def warm() -> None:
+            try:
+                warmup()
+                log.info("model %s loaded and warmed up", config.hf_model)
+            except Exception as exc:  # noqa: BLE001 - the server still verifies; /suggest reports the error
+                log.error("model %s could not be loaded (%s); /suggest answers 503 until it can", config.hf_model, exc)
+
+        threading.Thread(target=warm, name="model-warmup", daemon=True).start()
+    return Suggester(generator, pool, config)
 
 
 def make_server(app: Any, config: Config, *, port: int | None = None, **adjustments: Any) -> Any:
