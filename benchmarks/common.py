@@ -429,6 +429,20 @@ def find_peer_base_python() -> str | None:
     return None
 
 
+PEERS = ("kimina", "leaninteract")
+
+
+def peers_for(systems: Sequence[str], install: bool) -> tuple[PeerEnv | None, dict[str, str]]:
+    """The peers' environment when ``systems`` names a peer, and why each named peer cannot run."""
+    if not set(PEERS) & set(systems):
+        return None, {}
+    peer = peer_environment(install=install)
+    if peer.ok:
+        print(f"  peers: {peer.versions}")
+        return peer, {}
+    return peer, {name: peer.reason for name in PEERS if name in systems}
+
+
 def peer_environment(install: bool = True) -> PeerEnv:
     """The peers' virtualenv under ``benchmarks/.peers/venv``, created and filled on first use.
 

@@ -252,12 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  HTTP: {args.batch_size} snippets per POST /verify, {args.concurrency} in flight; leanstep sandbox: "
           f"{args.sandbox or 'default'}", flush=True)
 
-    missing: dict[str, str] = {}
-    peer = None
-    if {"kimina", "leaninteract"} & set(systems):
-        peer = common.peer_environment(install=not args.no_install)
-        if not peer.ok:
-            missing.update({k: peer.reason for k in ("kimina", "leaninteract") if k in systems})
+    peer, missing = common.peers_for(systems, install=not args.no_install)
 
     runs: list[dict[str, Any]] = []
     for w in workers_list:

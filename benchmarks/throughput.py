@@ -187,16 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  workers: {workers_list}; machine: {os.cpu_count()} CPUs; leanstep sandbox: "
           f"{args.sandbox or 'default'}", flush=True)
 
-    missing: dict[str, str] = {}
-    peer = None
-    if {"kimina", "leaninteract"} & set(systems):
-        peer = common.peer_environment(install=not args.no_install)
-        if not peer.ok:
-            for name in ("kimina", "leaninteract"):
-                if name in systems:
-                    missing[name] = peer.reason
-        else:
-            print(f"  peers: {peer.versions}")
+    peer, missing = common.peers_for(systems, install=not args.no_install)
 
     runs: list[dict[str, Any]] = []
     for w in workers_list:

@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -221,37 +222,40 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
 
     # -- routes ---------------------------------------------------------------
 
+    def run_batch(list_field: str, model: type, options_of: Callable[[Any], VerifyOptions],
+                  snippets_of: Callable[[Any], list[Snippet]], result_json: Callable[[Any, Any], dict]) -> Response:
+        """The batch routes differ only in field names and shapes: parse, validate, verify, answer."""
+        payload, problem = read_json(list_field)
+        if problem is not None:
+            return problem
+        body, problem = verify_or_422(model, payload)
+        if problem is not None:
+            return problem
+        results = verifier.verify_batch(snippets_of(body), options_of(body))
+        return json_response({"results": [result_json(r, body) for r in results]})
+
+    def strict_of(body: Any) -> bool:
+        return config.strict if body.strict is None else body.strict
+
     @app.post("/verify")
     @app.post("/one_pass_verify_batch")
     def verify() -> Response:
-        payload, problem = read_json("codes")
-        if problem is not None:
-            return problem
-        body, problem = verify_or_422(VerifyBody, payload)
-        if problem is not None:
-            return problem
-        options = VerifyOptions(timeout=body.timeout, infotree=body.infotree_type,
-                                strict=config.strict if body.strict is None else body.strict,
-                                use_cache=not body.disable_cache)
-        snippets = [Snippet(str(c.custom_id), c.content) for c in body.codes]
-        results = verifier.verify_batch(snippets, options)
-        return json_response({"results": [verify_result_json(r) for r in results]})
+        return run_batch(
+            "codes", VerifyBody,
+            lambda body: VerifyOptions(timeout=body.timeout, infotree=body.infotree_type, strict=strict_of(body),
+                                       use_cache=not body.disable_cache),
+            lambda body: [Snippet(str(c.custom_id), c.content) for c in body.codes],
+            lambda result, body: verify_result_json(result))
 
     @app.post("/api/check")
     @app.post("/api/check/")
     def check() -> Response:
-        payload, problem = read_json("snippets")
-        if problem is not None:
-            return problem
-        body, problem = verify_or_422(CheckBody, payload)
-        if problem is not None:
-            return problem
-        options = VerifyOptions(timeout=body.timeout, infotree=body.infotree,
-                                strict=config.strict if body.strict is None else body.strict,
-                                use_cache=body.reuse, debug=body.debug)
-        snippets = [Snippet(s.id, s.code) for s in body.snippets]
-        results = verifier.verify_batch(snippets, options)
-        return json_response({"results": [check_result_json(r, body.debug) for r in results]})
+        return run_batch(
+            "snippets", CheckBody,
+            lambda body: VerifyOptions(timeout=body.timeout, infotree=body.infotree, strict=strict_of(body),
+                                       use_cache=body.reuse, debug=body.debug),
+            lambda body: [Snippet(s.id, s.code) for s in body.snippets],
+            lambda result, body: check_result_json(result, body.debug))
 
     @app.get("/health")
     @app.get("/health/")
