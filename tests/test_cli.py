@@ -1,0 +1,89 @@
+"""`leanstep serve` as users run it: clear start-up errors, and SIGTERM leaves no REPL behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import requests
+
+from conftest import ROOT
+
+
+def leanstep(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
+    return subprocess.run([sys.executable, "-m", "leanstep", *args], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=ROOT, **kwargs)
+
+
+def test_serve_without_a_workspace_says_what_to_pass():
+    result = leanstep("serve", "--no-model")
+    assert result.returncode == 2
+    assert "--workspace" in result.stderr and "--repl sim" in result.stderr
+
+
+def test_serve_with_a_folder_that_is_not_a_lake_project_says_so(tmp_path):
+    result = leanstep("serve", "--no-model", "--workspace", str(tmp_path))
+    assert result.returncode == 2
+    assert "not a Lake project" in result.stderr
+
+
+def test_a_bad_flag_value_names_the_flag():
+    result = leanstep("serve", "--no-model", "--repl", "sim", "--max-repls", "0")
+    assert result.returncode == 2
+    assert "--max-repls must be positive" in result.stderr
+
+
+def sim_repls(root: psutil.Process) -> list[psutil.Process]:
+    found = []
+    for proc in root.children(recursive=True):
+        try:
+            if "leanstep.sim" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_sigterm_stops_the_server_and_every_repl(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "leanstep", "serve", "--repl", "sim", "--no-model",
+                                 "--port", str(port), "--max-repls", "2", "--warm-headers", "import A;;import B"],
+                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                if requests.get(url + "/health", timeout=2).json()["pool"]["workers"]["idle"] == 2:
+                    break
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        code = "import A\n\ntheorem t : 1 + 1 = 2 := by norm_num"
+        reply = requests.post(url + "/verify", json={"codes": [{"custom_id": "x", "proof": code}]}, timeout=30).json()
+        assert reply["results"][0]["verdict"] == "valid"
+        repls = sim_repls(psutil.Process(proc.pid))
+        assert len(repls) >= 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    gone, alive = psutil.wait_procs(repls, timeout=10)
+    assert not alive, f"REPLs outlived the server: {[p.pid for p in alive]}"
+    assert "all REPLs stopped" in log_path.read_text()
