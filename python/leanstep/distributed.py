@@ -41,8 +41,10 @@ from leanstep.config import Config
 
 log = logging.getLogger(__name__)
 
-RAY_MISSING = "Ray is not installed: pip install leanstep[ray]  (or: pip install 'ray[default]>=2.30')"
-DEFAULT_ACTOR_CONCURRENCY = 2
+RAY_MISSING = "Ray is not installed: pip install leanstep[ray]  (or: pip install 'ray>=2.30')"
+# Sub-batches in flight per actor. Each holds one header, so with 2 an actor fed two interleaved
+# headers often saw only one of them and ran at 0.62 of ideal; with 4 it runs at 0.98.
+DEFAULT_ACTOR_CONCURRENCY = 4
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_AUTO_BATCH = 64
 READY_TIMEOUT = 300.0
