@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -137,7 +138,8 @@ def summary_line(counts: Counter[str], total: int, elapsed: float) -> str:
 # --------------------------------------------------------------------------- #
 
 
-def _run_local(args: argparse.Namespace, snippets: list[Snippet], writer: OrderedWriter, bar: Any) -> None:
+def _run_local(args: argparse.Namespace, snippets: list[Snippet],
+               on_result: Callable[[int, VerifyResult], None]) -> None:
     from leanstep import config as config_mod
     from leanstep.check.verify import Verifier, VerifyOptions
     from leanstep.repl.launch import make_pool
@@ -152,11 +154,6 @@ def _run_local(args: argparse.Namespace, snippets: list[Snippet], writer: Ordere
     pool.start()
     try:
         with Verifier(pool, cache_size=config.cache_size) as verifier:
-            def on_result(index: int, result: VerifyResult) -> None:
-                writer.add(index, result)
-                if bar is not None:
-                    bar.update(1)
-
             verifier.verify_batch(snippets, options, on_result)
     finally:
         pool.shutdown()
@@ -202,6 +199,11 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=len(snippets), unit="proof", desc="verify", file=sys.stderr, dynamic_ncols=True)
+    def on_result(index: int, result: VerifyResult) -> None:
+        writer.add(index, result)
+        if bar is not None:
+            bar.update(1)
+
     started = time.monotonic()
     try:
         if args.url:
@@ -209,14 +211,9 @@ def run(args: argparse.Namespace) -> int:
         elif getattr(args, "ray", None) is not None:
             from leanstep import distributed
 
-            def on_result(index: int, result: Any) -> None:
-                writer.add(index, result)
-                if bar is not None:
-                    bar.update(1)
-
             distributed.run_verify(args, snippets, on_result)
         else:
-            _run_local(args, snippets, writer, bar)
+            _run_local(args, snippets, on_result)
     except ConnectionError as exc:
         print(f"leanstep verify: {exc}", file=sys.stderr)
         return 1
