@@ -20,19 +20,19 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	@$(MAKE) --no-print-directory sandbox-tools
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	@$(MAKE) --no-print-directory sandbox-tools
 	touch $@
 
-# bubblewrap gives checked code a read-only file system; without it the
-# sandbox falls back to rlimits (and says so in the log).
+# bubblewrap gives checked code a read-only file system (setpriv drops root
+# inside it); without them the sandbox falls back to rlimits and says so.
 sandbox-tools:
-	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null; } || \
-	  echo "note: bubblewrap not installed; sandbox tests that need it are skipped"
+	@{ command -v bwrap && command -v setpriv; } >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap util-linux >/dev/null; } || \
+	  echo "note: bubblewrap not installed; the sandbox falls back to rlimit mode and its tests are skipped"
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = Path(os.environ.get("LEANSTEP_TRANSCRIPTS", ROOT.parent / "shared" / "repl-transcripts"))
 SIM_ARGV = (sys.executable, "-m", "leanstep.sim")
+SANDBOX_MODES_COVERED: set[str] = set()  # filled by the sandbox tests, reported at the end of the run
 
 
 def transcript_pairs() -> list[tuple[Path, Path]]:
@@ -30,3 +31,11 @@ def sim_env(tmp_path: Path) -> dict[str, str]:
 def pytest_report_header(config: pytest.Config) -> str:
     found = len(transcript_pairs())
     return f"leanstep: {found} recorded REPL transcript pairs under {TRANSCRIPTS}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001
+    """Say which sandbox modes the escape tests ran in (a machine without bubblewrap covers fewer)."""
+    if SANDBOX_MODES_COVERED or any("test_sandbox" in str(a) for a in config.args):
+        covered = ", ".join(sorted(SANDBOX_MODES_COVERED)) or "no mode (every escape test was skipped)"
+        who = "as root" if os.geteuid() == 0 else f"as uid {os.geteuid()}"
+        terminalreporter.write_line(f"leanstep: sandbox escape tests ran {who} in modes: {covered}")

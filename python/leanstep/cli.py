@@ -86,10 +86,11 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from leanstep.repl.launch import sandbox_check
     from leanstep.workspace import run_doctor
 
     config = config_mod.load(args)
-    return run_doctor(url=args.url, workspace=config.workspace, model=config.hf_model)
+    return run_doctor(url=args.url, workspace=config.workspace, model=config.hf_model, extra=[sandbox_check(config)])
 
 
 def build_parser() -> argparse.ArgumentParser:

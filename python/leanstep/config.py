@@ -43,6 +43,7 @@ class Config:
     sandbox: str = _setting("auto", "isolation for checked code: auto, bwrap, rlimit or none", group="pool")
     max_procs: int = _setting(256, "process-count limit inside a sandboxed REPL", group="pool")
     max_file_mb: int = _setting(512, "largest file a sandboxed REPL may write, in MB", group="pool")
+    allow_root_repl: bool = _setting(False, "accept REPLs that keep root's user id (without capabilities) when no unprivileged user can reach the REPL; checked code can then read and write what root owns", group="pool")
     cache_size: int = _setting(10000, "results kept in the verification cache (0 disables it)", group="pool")
     # HTTP server
     host: str = _setting("127.0.0.1", "address to listen on")

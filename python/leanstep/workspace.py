@@ -364,10 +364,11 @@ def format_table(checks: Sequence[Check]) -> str:
     return "\n".join(lines)
 
 
-def run_doctor(url: str | None, workspace: Path | None, model: str | None, out: TextIO | None = None) -> int:
-    """Print the checks; 0 when nothing failed (warnings allowed), 1 otherwise."""
+def run_doctor(url: str | None, workspace: Path | None, model: str | None, out: TextIO | None = None,
+               extra: Sequence[Check] = ()) -> int:
+    """Print the checks (``extra``: rows from layers above, such as the sandbox); 0 when nothing failed."""
     out = out or sys.stdout
-    checks = doctor_checks(url, Path(workspace) if workspace is not None else None, model)
+    checks = doctor_checks(url, Path(workspace) if workspace is not None else None, model) + list(extra)
     print(format_table(checks), file=out)
     failed = [c for c in checks if c.status == "fail"]
     print("", file=out)

@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -19,9 +20,8 @@ import psutil
 import leanstep
 from leanstep.config import Config
 from leanstep.repl.pool import PoolSettings, ReplPool
-from leanstep.repl.process import LaunchSpec
-from leanstep.repl.sandbox import SandboxPolicy, describe, sandboxed
-from leanstep.workspace import find_lake, find_repl_binary, workspace_has_mathlib
+from leanstep.repl.sandbox import SandboxError, SandboxPlan, SandboxPolicy, plan_sandbox, sweep_stale_cgroups
+from leanstep.workspace import Check, find_lake, find_repl_binary, workspace_has_mathlib
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +69,58 @@ def mem_limit_bytes(config: Config) -> int:
     return psutil.virtual_memory().total // 2 // config.max_repls
 
 
-def make_pool(config: Config) -> ReplPool:
-    """Build (not start) the pool the configuration describes."""
+def sandbox_plan(config: Config) -> SandboxPlan:
+    """How this configuration's REPLs will run, or a SetupError saying what to change (serve and doctor share it)."""
     argv, cwd = repl_command(config)
-    policy = SandboxPolicy(config.sandbox, config.max_procs, config.max_file_mb * 1024 * 1024)
-    mode = policy.resolved_mode()
-    log.info("sandbox: %s", describe(mode))
-    if mode != "bwrap":
-        log.warning("REPL sandbox is %r: %s", mode, describe(mode))
+    policy = SandboxPolicy(config.sandbox, config.max_procs, config.max_file_mb * 1024 * 1024,
+                           allow_root_repl=config.allow_root_repl)
     env = dict(os.environ)
     if config.repl == "sim":
         package_root = str(Path(leanstep.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    try:
+        return plan_sandbox(argv, cwd=cwd, env=env, policy=policy, workdir_parent=Path(tempfile.gettempdir()))
+    except SandboxError as exc:
+        raise SetupError(f"sandbox: {exc}") from None
 
-    def launcher(workdir: Path) -> LaunchSpec:
-        return sandboxed(argv, workdir=workdir, cwd=cwd or workdir, env=env, policy=policy, mode=mode)
 
+def sandbox_check(config: Config) -> Check:
+    """The doctor's row: the mode that will be used, whether REPLs run unprivileged, and the fix if not."""
+    try:
+        repl_command(config)
+    except SetupError as exc:
+        mode = config.sandbox
+        try:
+            mode = SandboxPolicy(config.sandbox).resolved_mode()
+        except SandboxError:
+            pass
+        return Check("sandbox", "warn", f"{mode}; whether REPLs run unprivileged depends on the REPL, "
+                                        "which is not configured yet", str(exc))
+    try:
+        plan = sandbox_plan(config)
+    except SetupError as exc:
+        return Check("sandbox", "fail", "REPLs would run as root: the server refuses to start", str(exc))
+    if plan.mode == "none":
+        return Check("sandbox", "warn", plan.describe(), "drop --sandbox none (install bubblewrap for the strongest mode)")
+    if not plan.unprivileged:
+        return Check("sandbox", "warn", plan.describe(), "make the REPL readable by others and drop --allow-root-repl")
+    if plan.mode == "rlimit":
+        return Check("sandbox", "warn", plan.describe(), "install bubblewrap (apt-get install bubblewrap)")
+    return Check("sandbox", "ok", plan.describe())
+
+
+def make_pool(config: Config) -> ReplPool:
+    """Build (not start) the pool the configuration describes."""
+    plan = sandbox_plan(config)
+    log.info("sandbox: %s", plan.describe())
+    if plan.mode != "bwrap":
+        log.warning("REPL sandbox is %r: %s", plan.mode, plan.describe())
+    swept = sweep_stale_cgroups()
+    if swept:
+        log.info("removed %d pids cgroups left by servers that were killed", swept)
     settings = PoolSettings(
         max_repls=config.max_repls, import_timeout=config.import_timeout, mem_limit_bytes=mem_limit_bytes(config),
         max_uses=config.max_uses, queue_wait=config.queue_wait, warm_headers=warm_headers(config),
         headers_per_repl=config.headers_per_repl,
     )
-    return ReplPool(settings, launcher)
+    return ReplPool(settings, plan.launch)

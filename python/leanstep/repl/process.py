@@ -93,8 +93,10 @@ class ReplProcess:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr_file,
                 start_new_session=True, preexec_fn=self.spec.preexec, close_fds=True,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:  # a failing pre-exec hook is a SubprocessError
             self._stderr_file.close()
+            if self.spec.cleanup is not None:
+                self.spec.cleanup()
             raise ReplLost(f"cannot start {self.spec.argv[0]!r}: {exc}", worker=self.name) from exc
         os.set_blocking(self._proc.stdout.fileno(), False)
         self._selector = selectors.DefaultSelector()

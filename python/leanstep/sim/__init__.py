@@ -127,7 +127,13 @@ Directives (faults and sandbox probes)
     connection (2 s timeout), start N children (they sleep until the simulator exits, at most
     10 s) or write an MB file in the cwd (deleted afterwards; SIGXFSZ ignored meanwhile), and
     report ``sim write PATH: ok`` / ``...: failed: <OSError>`` (and likewise) as an info
-    message.  A malformed or unknown directive gives an error message.
+    message.  read PATH / remount PATH / signal PID / ptrace PID: try to read a byte of a file,
+    make a read-only mount writable (``mount(2)`` with MS_REMOUNT|MS_BIND), pass the kernel's
+    permission check for a signal (signal 0: nothing is sent) or attach to a process with
+    PTRACE_SEIZE (detached at once), reported the same way.  identity: ``sim identity uid=R,E,S
+    gid=R,E,S groups=[...] CapEff=... CapBnd=... NoNewPrivs=N`` (from ``/proc/self/status``).
+    getenv NAME: ``sim getenv NAME: set`` or ``unset`` (the value is never echoed).  A malformed
+    or unknown directive gives an error message.
 
 Environment variables (seconds are floats, default 0)
     LEANSTEP_SIM_IMPORT_SECONDS (per request with imports, and per unpickle that re-imports),

@@ -67,6 +67,18 @@ def run(repl, name: str, arg: str) -> Optional[tuple[str, str]]:
             return ("info", "sim fork " + _fork(int(_number(arg))))
         if name == "bigfile":
             return ("info", "sim bigfile " + _bigfile(_number(arg)))
+        if name == "read":
+            return ("info", "sim read " + _read(arg))
+        if name == "remount":
+            return ("info", "sim remount " + _remount(arg))
+        if name == "signal":
+            return ("info", "sim signal " + _signal(int(_number(arg))))
+        if name == "ptrace":
+            return ("info", "sim ptrace " + _ptrace(int(_number(arg))))
+        if name == "identity":
+            return ("info", "sim identity " + _identity())
+        if name == "getenv":
+            return ("info", "sim getenv " + _getenv(arg))
     except (ValueError, IndexError):
         return ("error", f"sim: bad argument for '{name}': {arg!r}")
     return ("error", f"sim: unknown directive '{name}'")
@@ -140,3 +152,77 @@ def _bigfile(mb: float) -> str:
         except OSError:
             pass
     return result
+
+
+def _read(path: str) -> str:
+    path = path.strip()
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        return f"{path}: ok"
+    except OSError as e:
+        return f"{path}: failed: {e}"
+
+
+MS_REMOUNT = 32
+MS_BIND = 4096
+
+
+def _remount(path: str) -> str:
+    """Try to make a read-only mount writable again (what `mount -o remount,bind,rw` does)."""
+    import ctypes
+
+    path = path.strip() or "/"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(None, path.encode(), None, MS_REMOUNT | MS_BIND, None) == 0:
+        return f"{path}: ok"
+    return f"{path}: failed: {os.strerror(ctypes.get_errno())}"
+
+
+def _signal(pid: int) -> str:
+    """Signal 0 performs the kernel's permission check for sending a signal without sending one."""
+    try:
+        os.kill(pid, 0)
+        return f"{pid}: ok"
+    except OSError as e:
+        return f"{pid}: failed: {e}"
+
+
+PTRACE_SEIZE = 0x4206
+PTRACE_DETACH = 17
+
+
+def _ptrace(pid: int) -> str:
+    """Attach without stopping the tracee (PTRACE_SEIZE), and detach at once if that worked."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    if libc.ptrace(PTRACE_SEIZE, pid, None, None) == 0:
+        libc.ptrace(PTRACE_DETACH, pid, None, None)
+        return f"{pid}: ok"
+    return f"{pid}: failed: {os.strerror(ctypes.get_errno())}"
+
+
+def _identity() -> str:
+    """User and group ids and the kernel's view of capabilities and no_new_privs."""
+    fields = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs"):
+                    fields[key] = value.strip()
+    except OSError as e:
+        return f"failed: {e}"
+    uids = ",".join(str(i) for i in os.getresuid())
+    gids = ",".join(str(i) for i in os.getresgid())
+    groups = ",".join(str(g) for g in os.getgroups())
+    status = " ".join(f"{k}={v}" for k, v in fields.items())
+    return f"uid={uids} gid={gids} groups=[{groups}] {status}"
+
+
+def _getenv(name: str) -> str:
+    """Whether a variable is visible (its value is never echoed)."""
+    name = name.strip()
+    return f"{name}: {'set' if name in os.environ else 'unset'}"
