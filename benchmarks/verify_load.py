@@ -7,23 +7,35 @@ REPL processes with simulated costs (``--import-seconds`` per header import,
 1. throughput: unique clean proofs over 3 headers; proofs/s against the ideal
    (workers / proof-seconds) and the orchestration overhead per proof;
 2. faults: a batch with 3 headers, duplicates, injected hangs and crashes
-   (defaults: 1,000 snippets, 30% duplicates, 2% hangs, 1% crashes). Checks
-   that every snippet got a result, that hangs are reported as ``timeout`` and
-   crashes as ``error`` per snippet, that the pool is back to its full warm size,
-   and, after shutdown, that no REPL process is left (no zombie, no orphan).
+   (defaults: 1,000 snippets, 30% duplicates, 2% hangs, 1% crashes), while a
+   chaos thread SIGKILLs random REPLs (``--kills-per-minute``) and attackers hold
+   half-open connections (``--half-open``: a request line and one header, then
+   silence). Checks that every snippet was answered exactly once with its
+   expected verdict (hangs ``timeout``, crashes ``error``; a snippet whose REPL
+   the chaos thread killed may be ``error`` "REPL process lost" or "could not
+   start a REPL", at most one per kill), that ``/health`` answered within a second throughout, that the pool is
+   back to its full warm size, and, after shutdown, that no REPL process (zombie
+   or orphan), pids cgroup or worker directory is left. The server's RSS before
+   and after is printed.
 
-Run: ``python benchmarks/verify_load.py [--quick] [--json FILE]``; exit status 0
-when every check passed.
+``--soak`` is the long version: 10,000 snippets, 30 kills a minute, 100 half-open
+connections. The pool runs in the server's default sandbox (``--sandbox``).
+
+Run: ``python benchmarks/verify_load.py [--quick | --soak] [--json FILE]``; exit
+status 0 when every check passed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import signal
+import socket
 import sys
-import contextlib
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -40,17 +52,29 @@ import requests  # noqa: E402
 
 from leanstep.config import load  # noqa: E402
 from leanstep.repl.launch import make_pool  # noqa: E402
+from leanstep.repl.sandbox import CGROUP_PREFIX, _pids_cgroup_root  # noqa: E402
 from leanstep.server.app import create_app  # noqa: E402
 from leanstep.server.wsgi import serve_in_thread  # noqa: E402
 
 HEADERS = ("import Mathlib", "import Mathlib.Tactic", "import Aesop")
+EXPECTED = {"valid": "valid", "invalid": "invalid", "sorry": "invalid", "hang": "timeout", "crash": "error"}
+LOST_TO_KILL = ("REPL process lost", "could not start a REPL")  # a kill while checking, or while importing
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small sizes (seconds, for CI smoke tests)")
-    p.add_argument("--snippets", type=int, default=None, help="snippets in the fault batch (default 1000; quick 200)")
-    p.add_argument("--clean", type=int, default=None, help="unique proofs in the throughput phase (default 1000; quick 200)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes (seconds, for CI smoke tests)")
+    size.add_argument("--soak", action="store_true", help="10,000 snippets under REPL kills and half-open connections")
+    p.add_argument("--snippets", type=int, default=None,
+                   help="snippets in the fault batch (default 1000; quick 200; soak 10000)")
+    p.add_argument("--clean", type=int, default=None,
+                   help="unique proofs in the throughput phase (default 1000; quick 200; soak 0)")
+    p.add_argument("--kills-per-minute", type=float, default=None,
+                   help="random REPLs SIGKILLed per minute during the fault batch (default 10; quick 120; soak 30)")
+    p.add_argument("--half-open", type=int, default=None,
+                   help="half-open connections held during the fault batch (default 50; quick 20; soak 100)")
+    p.add_argument("--sandbox", default="auto", help="the pool's sandbox mode (default: the server's default)")
     p.add_argument("--workers", type=int, default=4, help="REPL processes (max_repls)")
     p.add_argument("--import-seconds", type=float, default=None, help="simulated header import (default 0.5; quick 0.1)")
     p.add_argument("--proof-seconds", type=float, default=None, help="simulated cost per proof (default 0.05; quick 0.02)")
@@ -65,8 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     args = p.parse_args(argv)
     quick = args.quick
-    args.snippets = args.snippets or (200 if quick else 1000)
-    args.clean = args.clean if args.clean is not None else (200 if quick else 1000)
+    args.snippets = args.snippets or (200 if quick else 10000 if args.soak else 1000)
+    args.clean = args.clean if args.clean is not None else (200 if quick else 0 if args.soak else 1000)
+    if args.kills_per_minute is None:
+        args.kills_per_minute = 120.0 if quick else 30.0 if args.soak else 10.0
+    if args.half_open is None:
+        args.half_open = 20 if quick else 100 if args.soak else 50
     args.import_seconds = args.import_seconds if args.import_seconds is not None else (0.1 if quick else 0.5)
     args.proof_seconds = args.proof_seconds if args.proof_seconds is not None else (0.02 if quick else 0.05)
     args.timeout = args.timeout or (1.0 if quick else 2.0)
@@ -111,13 +139,16 @@ def fault_workload(args: argparse.Namespace, rng: random.Random) -> list[dict[st
 # --------------------------------------------------------------------------- client side
 
 
-def send(url: str, items: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def send(url: str, items: list[dict[str, Any]], args: argparse.Namespace,
+         answers: Counter[str] | None = None) -> dict[str, dict[str, Any]]:
+    """POST ``items`` in batches; ``answers`` counts how often each id came back."""
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_maxsize=args.clients)
     session.mount("http://", adapter)
     batches = [items[i:i + args.batch_size] for i in range(0, len(items), args.batch_size)]
     results: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
+    answers = Counter() if answers is None else answers
 
     def post(batch: list[dict[str, Any]]) -> None:
         payload = {"codes": [{"custom_id": x["custom_id"], "proof": x["code"]} for x in batch],
@@ -127,6 +158,7 @@ def send(url: str, items: list[dict[str, Any]], args: argparse.Namespace) -> dic
         with lock:
             for r in resp.json()["results"]:
                 results[r["custom_id"]] = r
+                answers[r["custom_id"]] += 1
 
     with ThreadPoolExecutor(args.clients) as executor:
         list(executor.map(post, batches))
@@ -165,6 +197,77 @@ def leftovers(known_pids: set[int]) -> list[str]:
     return problems
 
 
+def hold_half_open(url: str, count: int) -> list[socket.socket]:
+    """Connections that send a request line and one header, then nothing (slow-loris clients)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)), timeout=5)
+        sock.sendall(b"POST /verify HTTP/1.1\r\nHost: leanstep\r\n")
+        held.append(sock)
+    return held
+
+
+class Chaos(threading.Thread):
+    """SIGKILLs a random running REPL at a steady rate, as an OOM killer would; counts its kills."""
+
+    def __init__(self, per_minute: float, rng: random.Random) -> None:
+        super().__init__(name="chaos", daemon=True)
+        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self.rng = rng
+        self.kills = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        wait = min(self.interval, 0.25)  # the first kill early, so that even a short batch sees one
+        while self.interval and not self.stop.wait(wait):
+            wait = self.interval
+            leaves = [p for p in repl_processes(os.getpid()) if not _children(p)]
+            if not leaves:
+                continue
+            try:
+                self.rng.choice(leaves).send_signal(signal.SIGKILL)
+                self.kills += 1
+            except psutil.Error:
+                pass
+
+
+class HealthProbe(threading.Thread):
+    """Asks ``/health`` twice a second and keeps the slowest answer (None: one failed)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(name="health-probe", daemon=True)
+        self.url = url
+        self.slowest: float | None = 0.0
+        self.failures = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            started = time.monotonic()
+            try:
+                requests.get(self.url + "/health", timeout=5).raise_for_status()
+                self.slowest = max(self.slowest or 0.0, time.monotonic() - started)
+            except requests.RequestException:
+                self.failures += 1
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children()
+    except psutil.Error:
+        return []
+
+
+def our_cgroups() -> set[Path]:
+    root = _pids_cgroup_root()
+    return set() if root is None else set(root.glob(f"{CGROUP_PREFIX}{os.getpid()}-*"))
+
+
+def worker_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("leanstep-worker-*"))
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -177,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         del os.environ[key]
     os.environ["LEANSTEP_SIM_IMPORT_SECONDS"] = str(args.import_seconds)
     os.environ["LEANSTEP_SIM_PROOF_SECONDS"] = str(args.proof_seconds)
-    config = load({"repl": "sim", "max_repls": args.workers, "sandbox": "none", "queue_wait": 600,
+    dirs_before, cgroups_before = worker_dirs(), our_cgroups()
+    rss_before = psutil.Process().memory_info().rss
+    config = load({"repl": "sim", "max_repls": args.workers, "sandbox": args.sandbox, "queue_wait": 600,
                    "warm_headers": HEADERS, "max_batch": 100000, "threads": max(8, args.clients * 2),
                    "cache_size": 100000}, environ={})
     pool = make_pool(config)
@@ -222,22 +327,46 @@ def main(argv: list[str] | None = None) -> int:
         # phase 2: the fault-injection batch
         items = fault_workload(args, rng)
         before = pool.stats().counters
+        half_open = hold_half_open(url, args.half_open)
+        chaos, health = Chaos(args.kills_per_minute, rng), HealthProbe(url)
+        chaos.start()
+        health.start()
+        answers: Counter[str] = Counter()
         t0 = time.monotonic()
-        results = send(url, items, args)
-        elapsed = time.monotonic() - t0
+        try:
+            results = send(url, items, args, answers)
+        finally:
+            elapsed = time.monotonic() - t0
+            chaos.stop.set()
+            health.stop.set()
+            chaos.join(5)
+            health.join(10)
+            for sock in half_open:
+                sock.close()
         verdicts = Counter(r["verdict"] for r in results.values())
         by_kind: dict[str, Counter[str]] = {}
+        wrong, killed_by_chaos = [], 0
         for item in items:
             r = results.get(item["custom_id"])
             by_kind.setdefault(item["kind"], Counter())[r["verdict"] if r else "missing"] += 1
-        checks["every snippet got a result"] = set(results) == {x["custom_id"] for x in items}
-        checks["hangs reported as timeout per snippet"] = set(by_kind.get("hang", {})) == {"timeout"} and all(
-            "timed out" in results[x["custom_id"]].get("error", "") for x in items if x["kind"] == "hang")
-        checks["crashes reported as error per snippet"] = set(by_kind.get("crash", {})) == {"error"} and all(
-            "lost" in results[x["custom_id"]].get("error", "") for x in items if x["kind"] == "crash")
-        checks["clean snippets judged right"] = (
-            set(by_kind.get("valid", {})) <= {"valid"} and set(by_kind.get("invalid", {})) <= {"invalid"}
-            and set(by_kind.get("sorry", {})) <= {"invalid"})
+            if r is None or r["verdict"] == EXPECTED[item["kind"]]:
+                continue
+            if r["verdict"] == "error" and any(m in (r.get("error") or "") for m in LOST_TO_KILL):
+                killed_by_chaos += 1
+            else:
+                wrong.append((item["custom_id"], item["kind"], r["verdict"], r.get("error") or r.get("reasons")))
+        checks["every snippet answered exactly once"] = (
+            set(results) == {x["custom_id"] for x in items} and set(answers.values()) == {1})
+        checks["every snippet got its expected verdict"] = not wrong
+        checks["hangs reported as timeout per snippet"] = all(
+            "timed out" in (results[x["custom_id"]].get("error") or "") for x in items
+            if x["kind"] == "hang" and results[x["custom_id"]]["verdict"] == "timeout")
+        checks["REPL-lost answers only for the chaos thread's kills"] = killed_by_chaos <= chaos.kills
+        checks["the chaos thread killed REPLs"] = chaos.kills > 0 or not args.kills_per_minute
+        checks["/health answered within 1 s throughout"] = (
+            health.failures == 0 and health.slowest is not None and health.slowest < 1.0)
+        if wrong:
+            print("  wrong verdicts (first 5): " + "; ".join(map(str, wrong[:5])))
         warm = pool.wait_warm(60)
         stats = pool.stats()
         checks["pool back to its full warm size"] = (
@@ -249,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
             verdicts=dict(verdicts), by_kind={k: dict(v) for k, v in by_kind.items()},
             timeouts=after.timeouts - before.timeouts, lost=after.lost - before.lost,
             started=after.started - before.started, evicted=after.evicted - before.evicted,
-            cache=app.extensions["leanstep"].verifier.cache.stats(),
+            cache=app.extensions["leanstep"].verifier.cache.stats(), chaos_kills=chaos.kills,
+            lost_to_chaos=killed_by_chaos, half_open=args.half_open,
+            health_slowest_s=round(health.slowest or 0.0, 3), health_failures=health.failures,
         )
         print(f"faults: {len(items)} snippets ({unique} unique, {len(items) - unique} duplicates) in {elapsed:.2f} s "
               f"({len(items) / elapsed:.1f} snippets/s)")
@@ -257,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         print("  by injected kind: " + "; ".join(f"{k}: {dict(v)}" for k, v in sorted(by_kind.items())))
         print(f"  REPLs: {figures['timeouts']} killed at the timeout, {figures['lost']} lost, "
               f"{figures['started']} started, {figures['evicted']} evicted; pool {stats.workers_by_state}")
+        print(f"  chaos: {chaos.kills} REPLs SIGKILLed, {killed_by_chaos} snippets answered 'REPL process lost' "
+              f"for it; {args.half_open} half-open connections held; slowest /health {health.slowest or 0:.3f} s, "
+              f"{health.failures} failed")
     finally:
         stop_watch.set()
         watcher.join(2)
@@ -265,7 +399,14 @@ def main(argv: list[str] | None = None) -> int:
         pool.shutdown()
     problems = leftovers(seen_pids)
     checks["no zombie or orphan REPL after shutdown"] = not problems and not repl_processes(os.getpid())
-    figures["repl_pids_seen"] = len(seen_pids)
+    leaked_dirs, leaked_cgroups = worker_dirs() - dirs_before, our_cgroups() - cgroups_before
+    checks["no worker directory or pids cgroup left"] = not leaked_dirs and not leaked_cgroups
+    rss_after = psutil.Process().memory_info().rss
+    figures.update(repl_pids_seen=len(seen_pids), sandbox=args.sandbox, leaked_dirs=len(leaked_dirs),
+                   leaked_cgroups=len(leaked_cgroups), server_rss_mb_before=round(rss_before / 2**20, 1),
+                   server_rss_mb_after=round(rss_after / 2**20, 1))
+    print(f"  server RSS {rss_before / 2**20:.0f} MB before, {rss_after / 2**20:.0f} MB after; "
+          f"{len(leaked_dirs)} worker dirs and {len(leaked_cgroups)} cgroups left")
     if problems:
         print("  leftovers: " + ", ".join(problems))
     for name, ok in checks.items():

@@ -20,3 +20,6 @@ def test_verify_load_quick(tmp_path, monkeypatch, capsys):
     assert all(figures["checks"].values())
     assert figures["snippets"] == 100 and figures["by_kind"]["hang"] == {"timeout": figures["by_kind"]["hang"]["timeout"]}
     assert "throughput:" in printed and "ideal" in printed
+    # the fault batch ran under REPL kills and half-open connections, and nothing leaked
+    assert figures["chaos_kills"] > 0 and figures["half_open"] == 20
+    assert figures["leaked_dirs"] == 0 and figures["leaked_cgroups"] == 0
