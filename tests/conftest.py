@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TRANSCRIPTS = Path(os.environ.get("LEANSTEP_TRANSCRIPTS", ROOT.parent / "shared" / "repl-transcripts"))
+TRANSCRIPTS = Path(os.environ.get("LEANSTEP_TRANSCRIPTS", ROOT / "tests" / "fixtures" / "repl-transcripts"))
 SIM_ARGV = (sys.executable, "-m", "leanstep.sim")
 SANDBOX_MODES_COVERED: set[str] = set()  # filled by the sandbox tests, reported at the end of the run
 
