@@ -370,3 +370,40 @@ def test_openai_unreachable_is_clear():
 def test_openai_needs_base_url():
     with pytest.raises(ValueError, match="base URL"):
         make_generator(GeneratorSettings(backend="openai", model="m", prompt_format="state"))
+
+
+# ------------------------------------------------------------------ the model-free hint backend
+
+
+def hint_generator(tactics: tuple[str, ...] = ()):
+    from leanstep.generate import GeneratorSettings, make_generator
+
+    return make_generator(GeneratorSettings(backend="hint", hint_tactics=tactics))
+
+
+def test_hint_backend_offers_its_list_in_order_without_a_model():
+    from leanstep.generate.hint import DEFAULT_HINT_TACTICS
+
+    candidates = hint_generator().generate(GenerationRequest("⊢ 1 + 1 = 2", ""))
+    assert [c.text for c in candidates] == list(DEFAULT_HINT_TACTICS)
+    assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
+    assert candidates[0].score == 0.0 and all(c.score <= 0 for c in candidates)
+
+
+def test_hint_backend_loads_no_model_library():
+    code = ("import sys; from leanstep.generate import GeneratorSettings, GenerationRequest, make_generator; "
+            "make_generator(GeneratorSettings(backend='hint')).generate(GenerationRequest('⊢ p')); "
+            "assert not {'torch', 'transformers'} & set(sys.modules), 'a model library was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_hint_backend_completes_the_prefix_or_offers_the_prefix_itself():
+    generator = hint_generator(("simp", "simp_all", "omega"))
+    assert [c.text for c in generator.generate(GenerationRequest("⊢ p", "sim"))] == ["simp", "simp_all"]
+    assert [c.text for c in generator.generate(GenerationRequest("⊢ p", "exact h"))] == ["exact h"]
+    assert [c.text for c in generator.generate(GenerationRequest("⊢ p", "  "))] == ["simp", "simp_all", "omega"]
+
+
+def test_hint_backend_needs_a_tactic():
+    with pytest.raises(ValueError, match="hint-tactics"):
+        hint_generator(("  ",))

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from leanstep.generate.base import BACKENDS
+from leanstep.generate.hint import DEFAULT_HINT_TACTICS
+
 ENV_PREFIX = "LEANSTEP_"
 
 
@@ -54,7 +57,8 @@ class Config:
     max_batch: int = _setting(10000, "most snippets in one verification request (more: 413)")
     strict: bool = _setting(False, "audit axioms of every theorem by default (`#print axioms`)")
     # Generation
-    backend: str = _setting("hf", "generation backend: hf, vllm or openai", group="generate")
+    backend: str = _setting("hf", "generation backend: hf, vllm, openai, or hint (a fixed tactic list, no model)", group="generate")
+    hint_tactics: tuple[str, ...] = _setting(DEFAULT_HINT_TACTICS, "tactics the hint backend suggests, in order, separated by ';;'", group="generate")
     hf_model: str = _setting("kaiyuy/leandojo-lean4-tacgen-byt5-small", "model path or hub id", group="generate")
     prompt_format: str | None = _setting(None, "prompt format: proofstep, state or chat (default: chosen from the model)", group="generate")
     num_samples: int = _setting(8, "candidates generated per request", group="generate")
@@ -145,8 +149,8 @@ def _validate(config: Config) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
     if config.sandbox not in ("auto", "bwrap", "rlimit", "none"):
         raise ValueError(f"--sandbox must be auto, bwrap, rlimit or none, got {config.sandbox!r}")
-    if config.backend not in ("hf", "vllm", "openai"):
-        raise ValueError(f"--backend must be hf, vllm or openai, got {config.backend!r}")
+    if config.backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if not 0 < config.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {config.port}")
 

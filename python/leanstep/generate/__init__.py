@@ -1,7 +1,8 @@
 """Candidate next tactics from a language model.
 
 ``make_generator(GeneratorSettings(...))`` builds a backend (``hf``: transformers,
-``vllm``: in-process vLLM, ``openai``: an OpenAI-compatible completions server);
+``vllm``: in-process vLLM, ``openai``: an OpenAI-compatible completions server,
+``hint``: a fixed list of common tactics, no model);
 every backend returns ``list[Candidate]`` through the same post-processing.
 Backends are imported only when built, so importing this package does not
 import torch.
@@ -48,6 +49,7 @@ def settings_from_config(config) -> GeneratorSettings:
         num_samples=config.num_samples, temperatures=config.temperatures, max_new_tokens=config.max_new_tokens,
         device=config.device, dtype=config.dtype, num_beams=config.num_beams,
         openai_base_url=config.openai_base_url, openai_api_key=config.openai_api_key, compile=config.compile,
+        hint_tactics=config.hint_tactics,
     )
 
 
@@ -66,6 +68,10 @@ def make_generator(settings: GeneratorSettings) -> Generator:
         from .openai import OpenAIGenerator
 
         return OpenAIGenerator(settings)
+    if settings.backend == "hint":
+        from .hint import HintGenerator
+
+        return HintGenerator(settings)
     raise ValueError(f"unknown backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}")
 
 

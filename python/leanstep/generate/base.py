@@ -28,7 +28,7 @@ END_MARKERS: tuple[str, ...] = (
     "```",
 )
 
-BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
+BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai", "hint")
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class GeneratorSettings:
     fast_path: bool = True
     compile: bool = False
     trust_remote_code: bool = False
+    hint_tactics: tuple[str, ...] = ()  # the hint backend's list (empty: its default)
     extra: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
