@@ -464,7 +464,7 @@ def test_the_sandbox_works_when_the_repl_lives_under_a_private_tmp_directory(tmp
 
 
 def test_doctor_reports_the_mode_and_whether_repls_run_unprivileged():
-    from leanstep.repl.launch import sandbox_check
+    from leanstep.doctor import sandbox_check
 
     none = sandbox_check(load({"repl": "sim", "sandbox": "none"}, environ={}))
     assert none.status == "warn" and "no isolation" in none.detail
@@ -477,7 +477,7 @@ def test_doctor_reports_the_mode_and_whether_repls_run_unprivileged():
 
 @pytest.mark.skipif(not AS_ROOT, reason="the refusal concerns a server running as root")
 def test_doctor_fails_the_sandbox_row_when_serve_would_refuse(tmp_path):
-    from leanstep.repl.launch import sandbox_check
+    from leanstep.doctor import sandbox_check
 
     hidden = tmp_path / "private"
     hidden.mkdir(mode=0o700)

@@ -1,4 +1,5 @@
-"""`leanstep setup` / `leanstep doctor` (leanstep.workspace) on fake workspaces.
+"""`leanstep setup` / `leanstep doctor` (leanstep.lean_setup, leanstep.doctor) and workspace discovery on fake
+workspaces.
 
 Without Lean they must say exactly what to install and fail; with a `lake` on PATH (a
 small script standing in for it here, a real one in the `lean` test) they must run it
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from leanstep import doctor
+from leanstep import lean_setup as setup
 from leanstep import workspace as ws
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,10 +82,10 @@ def install_fake_lake(bin_dir: Path, log: Path, fail: bool = False) -> Path:
 def test_setup_without_lake_says_what_to_install(no_lean, tmp_path):
     workspace = make_workspace(tmp_path / "proj")
     out = io.StringIO()
-    rc = ws.run_setup(workspace, out=out)
+    rc = setup.run_setup(workspace, out=out)
     text = out.getvalue()
     assert rc != 0
-    assert ws.ELAN_INSTALL in text and "elan" in text
+    assert setup.ELAN_INSTALL in text and "elan" in text
     assert f"leanstep setup --workspace {workspace.resolve()}" in text
     assert not (workspace / ".lake").exists()  # nothing was attempted
 
@@ -91,10 +94,10 @@ def test_setup_rejects_a_directory_that_is_not_a_lake_project(no_lean, tmp_path)
     plain = tmp_path / "plain"
     plain.mkdir()
     out = io.StringIO()
-    assert ws.run_setup(plain, out=out) == 2
+    assert setup.run_setup(plain, out=out) == 2
     assert "not a Lake project" in out.getvalue() and "lake new" in out.getvalue()
     out = io.StringIO()
-    assert ws.run_setup(tmp_path / "missing", out=out) == 2
+    assert setup.run_setup(tmp_path / "missing", out=out) == 2
     assert "not a directory" in out.getvalue()
 
 
@@ -109,7 +112,7 @@ def test_setup_in_leanstep_itself_runs_lake_build_and_finds_the_repl(no_lean, tm
     shutil.copy(ROOT / "lean-toolchain", repo / "lean-toolchain")
     (repo / "LeanTactic.lean").write_text("import LeanTactic.Frontend\n")
     out = io.StringIO()
-    rc = ws.run_setup(repo, out=out)
+    rc = setup.run_setup(repo, out=out)
     assert rc == 0, out.getvalue()
     calls = log.read_text().splitlines()
     assert calls == [f"{repo.resolve()}|build"]
@@ -123,7 +126,7 @@ def test_setup_in_a_project_that_requires_leanstep_builds_tactic_and_repl(no_lea
     install_fake_lake(no_lean, log)
     project = make_workspace(tmp_path / "proj", mathlib=True, leanstep_dep=True)
     out = io.StringIO()
-    assert ws.run_setup(project, out=out) == 0, out.getvalue()
+    assert setup.run_setup(project, out=out) == 0, out.getvalue()
     assert log.read_text().splitlines() == [f"{project.resolve()}|build LeanTactic REPL/repl"]
 
 
@@ -132,7 +135,7 @@ def test_setup_reports_a_failed_build(no_lean, tmp_path):
     install_fake_lake(no_lean, log, fail=True)
     project = make_workspace(tmp_path / "proj", leanstep_dep=True)
     out = io.StringIO()
-    rc = ws.run_setup(project, out=out)
+    rc = setup.run_setup(project, out=out)
     assert rc == 7
     assert "build failed" in out.getvalue()
     assert ws.find_repl_binary(project) is None
@@ -205,7 +208,7 @@ def rows(text: str) -> dict[str, str]:
 def test_doctor_without_lean_fails_with_a_fix_for_each_problem(no_lean, tmp_path, closed_url):
     project = make_workspace(tmp_path / "proj", mathlib=True)
     out = io.StringIO()
-    rc = ws.run_doctor(url=closed_url, workspace=project, model="no-such-org/no-such-model", out=out)
+    rc = doctor.run_doctor(url=closed_url, workspace=project, model="no-such-org/no-such-model", out=out)
     text = out.getvalue()
     assert rc == 1
     table = rows(text)
@@ -215,7 +218,7 @@ def test_doctor_without_lean_fails_with_a_fix_for_each_problem(no_lean, tmp_path
     assert table["Mathlib"] == "ok" and table["lean-toolchain"] == "ok" and table["workspace"] == "ok"
     assert table["model"] == "WARN"  # not cached: will be downloaded, not an error
     assert "to fix:" in text
-    assert ws.ELAN_INSTALL in text
+    assert setup.ELAN_INSTALL in text
     assert f"leanstep setup --workspace {project}" in text
     assert "leanstep serve" in text
 
@@ -230,7 +233,7 @@ def test_doctor_passes_when_everything_is_there(no_lean, tmp_path, health_server
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    checks = {c.name: c for c in ws.doctor_checks(health_server, project, str(model))}
+    checks = {c.name: c for c in doctor.doctor_checks(health_server, project, str(model))}
     assert checks["lake"].status == "ok" and "4.33.0-rc2" in checks["lake"].detail
     assert checks["REPL binary"].status == "ok" and checks["REPL binary"].detail == str(binary)
     assert checks["model"].status == "ok"
@@ -244,11 +247,11 @@ def test_doctor_flags_a_workspace_without_mathlib_and_a_bad_model_dir(tmp_path):
     project = make_workspace(tmp_path / "proj")
     not_a_model = tmp_path / "weights"
     not_a_model.mkdir()
-    checks = {c.name: c for c in ws.doctor_checks(None, project, str(not_a_model))}
+    checks = {c.name: c for c in doctor.doctor_checks(None, project, str(not_a_model))}
     assert checks["Mathlib"].status == "warn" and "require mathlib" in checks["Mathlib"].fix
     assert checks["model"].status == "fail" and "config.json" in checks["model"].detail
     assert checks["server"].status == "warn"
-    no_ws = {c.name: c for c in ws.doctor_checks(None, None, None)}
+    no_ws = {c.name: c for c in doctor.doctor_checks(None, None, None)}
     assert no_ws["workspace"].status == "warn" and "--workspace" in no_ws["workspace"].fix
 
 

@@ -80,17 +80,16 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from leanstep.workspace import run_setup
+    from leanstep.lean_setup import run_setup
 
     return run_setup(Path(args.workspace).resolve())
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from leanstep.repl.launch import sandbox_check
-    from leanstep.workspace import run_doctor
+    from leanstep.doctor import run_doctor
 
     config = config_mod.load(args)
-    return run_doctor(url=args.url, workspace=config.workspace, model=config.hf_model, extra=[sandbox_check(config)])
+    return run_doctor(url=args.url, workspace=config.workspace, model=config.hf_model, config=config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ import leanstep
 from leanstep.config import Config
 from leanstep.repl.pool import PoolSettings, ReplPool
 from leanstep.repl.sandbox import SandboxError, SandboxPlan, SandboxPolicy, plan_sandbox, sweep_stale_cgroups
-from leanstep.workspace import Check, find_lake, find_repl_binary, workspace_has_mathlib
+from leanstep.workspace import find_lake, find_repl_binary, workspace_has_mathlib
 
 log = logging.getLogger(__name__)
 
@@ -82,31 +82,6 @@ def sandbox_plan(config: Config) -> SandboxPlan:
         return plan_sandbox(argv, cwd=cwd, env=env, policy=policy, workdir_parent=Path(tempfile.gettempdir()))
     except SandboxError as exc:
         raise SetupError(f"sandbox: {exc}") from None
-
-
-def sandbox_check(config: Config) -> Check:
-    """The doctor's row: the mode that will be used, whether REPLs run unprivileged, and the fix if not."""
-    try:
-        repl_command(config)
-    except SetupError as exc:
-        mode = config.sandbox
-        try:
-            mode = SandboxPolicy(config.sandbox).resolved_mode()
-        except SandboxError:
-            pass
-        return Check("sandbox", "warn", f"{mode}; whether REPLs run unprivileged depends on the REPL, "
-                                        "which is not configured yet", str(exc))
-    try:
-        plan = sandbox_plan(config)
-    except SetupError as exc:
-        return Check("sandbox", "fail", "REPLs would run as root: the server refuses to start", str(exc))
-    if plan.mode == "none":
-        return Check("sandbox", "warn", plan.describe(), "drop --sandbox none (install bubblewrap for the strongest mode)")
-    if not plan.unprivileged:
-        return Check("sandbox", "warn", plan.describe(), "make the REPL readable by others and drop --allow-root-repl")
-    if plan.mode == "rlimit":
-        return Check("sandbox", "warn", plan.describe(), "install bubblewrap (apt-get install bubblewrap)")
-    return Check("sandbox", "ok", plan.describe())
 
 
 def make_pool(config: Config) -> ReplPool:

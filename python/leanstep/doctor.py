@@ -1,0 +1,212 @@
+"""``leanstep doctor``: check every piece a working set-up needs, with a fix for each problem.
+
+Python packages, ``lake``, the workspace and its REPL binary, the model, a
+running server, and the sandbox the server would use (mode, and whether REPLs
+would run unprivileged).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from leanstep.config import Config
+from leanstep.lean_setup import ELAN_INSTALL
+from leanstep.repl.launch import SetupError, repl_command, sandbox_plan
+from leanstep.repl.sandbox import SandboxError, SandboxPolicy
+from leanstep.workspace import find_lake, find_repl_binary, has_lakefile, read_toolchain, workspace_has_mathlib
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the doctor's table. ``status`` is ok, warn or fail; ``fix`` says what to do."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def _python_dep(module: str, required: bool, purpose: str) -> Check:
+    if importlib.util.find_spec(module) is None:
+        return Check(f"python: {module}", "fail" if required else "warn", f"not installed ({purpose})",
+                     f"{sys.executable} -m pip install {module}")
+    try:
+        version = importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
+        version = "installed"
+    return Check(f"python: {module}", "ok", version)
+
+
+def _lake_check() -> Check:
+    lake = find_lake()
+    if lake is None:
+        return Check("lake", "fail", "not found on PATH or in ~/.elan/bin", f"install elan: {ELAN_INSTALL}")
+    try:
+        proc = subprocess.run([lake, "--version"], capture_output=True, text=True, timeout=60)
+        version = (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr).strip() else lake
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("lake", "fail", f"{lake} does not run: {exc}", "reinstall elan: " + ELAN_INSTALL)
+    return Check("lake", "ok", version)
+
+
+def _workspace_checks(workspace: Path | None) -> list[Check]:
+    if workspace is None:
+        return [Check("workspace", "warn", "none given", "pass --workspace DIR or set LEANSTEP_WORKSPACE "
+                                                        "(without one only --repl sim works)")]
+    workspace = Path(workspace)
+    if not workspace.is_dir():
+        return [Check("workspace", "fail", f"{workspace} does not exist", "pass the path of a Lake project")]
+    if not has_lakefile(workspace):
+        return [Check("workspace", "fail", f"{workspace} has no lakefile.lean or lakefile.toml",
+                      "create a project with `lake new NAME math`, or pass an existing one")]
+    checks = [Check("workspace", "ok", str(workspace))]
+    toolchain = read_toolchain(workspace)
+    checks.append(Check("lean-toolchain", "ok", toolchain) if toolchain else
+                  Check("lean-toolchain", "warn", "missing: elan's default toolchain is used",
+                        f"echo leanprover/lean4:<version> > {workspace / 'lean-toolchain'}"))
+    if not (workspace / "lake-manifest.json").is_file():
+        checks.append(Check("Mathlib", "warn", "no lake-manifest.json (dependencies not fetched)",
+                            f"cd {workspace} && lake update"))
+    elif workspace_has_mathlib(workspace):
+        checks.append(Check("Mathlib", "ok", "in lake-manifest.json"))
+    else:
+        checks.append(Check("Mathlib", "warn", "not a dependency: `import Mathlib` will not resolve",
+                            "add `require mathlib from git \"https://github.com/leanprover-community/mathlib4\"` "
+                            "and run `lake update`"))
+    binary = find_repl_binary(workspace)
+    checks.append(Check("REPL binary", "ok", str(binary)) if binary else
+                  Check("REPL binary", "fail", "not built for this workspace",
+                        f"leanstep setup --workspace {workspace}"))
+    return checks
+
+
+def _hf_cache_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("HF_HUB_CACHE"):
+        dirs.append(Path(os.environ["HF_HUB_CACHE"]))
+    if os.environ.get("HF_HOME"):
+        dirs.append(Path(os.environ["HF_HOME"]) / "hub")
+    dirs.append(Path.home() / ".cache" / "huggingface" / "hub")
+    return dirs
+
+
+def _model_check(model: str | None) -> Check:
+    if not model:
+        return Check("model", "warn", "none configured", "pass --hf-model PATH_OR_ID (or serve with --no-model)")
+    path = Path(model).expanduser()
+    if path.exists():
+        if (path / "config.json").is_file():
+            return Check("model", "ok", f"local: {path}")
+        return Check("model", "fail", f"{path} has no config.json (not a transformers model directory)",
+                     "point --hf-model at the directory that holds config.json and the weights")
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", model):
+        cached = [d / f"models--{model.replace('/', '--')}" for d in _hf_cache_dirs()]
+        if any(c.is_dir() for c in cached):
+            return Check("model", "ok", f"{model} (in the local Hugging Face cache)")
+        return Check("model", "warn", f"{model} is not in the local cache: downloaded on first start",
+                     f"pre-fetch it where the network allows: huggingface-cli download {model}")
+    return Check("model", "fail", f"{model} is neither a directory nor an ORG/NAME model id",
+                 "pass an existing model directory or a hub id like ORG/NAME")
+
+
+def _server_check(url: str | None) -> Check:
+    if not url:
+        return Check("server", "warn", "no URL given", "pass --url http://HOST:PORT")
+    health = url.rstrip("/") + "/health"
+    try:
+        import requests
+
+        resp = requests.get(health, timeout=2.0)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is reported the same way
+        return Check("server", "fail", f"not reachable at {url} ({type(exc).__name__})",
+                     "start it: leanstep serve --workspace DIR (or make serve)")
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    status = body.get("status") if isinstance(body, dict) else None
+    if resp.status_code != 200:
+        return Check("server", "fail", f"{health} answered HTTP {resp.status_code} ({status or 'no status'})",
+                     "see the server's log")
+    suggest = body.get("suggest") if isinstance(body, dict) else None
+    detail = f"{url}: {status or 'ok'}" + ("" if suggest is None else f", suggestions {'on' if suggest else 'off'}")
+    return Check("server", "ok" if status in (None, "ok", "starting") else "warn", detail)
+
+
+def sandbox_check(config: Config) -> Check:
+    """The doctor's row: the mode that will be used, whether REPLs run unprivileged, and the fix if not."""
+    try:
+        repl_command(config)
+    except SetupError as exc:
+        mode = config.sandbox
+        try:
+            mode = SandboxPolicy(config.sandbox).resolved_mode()
+        except SandboxError:
+            pass
+        return Check("sandbox", "warn", f"{mode}; whether REPLs run unprivileged depends on the REPL, "
+                                        "which is not configured yet", str(exc))
+    try:
+        plan = sandbox_plan(config)
+    except SetupError as exc:
+        return Check("sandbox", "fail", "REPLs would run as root: the server refuses to start", str(exc))
+    if plan.mode == "none":
+        return Check("sandbox", "warn", plan.describe(), "drop --sandbox none (install bubblewrap for the strongest mode)")
+    if not plan.unprivileged:
+        return Check("sandbox", "warn", plan.describe(), "make the REPL readable by others and drop --allow-root-repl")
+    if plan.mode == "rlimit":
+        return Check("sandbox", "warn", plan.describe(), "install bubblewrap (apt-get install bubblewrap)")
+    return Check("sandbox", "ok", plan.describe())
+
+
+def doctor_checks(url: str | None, workspace: Path | None, model: str | None,
+                  config: Config | None = None) -> list[Check]:
+    """Every check ``leanstep doctor`` runs, in display order (the sandbox's when ``config`` is given)."""
+    checks = [
+        Check("python", "ok" if sys.version_info >= (3, 10) else "fail", sys.version.split()[0],
+              "" if sys.version_info >= (3, 10) else "use Python 3.10 or newer"),
+        _python_dep("flask", True, "the HTTP server"),
+        _python_dep("waitress", True, "the production WSGI server"),
+        _python_dep("transformers", True, "Hugging Face models"),
+        _python_dep("torch", False, "needed to run models locally with --hf-model"),
+        _lake_check(),
+    ]
+    checks += _workspace_checks(workspace)
+    checks.append(_model_check(model))
+    checks.append(_server_check(url))
+    if config is not None:
+        checks.append(sandbox_check(config))
+    return checks
+
+
+def format_table(checks: Sequence[Check]) -> str:
+    """The doctor's table, then one ``fix`` line per problem."""
+    marks = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check'.ljust(width)}  status  detail", f"{'-' * width}  ------  ------"]
+    lines += [f"{c.name.ljust(width)}  {marks.get(c.status, c.status).ljust(6)}  {c.detail}" for c in checks]
+    problems = [c for c in checks if c.status != "ok" and c.fix]
+    if problems:
+        lines += ["", "to fix:"]
+        lines += [f"  {c.name}: {c.fix}" for c in problems]
+    return "\n".join(lines)
+
+
+def run_doctor(url: str | None, workspace: Path | None, model: str | None, out: TextIO | None = None,
+               config: Config | None = None) -> int:
+    """Print the checks; 0 when nothing failed (warnings allowed), 1 otherwise."""
+    out = out or sys.stdout
+    checks = doctor_checks(url, Path(workspace) if workspace is not None else None, model, config)
+    print(format_table(checks), file=out)
+    failed = [c for c in checks if c.status == "fail"]
+    print("", file=out)
+    print(f"{len(failed)} problem(s) found" if failed else "all required checks passed", file=out)
+    return 1 if failed else 0
