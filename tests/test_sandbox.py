@@ -360,6 +360,11 @@ def test_no_repl_survives_a_killed_server(stand_in, tmp_path):
         hanging.wait(10)
         _, alive = psutil.wait_procs(repls, timeout=10)
         assert not alive, f"processes outlived the killed server: {[(p.pid, p.name()) for p in alive]}"
+        # what it could not clean up, the next server does
+        left = set(Path(tempfile.gettempdir()).glob(f"leanstep-worker-{server.pid}-*"))
+        assert left, "the killed server's worker directories should still be there"
+        make_pool(load({"repl": "sim", "sandbox": "none"}, environ={})).shutdown()
+        assert not any(path.exists() for path in left)
     finally:
         if server.poll() is None:
             server.kill()

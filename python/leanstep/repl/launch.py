@@ -20,7 +20,9 @@ import psutil
 import leanstep
 from leanstep.config import Config
 from leanstep.repl.pool import PoolSettings, ReplPool
-from leanstep.repl.sandbox import SandboxError, SandboxPlan, SandboxPolicy, plan_sandbox, sweep_stale_cgroups
+from leanstep.repl.sandbox import (
+    SandboxError, SandboxPlan, SandboxPolicy, plan_sandbox, sweep_stale_cgroups, sweep_stale_workdirs,
+)
 from leanstep.workspace import find_lake, find_repl_binary, workspace_has_mathlib
 
 log = logging.getLogger(__name__)
@@ -90,9 +92,10 @@ def make_pool(config: Config) -> ReplPool:
     log.info("sandbox: %s", plan.describe())
     if plan.mode != "bwrap":
         log.warning("REPL sandbox is %r: %s", plan.mode, plan.describe())
-    swept = sweep_stale_cgroups()
-    if swept:
-        log.info("removed %d pids cgroups left by servers that were killed", swept)
+    swept_cgroups, swept_dirs = sweep_stale_cgroups(), sweep_stale_workdirs(Path(tempfile.gettempdir()))
+    if swept_cgroups or swept_dirs:
+        log.info("removed %d pids cgroups and %d worker directories left by servers that were killed",
+                 swept_cgroups, swept_dirs)
     settings = PoolSettings(
         max_repls=config.max_repls, import_timeout=config.import_timeout, mem_limit_bytes=mem_limit_bytes(config),
         max_uses=config.max_uses, queue_wait=config.queue_wait, warm_headers=warm_headers(config),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -37,6 +38,7 @@ from leanstep.repl.protocol import CommandRequest, CommandResponse, ErrorRespons
 log = logging.getLogger(__name__)
 
 PREAMBLE_CACHE_PER_WORKER = 64
+WORKDIR_PREFIX = "leanstep-worker-"  # + the server's pid, so a later server can remove a killed one's
 DEFAULT_IMPORT_SECONDS = 1.0
 RSS_POLL_SECONDS = 1.0
 
@@ -401,7 +403,7 @@ class ReplPool:
         return self._reserve(header)
 
     def _reserve(self, header: str) -> Worker:
-        workdir = Path(tempfile.mkdtemp(prefix="leanstep-worker-"))
+        workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         worker = Worker(next(self._ids), header, workdir)
         self._workers.append(worker)
         return worker

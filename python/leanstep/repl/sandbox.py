@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from leanstep.repl.pool import WORKDIR_PREFIX
 from leanstep.repl.process import LaunchSpec
 
 log = logging.getLogger(__name__)
@@ -318,6 +319,21 @@ def sweep_stale_cgroups() -> int:
         if owner == os.getpid() or _alive(owner):
             continue
         removed += _empty_and_remove(path, time.monotonic() + CGROUP_REMOVE_SECONDS)
+    return removed
+
+
+_STALE_WORKDIR = re.compile(re.escape(WORKDIR_PREFIX) + r"(\d+)-")
+
+
+def sweep_stale_workdirs(parent: Path) -> int:
+    """Remove the worker directories of servers that are gone; returns how many."""
+    removed = 0
+    for path in parent.glob(WORKDIR_PREFIX + "*"):
+        match = _STALE_WORKDIR.match(path.name)
+        if match is None or not path.is_dir() or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += not path.exists()
     return removed
 
 
