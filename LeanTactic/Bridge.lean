@@ -7,16 +7,16 @@ import LeanTactic.Paths
 # Talking to the leanstep server
 
 The tactic never speaks HTTP itself: it runs the stdlib-only bridge
-`python/suggest.py`, writes ONE JSON request on its stdin (never on argv, so
-large files and secrets stay out of the process list), and reads one line of
-JSON back. The bridge has its own HTTP timeout; on top of it the process is
-killed when the `llmstep.timeout` budget (plus start-up slack) is spent, and
+`python/leanstep_bridge.py`, writes ONE JSON request on its stdin (never on
+argv, so large files and secrets stay out of the process list), and reads one
+line of JSON back. The bridge has its own HTTP timeout; on top of it the process
+is killed when the `llmstep.timeout` budget (plus start-up slack) is spent, and
 when Lean cancels the elaboration. Every failure becomes a `String` for a
 warning: a missing server must never break the file.
 
-Bridge contract (see `python/suggest.py`): exit 0 and the server's JSON on
-success; exit 1 (bad request), 2 (server unreachable), 3 (timeout) or 4 (HTTP
-error or malformed reply) with one line `{"error": "..."}` otherwise.
+Bridge contract (see `python/leanstep_bridge.py`): exit 0 and the server's
+JSON on success; exit 1 (bad request), 2 (server unreachable), 3 (timeout) or 4
+(HTTP error or malformed reply) with one line `{"error": "..."}` otherwise.
 -/
 
 open Lean
@@ -61,19 +61,19 @@ def textBefore (src : String) (line col : Nat) : String := Id.run do
       c := c + 1
   return out
 
-/-- Candidate locations of `python/suggest.py`, most specific first. -/
+/-- Candidate locations of `python/leanstep_bridge.py`, most specific first. -/
 def scriptCandidates : IO (Array System.FilePath) := do
   let mut cands : Array System.FilePath := #[]
   -- next to the sources this package was compiled from: <pkg>/LeanTactic/Bridge.lean
   let here : System.FilePath := ⟨compiledFrom⟩
   let pkgDir := (here.parent.bind (·.parent)).getD ⟨"."⟩
-  cands := cands.push (pkgDir / "python" / "suggest.py")
+  cands := cands.push (pkgDir / "python" / "leanstep_bridge.py")
   -- Lake puts every package's source directory on LEAN_SRC_PATH for the language server
   if let some srcPath := (← IO.getEnv "LEAN_SRC_PATH") then
     for dir in System.SearchPath.parse srcPath do
-      cands := cands.push (dir / "python" / "suggest.py")
-  cands := cands.push (System.FilePath.mk "python" / "suggest.py")
-  cands := cands.push (System.FilePath.mk ".lake" / "packages" / "leanstep" / "python" / "suggest.py")
+      cands := cands.push (dir / "python" / "leanstep_bridge.py")
+  cands := cands.push (System.FilePath.mk "python" / "leanstep_bridge.py")
+  cands := cands.push (System.FilePath.mk ".lake" / "packages" / "leanstep" / "python" / "leanstep_bridge.py")
   return cands
 
 /-- The bridge script: the `llmstep.script` option, `LEANSTEP_SCRIPT`, or the first
@@ -86,8 +86,8 @@ def findScript (opts : Options) : IO (Except String System.FilePath) := do
   let cands ← scriptCandidates
   for c in cands do
     if (← c.pathExists) then return .ok c
-  return .error s!"could not find leanstep's python/suggest.py (looked at {cands.toList.map (·.toString)}); \
-    set `set_option llmstep.script \"/path/to/suggest.py\"` or LEANSTEP_SCRIPT"
+  return .error s!"could not find leanstep's python/leanstep_bridge.py (looked at {cands.toList.map (·.toString)}); \
+    set `set_option llmstep.script \"/path/to/leanstep_bridge.py\"` or LEANSTEP_SCRIPT"
 
 /-- What running the bridge produced. -/
 structure BridgeOutput where

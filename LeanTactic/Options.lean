@@ -31,13 +31,13 @@ register_option llmstep.localCheck : Bool := {
 /-- The Python interpreter that runs the bridge script. -/
 register_option llmstep.python : String := {
   defValue := "python3"
-  descr := "Python interpreter used to run leanstep's python/suggest.py bridge"
+  descr := "Python interpreter used to run leanstep's python/leanstep_bridge.py bridge"
 }
 
-/-- Path of `python/suggest.py`. Empty: `LEANSTEP_SCRIPT`, then next to this package's sources. -/
+/-- Path of `python/leanstep_bridge.py`. Empty: `LEANSTEP_SCRIPT`, then next to this package's sources. -/
 register_option llmstep.script : String := {
   defValue := ""
-  descr := "path of leanstep's python/suggest.py (empty: found next to the LeanTactic sources)"
+  descr := "path of leanstep's python/leanstep_bridge.py (empty: found next to the LeanTactic sources)"
 }
 
 /-- Number of candidates to ask the server for. `0`: the server's default. -/

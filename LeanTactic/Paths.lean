@@ -5,9 +5,9 @@ import Lean
 
 `leanstep_source_file%` elaborates to the path of the file being compiled, as
 Lake passed it to Lean (relative to the workspace root, or absolute). The bridge
-script `python/suggest.py` sits two levels above `LeanTactic/Bridge.lean`, so
-this is how the tactic finds it when `leanstep` is a dependency in
-`.lake/packages/leanstep`.
+script `python/leanstep_bridge.py` sits two levels above
+`LeanTactic/Bridge.lean`, so this is how the tactic finds it when `leanstep` is
+a dependency in `.lake/packages/leanstep`.
 -/
 
 open Lean Elab Term in

@@ -1,4 +1,4 @@
-"""The tactic's bridge, python/suggest.py, run as the Lean tactic runs it: a subprocess with
+"""The tactic's bridge, python/leanstep_bridge.py, run as the Lean tactic runs it: a subprocess with
 the request on stdin, talking HTTP to a real server on 127.0.0.1 (a small http.server here;
 the real server's end-to-end test is separate)."""
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "python" / "suggest.py"
+SCRIPT = ROOT / "python" / "leanstep_bridge.py"
 FIXTURE = ROOT / "tests" / "fixtures" / "tactic_request.json"
 REQUEST_BYTES = FIXTURE.read_bytes()
 REQUEST = json.loads(REQUEST_BYTES)

@@ -1,7 +1,9 @@
-"""`leanstep serve` as users run it: clear start-up errors, and SIGTERM leaves no REPL behind."""
+"""The ``leanstep`` command as users run it: ``serve``'s clear start-up errors, SIGTERM leaving no REPL
+behind, and ``generate``'s raw candidates."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -38,6 +40,34 @@ def test_a_bad_flag_value_names_the_flag():
     result = leanstep("serve", "--no-model", "--repl", "sim", "--max-repls", "0")
     assert result.returncode == 2
     assert "--max-repls must be positive" in result.stderr
+
+
+def test_a_port_in_use_is_one_line_and_exit_2():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = leanstep("serve", "--no-model", "--repl", "sim", "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr  # before any REPL starts, so nothing else is logged
+    assert f"127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
+    assert "--port" in result.stderr
+
+
+def test_a_bad_origin_names_the_flag():
+    result = leanstep("serve", "--no-model", "--repl", "sim", "--allow-origin", "https://app.example/")
+    assert result.returncode == 2
+    assert "--allow-origin" in result.stderr and "'https://app.example/'" in result.stderr
+
+
+def test_generate_prints_the_raw_candidates_one_json_line_each():
+    result = leanstep("generate", "--backend", "hint", "--hint-tactics", "simp;;omega;;simp_all",
+                      "--state", "⊢ p", "--prefix", "sim")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    # the prefix filters, the model's order is kept, and nothing was checked (no status)
+    assert [line["text"] for line in lines] == ["simp", "simp_all"]
+    assert all(set(line) == {"text", "score"} for line in lines)
 
 
 def sim_repls(root: psutil.Process) -> list[psutil.Process]:

@@ -64,12 +64,30 @@ def test_retries_429_and_5xx_then_succeeds():
 
 
 def test_unreachable_server_gives_per_snippet_errors_after_bounded_attempts():
+    failures = []
     with Client("http://127.0.0.1:9", max_retries=2, backoff=0.01, timeout=2) as client:
-        results = client.verify(["a", "b"], batch_size=1)
+        results = client.verify(["a", "b"], batch_size=1, on_failure=failures.append)
         with pytest.raises(ConnectionError, match="3 attempts"):
             client.health()
     assert [r.verdict for r in results] == ["error", "error"]
     assert all("request failed" in r.error for r in results)
+    assert [f.snippets for f in failures] == [1, 1] and all(isinstance(f.error, ConnectionError) for f in failures)
+
+
+def test_a_refusal_is_reported_as_a_failure_not_a_verdict():
+    failures = []
+    with running_server(api_key="s3cret") as srv, Client(srv.url, api_key="wrong") as client:
+        results = client.verify(["theorem t : True := trivial"] * 3, batch_size=2, on_failure=failures.append)
+    assert [r.verdict for r in results] == ["error"] * 3
+    assert sorted(f.snippets for f in failures) == [1, 2]
+    assert all(isinstance(f.error, ClientError) and f.error.status == 401 for f in failures)
+
+
+def test_checked_snippets_are_no_failure(server):
+    failures = []
+    with Client(server.url) as client:
+        results = client.verify(["theorem t : 1 = 2 := rfl"], on_failure=failures.append)
+    assert results[0].verdict == "invalid" and failures == []
 
 
 def test_client_errors_are_not_retried(server):

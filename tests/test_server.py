@@ -29,6 +29,8 @@ def kimina():
 
 
 def post(server, path, payload=None, data=None, headers=None, timeout=60):
+    """POST ``payload`` as JSON, or raw ``data`` declared as JSON unless ``headers`` say otherwise."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
     return requests.post(server.url + path, json=payload, data=data, headers=headers, timeout=timeout)
 
 
@@ -118,8 +120,7 @@ def test_timeout_and_crash_in_one_batch_over_http(server):
 
 def test_malformed_json_is_400(server):
     pids = server.pool.pids()
-    assert_error(post(server, "/api/check", data=b'{"snippets": [', headers={"Content-Type": "application/json"}),
-                 400, "malformed JSON", "line 1")
+    assert_error(post(server, "/api/check", data=b'{"snippets": ['), 400, "malformed JSON", "line 1")
     assert_error(post(server, "/verify", data=b"\xff\xfe{}"), 400, "malformed JSON", "UTF-8")
     assert_error(post(server, "/verify", data=b""), 400, "empty")
     assert_still_healthy(server, pids)
@@ -142,7 +143,8 @@ def test_wrong_types_are_422_naming_the_field(server, payload, field):
 @pytest.mark.parametrize("path,payload,field", [
     ("/api/check", {}, "snippets: field required"),
     ("/api/check", {"snippets": [{"id": "a"}]}, "snippets.0.code: field required"),
-    ("/api/check", {"snippets": []}, "non empty"),
+    ("/api/check", {"snippets": []}, "snippets: must be non empty"),
+    ("/verify", {"codes": []}, "codes: must be non empty"),
     ("/api/check", {"snippets": [{"id": "a", "code": "x"}, {"id": "a", "code": "y"}]}, "unique"),
     ("/verify", {"codes": [{"proof": "x"}]}, "codes.0.custom_id: field required"),
     ("/verify", {"codes": [{"custom_id": "a"}]}, "neither `proof` nor `code`"),
@@ -155,8 +157,7 @@ def test_missing_fields_are_422(server, path, payload, field):
 def test_oversized_body_is_413(server):
     pids = server.pool.pids()
     big = json.dumps({"codes": [{"custom_id": "big", "proof": "-- " + "x" * (20 * 1024 * 1024)}]})
-    assert_error(post(server, "/verify", data=big, headers={"Content-Type": "application/json"}), 413,
-                 "too large", "max_body_mb")
+    assert_error(post(server, "/verify", data=big), 413, "too large", "max_body_mb")
     assert_still_healthy(server, pids)
 
 
@@ -179,7 +180,7 @@ def test_odd_text_gets_an_honest_per_snippet_result(server):
             '{"id": "empty", "code": ""},'
             '{"id": "\\ud83d", "code": "theorem e : True := trivial"}'
             '], "timeout": 10}')
-    resp = post(server, "/api/check", data=body.encode(), headers={"Content-Type": "application/json"})
+    resp = post(server, "/api/check", data=body.encode())
     assert resp.status_code == 200
     results = {r["id"]: r for r in resp.json()["results"]}
     assert results["nul"]["verdict"] == "error" and "NUL" in results["nul"]["error"]

@@ -179,6 +179,8 @@ def test_a_context_that_cannot_be_located_still_answers(served):
     ({"tactic_state": GOAL, "position": {"line": 1, "column": 2}}, 422, "source"),
     ("{not json", 400, None),
     ([1, 2], 422, None),
+    ('{"tactic_state": "x", "n": %s}' % ("9" * 5000), 400, "5000 digits"),
+    ('{"tactic_state": "x", "timeout": NaN}', 400, "NaN"),
 ])
 def test_bad_requests_name_the_field(served, body, status, field):
     url, _, _ = served
@@ -188,6 +190,26 @@ def test_bad_requests_name_the_field(served, body, status, field):
     assert set(out) == {"error", "detail"}
     if field is not None:
         assert field in out["detail"]
+
+
+NUL_IN_CONTEXT = CONTEXT.replace("namespace", "name\x00space")
+
+
+@pytest.mark.parametrize("path, body, detail", [
+    ("/suggest", {"tactic_state": GOAL, "context": NUL_IN_CONTEXT}, "context: contains a NUL character"),
+    ("/suggest", {"tactic_state": GOAL, "source": SOURCE.replace("namespace", "name\x00space"),
+                  "position": {"line": CALL_LINE, "column": CALL_COLUMN}}, "source: contains a NUL character"),
+    ("/suggest", {"tactic_state": GOAL, "context": CONTEXT.replace("namespace", "name\ud800space")},
+     "context: is not valid Unicode text"),
+    ("/", {"tactic_state": GOAL, "context": NUL_IN_CONTEXT}, "context: contains a NUL character"),
+])
+def test_file_text_the_repl_refuses_is_422_before_any_generation(served, path, body, detail):
+    url, generator, _ = served
+    generated = len(generator.requests)
+    r = post(url, path, body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(detail)
+    assert len(generator.requests) == generated
 
 
 def test_llmstep_compatible_root(served):
@@ -203,6 +225,37 @@ def test_llmstep_compatible_root(served):
     r = post(url, "/", {"tactic_state": GOAL, "prefix": "c"})
     assert r.json() == {"suggestions": ["constructor", "constructor <;> omega"]}
     assert post(url, "/", {"prefix": "c"}).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/suggest", "/"])
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+def test_a_body_not_declared_json_is_415(served, path, content_type):
+    url, _, _ = served
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = requests.post(url + path, data=json.dumps({"tactic_state": GOAL}), headers=headers, timeout=30)
+    assert r.status_code == 415 and "application/json" in r.json()["detail"]
+
+
+def test_llmstep_s_own_client_script_still_works(served):
+    """llmstep's python/suggest.py sends ``requests.post(f"http://{HOST}:{PORT}", json=data)`` with
+    ``data = {tactic_state, prefix, context}`` and prints ``'[SUGGESTION]'.join(response['suggestions'])``."""
+    url, _, _ = served
+    data = {"tactic_state": GOAL, "prefix": "cons", "context": CONTEXT}
+    response = json.loads(requests.post(url, json=data, timeout=30).content)
+    assert "[SUGGESTION]".join(response["suggestions"]) == "constructor <;> omega[SUGGESTION]constructor"
+
+
+def test_the_editor_bridge_script_works_against_the_real_server(served):
+    url, generator, _ = served
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEANSTEP_", "LLMSTEP_"))
+           and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    request = json.loads(FIXTURE.read_text())
+    proc = subprocess.run([sys.executable, str(ROOT / "python" / "leanstep_bridge.py"), "--url", url],
+                          input=FIXTURE.read_bytes(), env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reply = json.loads(proc.stdout)
+    assert isinstance(reply["suggestions"], list) and reply["checked"] is True
+    assert generator.requests[-1].tactic_state == request["tactic_state"]
 
 
 def test_the_lean_tactics_request_fixture_is_accepted(served):

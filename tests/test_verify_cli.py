@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -73,3 +74,38 @@ def test_missing_input_and_bad_flags(tmp_path, capsys):
     assert main([str(tmp_path / "a.lean"), "--timeout", "0", *LOCAL]) == 2
     assert main([str(tmp_path / "a.lean"), "--repl", "lake", "--no-progress"]) == 2
     assert "workspace" in capsys.readouterr().err
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_server_is_exit_1_with_one_line_saying_so(jsonl, tmp_path, capsys, closed_port):
+    out = tmp_path / "out.jsonl"
+    url = f"http://127.0.0.1:{closed_port}"
+    assert main([str(jsonl), "--url", url, "--retries", "0", "-o", str(out), "--no-progress"]) == 1
+    message = capsys.readouterr().err.splitlines()[-1]
+    assert message.startswith("leanstep verify: 4 of 4 proofs were not checked:") and str(closed_port) in message
+    results = read_results(out)  # every proof still has its line, saying why it has no verdict
+    assert [r["verdict"] for r in results] == ["error"] * 4 and all("request failed" in r["error"] for r in results)
+
+
+def test_a_refused_key_is_exit_1_and_the_right_key_exit_0(jsonl, capsys, monkeypatch):
+    monkeypatch.delenv("LEANSTEP_API_KEY", raising=False)
+    with running_server(api_key="s3cret") as srv:
+        base = [str(jsonl), "--url", srv.url, "--timeout", "1", "--no-progress"]
+        assert main([*base, "--api-key", "wrong"]) == 1
+        message = capsys.readouterr().err.splitlines()[-1]
+        assert "4 of 4 proofs were not checked" in message and "401" in message and "invalid API key" in message
+        assert main(base) == 1
+        assert "missing API key" in capsys.readouterr().err.splitlines()[-1]
+        assert main([*base, "--api-key", "s3cret"]) == 0
+
+
+def test_retries_must_not_be_negative(jsonl, capsys):
+    assert main([str(jsonl), "--url", "http://127.0.0.1:9", "--retries", "-1", "--no-progress"]) == 2
+    assert "--retries" in capsys.readouterr().err

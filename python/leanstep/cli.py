@@ -1,4 +1,4 @@
-"""The ``leanstep`` command: serve | verify | suggest | bench | setup | doctor.
+"""The ``leanstep`` command: serve | verify | generate | bench | setup | doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
 never loads torch and ``leanstep --help`` is instant.
@@ -27,19 +27,24 @@ BENCHMARKS = {
 
 def _serve(args: argparse.Namespace) -> int:
     from leanstep.repl.launch import SetupError
-    from leanstep.server.wsgi import serve
+    from leanstep.server.wsgi import ListenError, bind_listeners, serve
 
     config = config_mod.load(args)
+    listeners = []
     try:
+        listeners = bind_listeners(config)  # first: a port in use is one line, before any REPL or actor starts
         verifier = None
         if args.ray is not None:
             from leanstep.distributed import make_app_verifier
 
             verifier = make_app_verifier(config, args.ray or None, args.ray_actors)
-        serve(config, with_model=not args.no_model, verifier=verifier)
-    except SetupError as exc:
+        serve(config, with_model=not args.no_model, verifier=verifier, listeners=listeners)
+    except (ListenError, SetupError) as exc:
         print(f"leanstep serve: {exc}", file=sys.stderr)
         return 2
+    finally:
+        for sock in listeners:
+            sock.close()
     return 0
 
 
@@ -49,7 +54,8 @@ def _verify(args: argparse.Namespace) -> int:
     return verify_cli.run(args)
 
 
-def _suggest(args: argparse.Namespace) -> int:
+def _generate(args: argparse.Namespace) -> int:
+    """The model's raw candidates, one JSON line each: for trying a model or prompt without a REPL."""
     import json
 
     from leanstep.generate import make_generator, settings_from_config
@@ -111,11 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cli.add_arguments(verify)
     verify.set_defaults(func=_verify)
 
-    suggest = sub.add_parser("suggest", help="generate tactic candidates for one goal (no checking)")
-    config_mod.add_arguments(suggest, ("generate",))
-    suggest.add_argument("--state", required=True, help="pretty-printed goal")
-    suggest.add_argument("--prefix", default="", help="the tactic prefix to complete")
-    suggest.set_defaults(func=_suggest)
+    about = "print the model's raw tactic candidates for one goal, without checking them in Lean"
+    generate = sub.add_parser("generate", help=about, description=about)
+    config_mod.add_arguments(generate, ("generate",))
+    generate.add_argument("--state", required=True, help="pretty-printed goal")
+    generate.add_argument("--prefix", default="", help="the tactic prefix to complete")
+    generate.set_defaults(func=_generate)
 
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/ and print its figures")
     bench.add_argument("name", choices=["all", *BENCHMARKS])

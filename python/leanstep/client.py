@@ -5,8 +5,10 @@
 connection errors, 429 and 5xx with exponential backoff and jitter (a bounded
 number of times), and returns typed results in input order. A batch that still
 fails after its retries becomes per-snippet ``error`` results, never a lost
-snippet. Client errors (4xx other than 429) are not retried: they would fail
-again; they raise :class:`ClientError` with the server's message.
+snippet, and is reported to ``on_failure`` as a :class:`RequestFailure`, so a
+caller can tell "checked and wrong" from "never checked". Client errors (4xx
+other than 429) are not retried: they would fail again; they raise
+:class:`ClientError` with the server's message.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -26,6 +28,17 @@ from requests.adapters import HTTPAdapter
 from leanstep.check.verify import ERROR, VerifyResult
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RequestFailure:
+    """A batch the server never checked: unreachable, failing after the retries, or refused (a wrong key).
+
+    Its snippets come back as ``error`` results whose ``error`` starts with "request failed".
+    """
+
+    snippets: int
+    error: Exception
 
 
 class ClientError(RuntimeError):
@@ -161,11 +174,12 @@ class Client:
     def verify(self, snippets: Sequence[Any], *, timeout: float = 60.0, batch_size: int = 32,
                max_workers: int = 4, strict: bool | None = None, infotree: str | None = None, reuse: bool = True,
                progress: bool = False, on_batch: Callable[[list[VerifyResult]], None] | None = None,
-               ) -> list[VerifyResult]:
+               on_failure: Callable[[RequestFailure], None] | None = None) -> list[VerifyResult]:
         """Verify strings, (id, code) pairs or dicts; results come back in input order.
 
         Duplicate ids are allowed: each batch gets unique wire ids and the results
-        carry the caller's ids again.
+        carry the caller's ids again. ``on_batch`` and ``on_failure`` are called in
+        the caller's thread.
         """
         if batch_size <= 0 or max_workers <= 0:
             raise ValueError("batch_size and max_workers must be positive")
@@ -183,37 +197,40 @@ class Client:
 
             bar = tqdm(total=len(pairs), unit="proof", desc="verify", dynamic_ncols=True)
 
-        def run(indices: list[int]) -> list[tuple[int, VerifyResult]]:
+        def run(indices: list[int]) -> tuple[list[tuple[int, VerifyResult]], RequestFailure | None]:
             wire = [(f"{k}-{uuid.uuid4().hex[:8]}", pairs[i][1]) for k, i in enumerate(indices)]
             try:
                 answers = self.check_batch(wire, timeout=timeout, strict=strict, infotree=infotree, reuse=reuse)
                 by_wire = {a.id: a for a in answers}
             except (ConnectionError, ClientError, KeyError, TypeError, ValueError) as exc:
                 error = f"request failed: {exc}"
-                return [(i, VerifyResult(pairs[i][0], ERROR, error=error, reasons=(error,))) for i in indices]
+                return ([(i, VerifyResult(pairs[i][0], ERROR, error=error, reasons=(error,))) for i in indices],
+                        RequestFailure(len(indices), exc))
             out = []
             for (wid, _), i in zip(wire, indices):
                 answer = by_wire.get(wid)
                 if answer is None:
                     answer = VerifyResult(wid, ERROR, error="the server returned no result for this snippet")
                 out.append((i, replace(answer, id=pairs[i][0])))
-            return out
+            return out, None
 
         try:
             with ThreadPoolExecutor(max_workers=min(max_workers, max(1, len(batches)))) as executor:
                 futures = [executor.submit(run, b) for b in batches]
                 for future in as_completed(futures):
-                    done = future.result()
+                    done, failure = future.result()
                     for i, result in done:
                         results[i] = result
                     if bar is not None:
                         bar.update(len(done))
                     if on_batch is not None:
                         on_batch([r for _, r in done])
+                    if failure is not None and on_failure is not None:
+                        on_failure(failure)
         finally:
             if bar is not None:
                 bar.close()
         return results  # type: ignore[return-value]
 
 
-__all__ = ["Client", "ClientError", "result_from_check"]
+__all__ = ["Client", "ClientError", "RequestFailure", "result_from_check"]

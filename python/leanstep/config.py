@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from leanstep.generate.base import BACKENDS
 from leanstep.generate.hint import DEFAULT_HINT_TACTICS
 
 ENV_PREFIX = "LEANSTEP_"
+ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s]+")  # the shape of a browser's `Origin` header
 
 
 def _default_max_repls() -> int:
@@ -40,6 +42,8 @@ class Config:
     headers_per_repl: int = _setting(4, "headers one REPL may import before it is replaced instead (each import is kept in memory)", group="pool")
     timeout: float = _setting(60.0, "wall-clock seconds one proof may take before its REPL is killed", group="pool")
     import_timeout: float = _setting(600.0, "wall-clock seconds a header import may take", group="pool")
+    min_timeout: float = _setting(1.0, "smallest per-proof timeout a request may ask for (less: 422); tiny timeouts only kill REPLs", group="pool")
+    max_restarts_per_minute: int = _setting(0, "REPL restarts (replacements after a timeout, crash, recycling or eviction) allowed per minute; more are deferred (0: 3 per REPL of --max-repls, at least 6)", group="pool")
     mem_limit_mb: int = _setting(0, "recycle a REPL whose resident memory exceeds this many MB (0: half the machine's memory / max-repls)", group="pool")
     max_uses: int = _setting(500, "recycle a REPL after this many requests (the REPL never frees envs)", group="pool")
     queue_wait: float = _setting(120.0, "seconds a request may wait for a free REPL before it is answered 'overloaded'", group="pool")
@@ -52,9 +56,13 @@ class Config:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(6000, "port to listen on")
     threads: int = _setting(32, "HTTP worker threads")
-    api_key: str | None = _setting(None, "require `Authorization: Bearer <key>` on every request except /health")
+    api_key: str | None = _setting(None, "require `Authorization: Bearer <key>` on every request; without it /health shows only liveness and counts")
+    allow_origin: tuple[str, ...] = _setting((), "browser origins allowed to call the server, comma-separated, e.g. https://app.example (default: none; any other `Origin` gets 403)", sep=",")
+    request_read_timeout: float = _setting(30.0, "seconds a client may take to send one request (headers and body) or stay idle between requests; slower connections are closed")
     max_body_mb: float = _setting(16.0, "largest request body in MB (larger: 413)")
     max_batch: int = _setting(10000, "most snippets in one verification request (more: 413)")
+    max_headers_per_request: int = _setting(8, "most distinct headers (import blocks) in one verification request (more: 422); each costs an import")
+    shutdown_grace: float = _setting(10.0, "seconds in-flight requests may run after SIGTERM before their REPLs are killed and they are answered 'server shutting down'")
     strict: bool = _setting(False, "audit axioms of every theorem by default (`#print axioms`)")
     # Generation
     backend: str = _setting("hf", "generation backend: hf, vllm, openai, or hint (a fixed tactic list, no model)", group="generate")
@@ -89,7 +97,7 @@ def _parse_value(f: Any, raw: str) -> Any:
     if kind.startswith("tuple[float"):
         return tuple(float(x) for x in raw.split(",") if x.strip())
     if kind.startswith("tuple[str"):
-        return tuple(x.strip() for x in raw.split(";;") if x.strip())
+        return tuple(x.strip() for x in raw.split(f.metadata.get("sep", ";;")) if x.strip())
     if kind.startswith("bool"):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
@@ -143,7 +151,7 @@ def load(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Ma
 
 def _validate(config: Config) -> None:
     positive = ("max_repls", "headers_per_repl", "timeout", "import_timeout", "queue_wait", "threads", "max_body_mb", "max_batch",
-                "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb")
+                "request_read_timeout", "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
@@ -153,4 +161,22 @@ def _validate(config: Config) -> None:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if not 0 < config.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {config.port}")
+    _validate_request_limits(config)
+    for origin in config.allow_origin:
+        if not ORIGIN.fullmatch(origin):
+            raise ValueError(f"--allow-origin takes origins as browsers send them (scheme://host[:port], "
+                             f"no path or trailing slash), got {origin!r}")
 
+
+def _validate_request_limits(config: Config) -> None:
+    """The limits a request is held to must leave it room: a floor under the ceiling, at least one header."""
+    if not 0 < config.min_timeout <= config.timeout:
+        raise ValueError(f"--min-timeout must be positive and at most --timeout ({config.timeout:g}), "
+                         f"got {config.min_timeout:g}")
+    if config.max_headers_per_request <= 0:
+        raise ValueError(f"--max-headers-per-request must be positive, got {config.max_headers_per_request}")
+    if config.max_restarts_per_minute < 0:
+        raise ValueError("--max-restarts-per-minute must be 0 (automatic) or positive, "
+                         f"got {config.max_restarts_per_minute}")
+    if config.shutdown_grace < 0:
+        raise ValueError(f"--shutdown-grace must be 0 or more seconds, got {config.shutdown_grace:g}")

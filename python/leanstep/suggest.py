@@ -3,10 +3,12 @@
 The editor wants, in order: tactics that close the goal, then tactics that
 make progress, then unchecked ones (which the Lean tactic re-checks locally),
 and never a broken answer. So generation is one batched model call, checking
-is bounded by a wall-clock budget (see :mod:`leanstep.check.tactics`), and
-any problem locating the goal turns into ``unchecked`` suggestions rather than
-an error. Invalid candidates are dropped by default (the editor cannot use
-them); ``include_invalid`` keeps them, last, with Lean's message.
+is bounded by a wall-clock budget (see :mod:`leanstep.check.tactics`) that
+the client may shorten but never lengthen past ``--check-timeout`` (the
+answer's ``limits`` says which applied), and any problem locating the goal
+turns into ``unchecked`` suggestions rather than an error. Invalid candidates
+are dropped by default (the editor cannot use them); ``include_invalid`` keeps
+them, last, with Lean's message.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from leanstep.check.tactics import (
 )
 from leanstep.config import Config
 from leanstep.generate.base import Candidate, GenerationRequest, Generator
+from leanstep.limits import AppliedTimeout, bounded_timeout
 from leanstep.repl.pool import ReplPool
 
 RANK = {CLOSES_GOAL: 0, VALID: 1, UNCHECKED: 2, INVALID: 3}
@@ -42,7 +45,7 @@ class SuggestRequest:
     """One ``llmstep`` call. ``position`` is (1-based line, 0-based code-point column) in ``source``.
 
     ``n``: candidates to sample (default: the config's ``num_samples``);
-    ``timeout``: checking budget in seconds (default: ``check_timeout``).
+    ``timeout``: checking budget in seconds (default and most: ``check_timeout``).
     """
 
     tactic_state: str
@@ -96,6 +99,7 @@ class SuggestResult:
     checked: bool = False
     context_error: str | None = None
     report: CheckReport | None = field(default=None, compare=False, repr=False)
+    budget: AppliedTimeout | None = None  # the checking budget that applied, when candidates were checked
 
     def to_json(self) -> dict:
         out: dict = {
@@ -108,6 +112,8 @@ class SuggestResult:
             out["goal"] = self.goal
         if self.context_error is not None:
             out["context_error"] = self.context_error
+        if self.budget is not None:
+            out["limits"] = {"check_timeout": self.budget.to_json()}
         return out
 
     def texts(self) -> list[str]:
@@ -158,6 +164,7 @@ class Suggester:
         candidates = self.generate(request)
         generated = time.monotonic()
         report: CheckReport | None = None
+        budget: AppliedTimeout | None = None
         context_error: str | None = None
         if not request.check:
             checked = [CheckedCandidate(c.text, UNCHECKED, (), None, c.score) for c in candidates]
@@ -177,8 +184,8 @@ class Suggester:
                 checked = [CheckedCandidate(c.text, UNCHECKED, (), f"not checked: {context_error}", c.score)
                            for c in candidates]
             else:
-                budget = self.checker.budget if request.timeout is None else request.timeout
-                report = self.checker.check(goal_context, candidates, budget=budget)
+                budget = bounded_timeout(request.timeout, ceiling=self.checker.budget, ceiling_flag="--check-timeout")
+                report = self.checker.check(goal_context, candidates, budget=budget.seconds)
                 checked = list(report.candidates)
                 context_error = report.context_error
         finished = time.monotonic()
@@ -196,4 +203,4 @@ class Suggester:
         )
         return SuggestResult(suggestions, timings, counts, report.goal if report else None,
                              checked=report is not None and report.context_error is None, context_error=context_error,
-                             report=report)
+                             report=report, budget=budget)

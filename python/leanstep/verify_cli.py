@@ -5,8 +5,16 @@ Input: a ``.jsonl`` file of ``{"id"|"custom_id", "code"|"proof"}`` objects, one
 the relative paths). With ``--url`` the proofs go to a running server;
 otherwise a local pool is started (``--repl sim|lake``). Results are written as
 JSON lines in input order (to ``--output`` or stdout), with a progress bar and
-a summary line on stderr. Exit status: 0 when every proof got a result (even
-an invalid one), 1 when the server could not be reached, 2 on a usage error.
+a summary line on stderr.
+
+Exit status:
+
+- 0: every proof was checked, whatever its verdict (an invalid proof is a result, not a failure).
+- 1: some proofs were not checked: the server could not be reached, kept failing
+  after ``--retries``, or refused the requests (401 for a missing or wrong
+  ``--api-key``); or a local check lost a result. Those proofs are still written,
+  with verdict ``error``, and one line on stderr says why.
+- 2: a usage error: bad input, a bad flag value, or a local pool that cannot start.
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from leanstep.check.verify import VERDICTS, Snippet, VerifyResult
 from leanstep.repl.launch import SetupError
+
+if TYPE_CHECKING:
+    from leanstep.client import RequestFailure
 
 
 class UsageError(ValueError):
@@ -42,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="check duplicates again instead of reusing results")
     parser.add_argument("--batch-size", type=int, default=32, help="snippets per HTTP request with --url")
     parser.add_argument("--max-workers", type=int, default=4, help="concurrent HTTP requests with --url")
+    parser.add_argument("--retries", type=int, default=5,
+                        help="retries of a batch on a connection error, 429 or 5xx with --url, with backoff")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     local = parser.add_argument_group("local pool (without --url)")
     local.add_argument("--repl", default=None, help="'lake' (the workspace's REPL), 'sim', or a command line")
@@ -159,13 +172,16 @@ def _run_local(args: argparse.Namespace, snippets: list[Snippet],
         pool.shutdown()
 
 
-def _run_remote(args: argparse.Namespace, snippets: list[Snippet], writer: OrderedWriter, bar: Any) -> None:
+def _run_remote(args: argparse.Namespace, snippets: list[Snippet], writer: OrderedWriter,
+                bar: Any) -> list[RequestFailure]:
+    """Verify on the server at ``args.url``; returns the batches it never checked."""
     import os
 
     from leanstep.client import Client
 
     key = args.api_key or os.environ.get("LEANSTEP_API_KEY")
-    client = Client(args.url, api_key=key)
+    client = Client(args.url, api_key=key, max_retries=args.retries)
+    failures: list[RequestFailure] = []
     # duplicate ids are fine on the client: it sends its own wire ids
     pairs = [(s.id, s.code) for s in snippets]
 
@@ -176,15 +192,18 @@ def _run_remote(args: argparse.Namespace, snippets: list[Snippet], writer: Order
     with client:
         results = client.verify(pairs, timeout=args.timeout or 60.0, batch_size=args.batch_size,
                                 max_workers=args.max_workers, strict=args.strict, infotree=args.infotree,
-                                reuse=not args.no_cache, on_batch=on_batch)
+                                reuse=not args.no_cache, on_batch=on_batch, on_failure=failures.append)
     for i, result in enumerate(results):
         writer.add(i, result)
+    return failures
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.batch_size <= 0 or args.max_workers <= 0:
             raise UsageError("--batch-size and --max-workers must be positive")
+        if args.retries < 0:
+            raise UsageError("--retries must be 0 or more")
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError("--timeout must be positive")
         snippets = read_snippets(Path(args.input))
@@ -205,9 +224,10 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
     started = time.monotonic()
+    failures: list[RequestFailure] = []
     try:
         if args.url:
-            _run_remote(args, snippets, writer, bar)
+            failures = _run_remote(args, snippets, writer, bar)
         elif getattr(args, "ray", None) is not None:
             from leanstep import distributed
 
@@ -226,6 +246,11 @@ def run(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     print(summary_line(writer.counts, len(snippets), time.monotonic() - started), file=sys.stderr)
+    if failures:
+        unchecked = sum(f.snippets for f in failures)
+        print(f"leanstep verify: {unchecked} of {len(snippets)} proofs were not checked: {failures[0].error}",
+              file=sys.stderr)
+        return 1
     return 0 if writer.next == len(snippets) else 1
 
 

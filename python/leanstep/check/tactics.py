@@ -56,8 +56,8 @@ Classification (docs/repl-protocol.md §5.9-5.10)
     ``{"message": "Lean error:..."}``, an error message Lean recovered from,
     a ``sorry``, a proof the kernel rejected, or a timeout; ``unchecked``: no
     goal context (nothing to check against, the budget ended before the
-    candidate started, or no REPL was free). A request never fails because of
-    checking.
+    candidate started, no REPL was free, or the server shut down mid-check). A
+    request never fails because of checking.
 """
 
 from __future__ import annotations
@@ -627,6 +627,10 @@ class TacticChecker:
                     "its REPL was stopped", candidate.score, elapsed))
                 return run.has_work()
             except ReplError as exc:
+                if self.pool.closed:  # the shutdown killed the REPL: the tactic is not at fault
+                    run.put(index, CheckedCandidate(candidate.text, UNCHECKED, (), "not checked: server shutting down",
+                                                    candidate.score, time.monotonic() - t0))
+                    return False
                 run.put(index, CheckedCandidate(candidate.text, INVALID, (), f"the REPL crashed on this tactic: {exc}",
                                                 candidate.score, time.monotonic() - t0))
                 return True

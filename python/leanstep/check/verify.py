@@ -10,9 +10,13 @@ line numbers. The verdict (DESIGN §3.3):
   theorem/def depends only on ``propext``, ``Classical.choice``, ``Quot.sound``
   and the snippet declares no ``axiom``;
 * ``invalid``: Lean rejected the proof (the ``reasons`` say why);
-* ``timeout``: the wall-clock limit was hit (the REPL was killed and replaced);
-* ``error``: no verdict could be reached (lost REPL, overload, REPL-level
-  failure, input that cannot be sent).
+* ``timeout``: the wall-clock limit was hit (the REPL was killed and replaced),
+  for the proof (``VerifyOptions.timeout``; the reason says whose limit that
+  was) or for the import of its header (the pool's ``import_timeout``);
+* ``error``: no verdict could be reached (lost REPL, overload, the restart
+  budget spent, REPL-level failure, input that cannot be sent, or the server
+  shutting down: every check still running when the pool shuts down is
+  answered ``server shutting down``).
 
 Batches fan out over a bounded thread pool, are de-duplicated before dispatch,
 and answered from an LRU result cache across batches; only definitive verdicts
@@ -34,7 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from leanstep.check.source import SourceSplit, declarations, line_count, split_source
-from leanstep.repl.pool import PoolClosed, PoolOverloaded, Priority, ReplPool
+from leanstep.repl.pool import HeaderImportTimeout, PoolClosed, PoolOverloaded, Priority, ReplPool, RestartLimited
 from leanstep.repl.process import ReplError, ReplLost, ReplTimeout
 from leanstep.repl.protocol import (
     INFOTREE_KINDS, CommandRequest, CommandResponse, ErrorResponse, Message, Pos, ProtocolError, Sorry,
@@ -50,6 +54,7 @@ _SORRY_WARNING = re.compile(r"declaration uses ['`]sorry['`]")
 _AXIOMS_LINE = re.compile(r"^'(?P<name>.+)' (?:depends on axioms: \[(?P<axioms>[^\]]*)\]|does not depend on any axioms)",
                           re.DOTALL)
 EXAMPLE_PREFIX = "leanstep_example_"
+SHUTTING_DOWN = "server shutting down"
 
 
 # --------------------------------------------------------------------------- #
@@ -64,9 +69,14 @@ class Snippet:
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    """How to check; ``timeout`` is wall-clock seconds per REPL command."""
+    """How to check; ``timeout`` is wall-clock seconds per REPL command.
+
+    ``timeout_origin``: whose limit ``timeout`` is, in words, for the reason of a
+    timeout (the server says when it capped the client's value).
+    """
 
     timeout: float = 60.0
+    timeout_origin: str = "wall-clock limit"
     infotree: str | None = None
     strict: bool = False
     use_cache: bool = True  # False: no result cache and no de-duplication (Kimina's disable_cache / reuse=false)
@@ -414,11 +424,18 @@ def _run(pool: ReplPool, split: SourceSplit, options: VerifyOptions, priority: P
     try:
         acquired = pool.acquire(split.header, priority)
         worker = acquired.__enter__()
+    except RestartLimited as exc:
+        return _failure(ERROR, f"REPL restart limit reached: {exc}")
     except PoolOverloaded as exc:
         return _failure(ERROR, f"overloaded: {exc}")
-    except PoolClosed as exc:
-        return _failure(ERROR, f"server shutting down: {exc}")
+    except PoolClosed:
+        return _failure(ERROR, f"{SHUTTING_DOWN}: the check had not started")
     except ReplError as exc:
+        if pool.closed:
+            return _failure(ERROR, f"{SHUTTING_DOWN}: the REPL for this header was stopped while it started")
+        if isinstance(exc, HeaderImportTimeout):
+            return _failure(TIMEOUT, f"header import timed out in {exc.limit:g} seconds (the server's "
+                                     "--import-timeout; the proof was not checked)", time.monotonic() - started)
         return _failure(ERROR, f"could not start a REPL for this header: {exc}")
     try:
         outcome = _run_on(worker, split, options)
@@ -429,6 +446,8 @@ def _run(pool: ReplPool, split: SourceSplit, options: VerifyOptions, priority: P
             return _failure(ERROR, f"internal error: {type(exc).__name__}: {exc}", time.monotonic() - started)
         raise
     acquired.__exit__(None, None, None)
+    if outcome.verdict == ERROR and outcome.error is not None and pool.closed:
+        return _failure(ERROR, f"{SHUTTING_DOWN}: the check was stopped before it finished", outcome.time)
     return outcome
 
 
@@ -441,7 +460,7 @@ def _run_on(worker: Any, split: SourceSplit, options: VerifyOptions) -> _Outcome
                               options.timeout)
     except ReplTimeout as exc:
         return _failure(TIMEOUT, f"Lean REPL command timed out in {exc.limit:g} seconds "
-                                 "(wall-clock limit; the REPL was killed and replaced)", time.monotonic() - t0)
+                                 f"({options.timeout_origin}; the REPL was killed and replaced)", time.monotonic() - t0)
     except ReplLost as exc:
         return _failure(ERROR, f"REPL process lost while checking this snippet: {exc} (it was replaced)",
                         time.monotonic() - t0)
@@ -473,7 +492,8 @@ def _run_on(worker: Any, split: SourceSplit, options: VerifyOptions) -> _Outcome
                     audit = worker.run(CommandRequest(plan.command, env=env), options.timeout)
                 except ReplTimeout as exc:
                     return _failure(TIMEOUT, f"Lean REPL command timed out in {exc.limit:g} seconds during the "
-                                             "axiom audit (wall-clock limit; the REPL was killed and replaced)",
+                                             f"axiom audit ({options.timeout_origin}; the REPL was killed and "
+                                             "replaced)",
                                     elapsed + time.monotonic() - t1)
                 except ReplLost as exc:
                     return _failure(ERROR, f"REPL process lost during the axiom audit: {exc} (it was replaced)",
@@ -518,6 +538,11 @@ def as_snippet(item: SnippetLike, index: int) -> Snippet:
             raise ValueError(f"snippet {sid!r} has no code")
         return Snippet(str(sid), code)
     raise TypeError(f"cannot read a snippet from {type(item).__name__}")
+
+
+def distinct_headers(snippets: Iterable[Snippet]) -> set[str]:
+    """The headers ``snippets`` import: each distinct one costs a REPL import (a server caps how many per request)."""
+    return {split_source(s.code).header for s in snippets if isinstance(s.code, str)}
 
 
 ResultCallback = Callable[[int, VerifyResult], None]
@@ -597,7 +622,9 @@ class Verifier:
                 outcome = _failure(ERROR, f"internal error: {type(exc).__name__}: {exc}")
             deliver(indices, splits, outcome, False)
 
-        def finished(_: Future) -> None:
+        def finished(future: Future, indices: list[int], splits: list[SourceSplit]) -> None:
+            if future.cancelled():  # close() cancelled it before it ran
+                deliver(indices, splits, _failure(ERROR, f"{SHUTTING_DOWN}: the check had not started"), False)
             limit.release()
             with done:
                 pending[0] -= 1
@@ -618,9 +645,9 @@ class Verifier:
                 limit.release()
                 with done:
                     pending[0] -= 1
-                deliver(indices, splits, _failure(ERROR, f"server shutting down: {exc}"), False)
+                deliver(indices, splits, _failure(ERROR, f"{SHUTTING_DOWN}: {exc}"), False)
                 continue
-            future.add_done_callback(finished)
+            future.add_done_callback(lambda f, i=indices, s=splits: finished(f, i, s))
         with done:
             while pending[0]:
                 done.wait()
@@ -652,7 +679,7 @@ def verify_code(pool: ReplPool, code: str, **option_fields: Any) -> VerifyResult
 
 
 __all__ = [
-    "ALLOWED_AXIOMS", "ERROR", "INVALID", "TIMEOUT", "VALID", "VERDICTS", "ResultCache", "Snippet", "Verifier",
-    "VerifyOptions", "VerifyResult", "as_snippet", "judge", "parse_axioms", "plan_audit", "verify_batch",
-    "verify_code",
+    "ALLOWED_AXIOMS", "ERROR", "INVALID", "SHUTTING_DOWN", "TIMEOUT", "VALID", "VERDICTS", "ResultCache", "Snippet",
+    "Verifier", "VerifyOptions", "VerifyResult", "as_snippet", "distinct_headers", "judge", "parse_axioms",
+    "plan_audit", "verify_batch", "verify_code",
 ]

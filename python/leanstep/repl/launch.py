@@ -71,6 +71,12 @@ def mem_limit_bytes(config: Config) -> int:
     return psutil.virtual_memory().total // 2 // config.max_repls
 
 
+def restarts_per_minute(config: Config) -> int:
+    """``--max-restarts-per-minute``, or when 0 three per REPL (at least 6): above what honest work needs
+    (under the default --timeout a REPL can time out at most once a minute)."""
+    return config.max_restarts_per_minute or max(6, 3 * config.max_repls)
+
+
 def sandbox_plan(config: Config) -> SandboxPlan:
     """How this configuration's REPLs will run, or a SetupError saying what to change (serve and doctor share it)."""
     argv, cwd = repl_command(config)
@@ -99,6 +105,6 @@ def make_pool(config: Config) -> ReplPool:
     settings = PoolSettings(
         max_repls=config.max_repls, import_timeout=config.import_timeout, mem_limit_bytes=mem_limit_bytes(config),
         max_uses=config.max_uses, queue_wait=config.queue_wait, warm_headers=warm_headers(config),
-        headers_per_repl=config.headers_per_repl,
+        headers_per_repl=config.headers_per_repl, max_restarts_per_minute=restarts_per_minute(config),
     )
     return ReplPool(settings, plan.launch)

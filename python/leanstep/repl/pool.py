@@ -12,6 +12,21 @@ background; so is one recycled for memory (RSS above the limit) or age (the
 REPL never frees an env). Warm spares for the configured headers are started at
 boot and refilled after every replacement, so no request waits for an import
 it could have avoided.
+
+Every header import, the first one of a worker as much as a second header
+imported into an idle worker, is bounded by ``import_timeout``; a header that
+exceeds it raises :class:`HeaderImportTimeout` and its REPL is replaced by one
+for a header it already held (never by another try at the failed header).
+
+Starting a REPL means importing its header: seconds and gigabytes with
+Mathlib. So once the pool has been filled, every further start (a replacement,
+an eviction) draws on ``max_restarts_per_minute``; past it, replacements are
+deferred until the minute frees a start (the pool always refills), and a
+request that could only be served by a new REPL waits for that, or gets
+:class:`RestartLimited` at once when the wait would outlast its own.
+
+``shutdown`` is prompt: it kills every REPL at once, so a request running on
+one is answered (``ReplLost``) instead of holding the shutdown.
 """
 
 from __future__ import annotations
@@ -24,7 +39,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +56,7 @@ PREAMBLE_CACHE_PER_WORKER = 64
 WORKDIR_PREFIX = "leanstep-worker-"  # + the server's pid, so a later server can remove a killed one's
 DEFAULT_IMPORT_SECONDS = 1.0
 RSS_POLL_SECONDS = 1.0
+RESTART_WINDOW_SECONDS = 60.0
 
 
 class Priority(IntEnum):
@@ -52,8 +68,22 @@ class PoolOverloaded(RuntimeError):
     """No worker became free within the queue wait; the caller should retry later."""
 
 
+class RestartLimited(PoolOverloaded):
+    """Serving the request needs a new REPL, and the restart budget allows none before the request's wait ends."""
+
+
 class PoolClosed(RuntimeError):
     """The pool is shutting down."""
+
+
+class HeaderImportTimeout(ReplTimeout):
+    """A header import did not finish within ``import_timeout``; the REPL was killed."""
+
+    def __init__(self, limit: float, header: str, *, worker: str = "repl") -> None:
+        ReplError.__init__(self, f"header import did not finish within {limit:g} s (--import-timeout); "
+                                 "process killed", worker=worker)
+        self.limit = limit
+        self.header = header
 
 
 @dataclass(frozen=True)
@@ -65,6 +95,8 @@ class PoolSettings:
     queue_wait: float = 120.0
     warm_headers: tuple[str, ...] = ()
     headers_per_repl: int = 4
+    max_restarts_per_minute: int | None = None  # None: no limit; else REPL starts per minute once the pool was full
+    restart_window_s: float = RESTART_WINDOW_SECONDS  # the "minute" of max_restarts_per_minute (shorter in tests)
 
 
 Launcher = Callable[[Path], LaunchSpec]
@@ -90,6 +122,8 @@ class PoolCounters:
     header_loads: int = 0
     overloaded: int = 0
     requests: int = 0
+    restarts_deferred: int = 0  # replacements put off by the restart budget
+    restart_limited: int = 0  # requests answered RestartLimited
 
 
 @dataclass(frozen=True)
@@ -133,6 +167,8 @@ class Worker:
         self.rss = 0
         self.failure: ReplError | None = None
         self._preambles: OrderedDict[tuple[int, str], CommandResponse] = OrderedDict()
+        self._lifecycle = threading.Lock()  # orders start() against interrupt()/close() from the shutdown
+        self._stopped = False
 
     @property
     def header_env(self) -> int:
@@ -167,23 +203,42 @@ class Worker:
         return response
 
     def start(self, launcher: Launcher, spawn: Callable[[Callable[[], object]], object], import_timeout: float) -> None:
-        self.process = ReplProcess(launcher(self.workdir), name=self.name)
-        spawn(self.process.start)
+        process = ReplProcess(launcher(self.workdir), name=self.name)
+        with self._lifecycle:
+            if self._stopped:
+                raise ReplLost("the pool shut down before this REPL started", worker=self.name)
+            self.process = process
+            spawn(process.start)
         self.load_header(self.header, import_timeout)
 
     def load_header(self, header: str, timeout: float) -> HeaderEnv:
-        """Import ``header`` in this REPL (a request without env) and remember its env."""
+        """Import ``header`` in this REPL (a request without env) and remember its env; at most ``timeout`` s."""
         started = time.monotonic()
-        response = self.run(CommandRequest(header), timeout)
+        try:
+            response = self.run(CommandRequest(header), timeout)
+        except ReplTimeout:
+            raise HeaderImportTimeout(timeout, header, worker=self.name) from None
         if isinstance(response, ErrorResponse):
             raise ReplLost(f"header was refused: {response.message}", worker=self.name)
         loaded = HeaderEnv(response.env, response.messages, time.monotonic() - started)
         self.envs[header] = loaded
         return loaded
 
-    def close(self) -> None:
-        if self.process is not None:
-            self.process.close(grace=0.2)
+    def interrupt(self) -> None:
+        """Kill the REPL now, from any thread: a thread in :meth:`run` gets ``ReplLost``; a start not begun is
+        refused."""
+        with self._lifecycle:
+            self._stopped = True
+            process = self.process
+        if process is not None:
+            process.interrupt()
+
+    def close(self, grace: float = 0.2) -> None:
+        with self._lifecycle:
+            self._stopped = True
+            process = self.process
+        if process is not None:
+            process.close(grace=grace)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -196,6 +251,8 @@ class _Waiter:
     worker: Worker | None = field(default=None, compare=False)
     must_start: bool = field(default=False, compare=False)
     must_import: bool = field(default=False, compare=False)
+    restart_at: float = field(default=0.0, compare=False)  # > 0: needs a new REPL, which the budget allows then
+    budget_blocked: bool = field(default=False, compare=False)  # the restart budget kept it waiting at some point
 
 
 class ReplPool:
@@ -212,6 +269,10 @@ class ReplPool:
         self._closed = False
         self._background: set[threading.Thread] = set()
         self._import_seconds: dict[str, float] = {}
+        self._starts = 0  # REPL starts so far; those after the first max_repls are restarts
+        self._restarts: deque[float] = deque()  # when the restarts of the last minute happened
+        self._deferred: list[str] = []  # headers of replacements the restart budget put off
+        self._refill_timer: threading.Timer | None = None
         # REPLs are started from one long-lived thread: bwrap --die-with-parent (PR_SET_PDEATHSIG)
         # kills a child when the *thread* that started it exits, not only the process.
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="repl-spawn")
@@ -258,22 +319,45 @@ class ReplPool:
             return PoolStats(self.settings.max_repls, by_state, by_header, len(self._waiters),
                              PoolCounters(**vars(self.counters)), rss)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` began: failures from then on are the shutdown's doing."""
+        return self._closed
+
     def pids(self) -> list[int]:
         with self._cond:
             return [w.process.pid for w in self._workers if w.process is not None and w.process.pid is not None]
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop everything: waiters get PoolClosed, every REPL is closed and reaped."""
+        """Stop everything within about ``timeout`` s: waiters get PoolClosed, every REPL is killed and reaped.
+
+        REPLs are killed first, busy ones included: a request running on one gets
+        ``ReplLost`` at once and releases it, and an import in progress ends, so
+        nothing here waits for a proof or an import to finish.
+        """
+        deadline = time.monotonic() + timeout
         with self._cond:
             self._closed = True
+            if self._refill_timer is not None:
+                self._refill_timer.cancel()
+                self._refill_timer = None
+            self._deferred.clear()
             self._cond.notify_all()
-            threads = list(self._background)
-        for thread in threads:
-            thread.join(timeout)
-        with self._cond:
-            workers, self._workers = self._workers, []
+            workers = list(self._workers)
         for worker in workers:
-            worker.close()
+            worker.interrupt()
+        with self._cond:
+            while any(w.state in (WorkerState.STARTING, WorkerState.BUSY) for w in self._workers):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            workers, self._workers = self._workers, []
+            threads = list(self._background)
+        for worker in workers:
+            worker.close(grace=0)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._spawner.shutdown(wait=False)
 
     def __enter__(self) -> ReplPool:
@@ -303,13 +387,21 @@ class ReplPool:
                     self._dispatch()
                     if waiter.worker is not None:
                         break
-                    remaining = deadline - time.monotonic()
+                    now = time.monotonic()
+                    remaining = deadline - now
+                    if (waiter.restart_at > deadline and not self._servable_without_start(header)) \
+                            or (remaining <= 0 and waiter.budget_blocked):
+                        self.counters.restart_limited += 1
+                        raise RestartLimited(self._restart_limit_message(header, wait))
                     if remaining <= 0:
                         self.counters.overloaded += 1
                         raise PoolOverloaded(
                             f"no REPL free for {wait:g} s ({len(self._workers)}/{self.settings.max_repls} busy or "
                             f"starting, {len(self._waiters)} waiting)")
-                    self._cond.wait(min(remaining, self._next_eviction_check(waiter)))
+                    wake = min(remaining, self._next_eviction_check(waiter))
+                    if waiter.restart_at:
+                        wake = min(wake, max(0.01, waiter.restart_at - now))
+                    self._cond.wait(wake)
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -320,6 +412,8 @@ class ReplPool:
             try:
                 loaded = worker.load_header(header, self.settings.import_timeout)
             except ReplError:
+                # the replacement serves what this REPL held before, never another try at the failed header
+                worker.header = next(reversed(worker.envs), worker.header)
                 self._release(worker)
                 raise
             with self._cond:
@@ -333,6 +427,7 @@ class ReplPool:
         for waiter in self._waiters:
             if waiter.worker is not None:
                 continue
+            waiter.restart_at = 0.0
             idle = [w for w in self._workers if w.state == WorkerState.IDLE and waiter.header in w.envs]
             if idle:
                 worker = max(idle, key=lambda w: w.last_used)
@@ -386,10 +481,13 @@ class ReplPool:
         ``headers_per_repl`` headers, is replaced by a fresh one.
         """
         header = waiter.header
-        if len(self._workers) < self.settings.max_repls:
+        delay = self._restart_delay()
+        if len(self._workers) < self.settings.max_repls and not delay:
             return self._reserve(header)
         idle = [w for w in self._workers if w.state == WorkerState.IDLE]
         if not idle:
+            if len(self._workers) < self.settings.max_repls:
+                self._budget_blocks(waiter, delay)
             return None
         loaded_somewhere = any(header in w.envs or w.header == header for w in self._workers)
         if loaded_somewhere and self._queue_rent(header)[0] < self.import_seconds(header):
@@ -397,23 +495,69 @@ class ReplPool:
         victim = min(idle, key=lambda w: w.last_used)
         if len(victim.envs) < self.settings.headers_per_repl:
             return victim
+        if delay:  # no start allowed: an idle REPL with room imports the header, or the waiter waits
+            roomy = [w for w in idle if len(w.envs) < self.settings.headers_per_repl]
+            if roomy:
+                return min(roomy, key=lambda w: w.last_used)
+            self._budget_blocks(waiter, delay)
+            return None
         self._workers.remove(victim)
         self.counters.evicted += 1
         self._close_background(victim)
         return self._reserve(header)
 
     def _reserve(self, header: str) -> Worker:
+        """A new worker in the pool (lock held); a start after the pool was first filled is a restart."""
+        if self._starts >= self.settings.max_repls:
+            self._restarts.append(time.monotonic())
+        self._starts += 1
         workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         worker = Worker(next(self._ids), header, workdir)
         self._workers.append(worker)
         return worker
+
+    def _restart_delay(self) -> float:
+        """Seconds until the restart budget allows another REPL start; 0 now (lock held).
+
+        The first ``max_repls`` starts fill the pool and are free; each later one is a restart.
+        """
+        limit = self.settings.max_restarts_per_minute
+        if limit is None or self._starts < self.settings.max_repls:
+            return 0.0
+        now = time.monotonic()
+        window = self.settings.restart_window_s
+        while self._restarts and now - self._restarts[0] >= window:
+            self._restarts.popleft()
+        if len(self._restarts) < limit:
+            return 0.0
+        return max(0.001, self._restarts[0] + window - now)
+
+    @staticmethod
+    def _budget_blocks(waiter: _Waiter, delay: float) -> None:
+        waiter.restart_at = time.monotonic() + delay
+        waiter.budget_blocked = True
+
+    def _servable_without_start(self, header: str) -> bool:
+        """Whether a worker holds ``header`` or has room to import it, so it may serve it with no new REPL
+        (lock held)."""
+        return any(header in w.envs or w.header == header or len(w.envs) < self.settings.headers_per_repl
+                   for w in self._workers if w.state != WorkerState.DEAD)
+
+    def _restart_limit_message(self, header: str, wait: float) -> str:
+        limit = self.settings.max_restarts_per_minute
+        delay = self._restart_delay()
+        when = (f"the next is allowed in {delay:.1f} s, after this request's wait of {wait:g} s" if delay
+                else f"they stayed spent for the {wait:g} s this request could wait")
+        return (f"serving header {header[:80]!r} needs a new REPL, and the {limit} REPL restarts per minute "
+                f"(--max-restarts-per-minute) are spent: {when}; retry later")
 
     def _start_worker(self, worker: Worker) -> None:
         """Start the REPL and import the header (outside the lock). Failure frees the slot and re-raises."""
         try:
             worker.start(self._launcher, self._spawn, self.settings.import_timeout)
         except ReplError as exc:
-            log.warning("REPL start failed for header %r: %s", worker.header[:80], exc)
+            log.log(logging.DEBUG if self._closed else logging.WARNING, "REPL start failed for header %r: %s",
+                    worker.header[:80], exc)
             with self._cond:
                 self.counters.start_failures += 1
                 if worker in self._workers:
@@ -460,8 +604,20 @@ class ReplPool:
             self._cond.notify_all()
 
     def _spawn_background(self, header: str) -> None:
-        """Start a replacement or spare in a thread (lock held). Skipped when the pool is full."""
+        """Start a replacement or spare in a thread (lock held).
+
+        Skipped when the pool is full; deferred (see :meth:`_refill`) while the restart budget is spent.
+        """
         if self._closed or len(self._workers) >= self.settings.max_repls:
+            return
+        delay = self._restart_delay()
+        if delay:
+            if len(self._deferred) < self.settings.max_repls:
+                self._deferred.append(header)
+            self.counters.restarts_deferred += 1
+            log.warning("REPL restart budget (%d per minute, --max-restarts-per-minute) spent: the replacement "
+                        "for header %r starts in %.1f s", self.settings.max_restarts_per_minute, header[:80], delay)
+            self._arm_refill(delay)
             return
         worker = self._reserve(header)
 
@@ -481,6 +637,27 @@ class ReplPool:
         thread = threading.Thread(target=run, name=f"start-{worker.name}", daemon=True)
         self._background.add(thread)
         thread.start()
+
+    def _arm_refill(self, delay: float) -> None:
+        """Run :meth:`_refill` in ``delay`` s, unless it is already due (lock held)."""
+        if self._refill_timer is None and not self._closed:
+            self._refill_timer = threading.Timer(delay, self._refill)
+            self._refill_timer.daemon = True
+            self._refill_timer.start()
+
+    def _refill(self) -> None:
+        """Start the replacements the restart budget deferred, as far as it allows now; re-arm for the rest."""
+        with self._cond:
+            self._refill_timer = None
+            while self._deferred and not self._closed and len(self._workers) < self.settings.max_repls:
+                delay = self._restart_delay()
+                if delay:
+                    self._arm_refill(delay)
+                    break
+                self._spawn_background(self._deferred.pop(0))
+            else:
+                self._deferred.clear()  # the pool is full (a request started what it needed) or closed
+            self._cond.notify_all()
 
     def _close_background(self, worker: Worker) -> None:
         """Close a worker off the lock (lock held); shutdown joins these threads."""

@@ -129,6 +129,11 @@ class ReplProcess:
         self._kill_group()
         self._release()
 
+    def interrupt(self) -> None:
+        """Kill the process group from another thread, leaving the pipes to the thread in :meth:`send`
+        (it sees the process end and raises :class:`ReplLost`, which releases them)."""
+        self._kill_group()
+
     def __enter__(self) -> ReplProcess:
         return self if self._proc is not None else self.start()
 

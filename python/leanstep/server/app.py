@@ -6,17 +6,23 @@ Routes: ``POST /verify`` and ``POST /api/check`` (Kimina-compatible shapes plus 
 given, the suggestion routes from ``server.suggest_routes`` (imported lazily so
 the verification path never imports a model library).
 
+The batch routes hold every request to the server's limits: the client's
+``timeout`` is capped at ``--timeout`` and refused (422) below
+``--min-timeout``, more distinct headers than ``--max-headers-per-request``
+are refused (422), and each answer's ``limits`` says which timeout applied and
+why (``leanstep.limits``). Once the server is shutting down they answer 503.
+
 Every error is JSON ``{"error": ..., "detail": ...}``: malformed JSON 400,
-a wrong or missing field 422, a body over ``max_body_mb`` or more snippets than
-``max_batch`` 413, a missing or wrong API key 401. Problems with one snippet
-(a NUL byte, text that is not Unicode) become that snippet's result, never a
-failed batch.
+a body not sent as ``application/json`` 415, a wrong or missing field 422, a
+body over ``max_body_mb`` or more snippets than ``max_batch`` 413, a missing or
+wrong API key 401, a browser ``Origin`` not in ``allow_origin`` 403. Problems
+with one snippet (a NUL byte, text that is not Unicode) become that snippet's
+result, never a failed batch.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -29,16 +35,26 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from leanstep.check.verify import VERDICTS, Snippet, Verifier, VerifyOptions
+from leanstep.check.verify import SHUTTING_DOWN, VERDICTS, Snippet, Verifier, VerifyOptions, distinct_headers
 from leanstep.config import Config
+from leanstep.limits import AppliedTimeout, LimitError, bounded_timeout
 from leanstep.repl.pool import ReplPool
+from leanstep.server.jsonio import (
+    BODY_TOO_LARGE, body_limit_bytes, body_too_large_detail, error_response, json_response, parse_or_422,
+    read_json_body,
+)
 from leanstep.server.schemas import (
-    CheckBody, VerifyBody, check_result_json, error_json, parse, verify_result_json,
+    CHECK_DEFAULT_TIMEOUT_S, CheckBody, VerifyBody, check_result_json, verify_result_json,
 )
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health", "/health/"})  # GET / (Kimina's health alias) shares POST / with llmstep, so it is keyed
+PREFLIGHT_HEADERS = {  # what an allowed page's CORS preflight is told it may send
+    "Access-Control-Allow-Methods": "GET, POST",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-API-Key",
+    "Access-Control-Max-Age": "600",
+}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
@@ -58,19 +74,6 @@ class AppState:
         self.verifier.close()
         if self.owns_pool:
             self.pool.shutdown()
-
-
-def json_response(obj: Any, status: int = 200) -> Response:
-    try:
-        text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
-        data = text.encode("utf-8")
-    except (UnicodeEncodeError, ValueError):  # lone surrogates echoed back from an id: escape them
-        data = json.dumps(obj, ensure_ascii=True, default=str).encode("ascii")
-    return Response(data, status=status, mimetype="application/json")
-
-
-def error_response(status: int, error: str, detail: Any = None) -> Response:
-    return json_response(error_json(error, detail), status)
 
 
 class _PoolCollector:
@@ -148,7 +151,8 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
         pool = make_pool(config)
         pool.start()
     app = Flask("leanstep")
-    app.config["MAX_CONTENT_LENGTH"] = int(config.max_body_mb * 1024 * 1024)
+    app.config["MAX_CONTENT_LENGTH"] = body_limit_bytes(config.max_body_mb)
+    allowed_origins = frozenset(config.allow_origin)
     registry = CollectorRegistry(auto_describe=True)
     verifier = verifier or Verifier(pool, cache_size=config.cache_size)
     state = AppState(config, pool, verifier, registry, owns_pool=owns_pool)
@@ -162,13 +166,36 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
     # -- cross-cutting --------------------------------------------------------
 
     @app.before_request
-    def _authenticate() -> Response | None:
+    def _admit() -> Response | None:
+        """403 for a web page not in ``allow_origin``, then 401 without the key (/health answers a public view).
+
+        Browsers send ``Origin`` with every cross-site POST and CORS request, so a page a user
+        happens to visit cannot drive a local server. A CORS preflight (OPTIONS) carries no key
+        by design and gets only Flask's empty answer, so it needs none.
+        """
         g.started = time.monotonic()
-        if config.api_key and request.path not in OPEN_PATHS:
-            ok, why = _api_key_ok(config.api_key)
-            if not ok:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in allowed_origins:
+            return error_response(403, "origin not allowed",
+                                  f"requests from web pages at {origin!r} are refused; start the server with "
+                                  "`--allow-origin ORIGIN` for a page that should call it")
+        g.authenticated = True
+        if config.api_key and request.method != "OPTIONS":
+            g.authenticated, why = _api_key_ok(config.api_key)
+            if not g.authenticated and request.path not in OPEN_PATHS:
                 return error_response(401, "unauthorized", why)
         return None
+
+    @app.after_request
+    def _cors(response: Response) -> Response:
+        """Let the pages of ``allow_origin`` read answers (and pass their preflight)."""
+        origin = request.headers.get("Origin")
+        if origin is not None and origin in allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.vary.add("Origin")
+            if request.method == "OPTIONS":
+                response.headers.update(PREFLIGHT_HEADERS)
+        return response
 
     @app.after_request
     def _observe(response: Response) -> Response:
@@ -182,10 +209,7 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         if exc.code == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"]
-            return error_response(413, "request body too large",
-                                  f"the body exceeds the limit of {limit} bytes (max_body_mb={config.max_body_mb:g}); "
-                                  "send fewer snippets per request")
+            return error_response(413, BODY_TOO_LARGE, body_too_large_detail(app.config["MAX_CONTENT_LENGTH"]))
         return error_response(exc.code or 500, (exc.name or "error").lower(), exc.description)
 
     @app.errorhandler(Exception)
@@ -194,18 +218,10 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
         return error_response(500, "internal server error", f"{type(exc).__name__}: {exc}")
 
     def read_json(list_field: str) -> tuple[Any, Response | None]:
-        data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
-        if not data.strip():
-            return None, error_response(400, "empty request body", "send a JSON object")
-        try:
-            payload = json.loads(data.decode("utf-8-sig"))
-        except UnicodeDecodeError as exc:
-            return None, error_response(400, "malformed JSON", f"the body is not UTF-8: {exc}")
-        except json.JSONDecodeError as exc:
-            return None, error_response(400, "malformed JSON",
-                                        f"{exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})")
-        except RecursionError:
-            return None, error_response(400, "malformed JSON", "nested too deeply")
+        """The body (see ``read_json_body``), or 413 when ``list_field`` holds more than ``max_batch`` entries."""
+        payload, problem = read_json_body()
+        if problem is not None:
+            return None, problem
         if isinstance(payload, dict) and isinstance(payload.get(list_field), list) \
                 and len(payload[list_field]) > config.max_batch:
             return None, error_response(
@@ -214,25 +230,43 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
                 "(max_batch); split the work into smaller requests")
         return payload, None
 
-    def verify_or_422(model: type, payload: Any) -> tuple[Any, Response | None]:
-        try:
-            return parse(model, payload), None
-        except ValueError as exc:
-            return None, error_response(422, "invalid request", str(exc))
-
     # -- routes ---------------------------------------------------------------
 
-    def run_batch(list_field: str, model: type, options_of: Callable[[Any], VerifyOptions],
+    import_limit = bounded_timeout(None, ceiling=config.import_timeout, ceiling_flag="--import-timeout")
+
+    def run_batch(list_field: str, model: type, default_timeout: float | None,
+                  options_of: Callable[[Any, AppliedTimeout], VerifyOptions],
                   snippets_of: Callable[[Any], list[Snippet]], result_json: Callable[[Any, Any], dict]) -> Response:
-        """The batch routes differ only in field names and shapes: parse, validate, verify, answer."""
+        """The batch routes differ only in field names and shapes: parse, hold to the server's limits, verify, answer.
+
+        The client's ``timeout`` is capped at ``--timeout`` (``default_timeout`` when it sent none) and
+        refused below ``--min-timeout``; more distinct headers than ``--max-headers-per-request`` are
+        refused. The answer's ``limits`` says which timeout applied and why, and the import timeout.
+        """
+        if state.closing:
+            return error_response(503, SHUTTING_DOWN, "the server is stopping and takes no new work; retry later")
         payload, problem = read_json(list_field)
         if problem is not None:
             return problem
-        body, problem = verify_or_422(model, payload)
+        body, problem = parse_or_422(model, payload)
         if problem is not None:
             return problem
-        results = verifier.verify_batch(snippets_of(body), options_of(body))
-        return json_response({"results": [result_json(r, body) for r in results]})
+        try:
+            timeout = bounded_timeout(body.timeout, ceiling=config.timeout, ceiling_flag="--timeout",
+                                      floor=config.min_timeout, default=default_timeout)
+        except LimitError as exc:
+            return error_response(422, "invalid request", f"timeout: {exc}")
+        snippets = snippets_of(body)
+        headers = distinct_headers(snippets)
+        if len(headers) > config.max_headers_per_request:
+            return error_response(
+                422, "too many headers",
+                f"the snippets import {len(headers)} distinct headers; the server allows "
+                f"{config.max_headers_per_request} per request (--max-headers-per-request), as each one costs a "
+                "REPL import: group the snippets by header and send the groups as separate requests")
+        results = verifier.verify_batch(snippets, options_of(body, timeout))
+        return json_response({"results": [result_json(r, body) for r in results],
+                              "limits": {"timeout": timeout.to_json(), "import_timeout": import_limit.to_json()}})
 
     def strict_of(body: Any) -> bool:
         return config.strict if body.strict is None else body.strict
@@ -241,9 +275,10 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
     @app.post("/one_pass_verify_batch")
     def verify() -> Response:
         return run_batch(
-            "codes", VerifyBody,
-            lambda body: VerifyOptions(timeout=body.timeout, infotree=body.infotree_type, strict=strict_of(body),
-                                       use_cache=not body.disable_cache),
+            "codes", VerifyBody, None,
+            lambda body, timeout: VerifyOptions(timeout=timeout.seconds, timeout_origin=timeout.describe(),
+                                                infotree=body.infotree_type, strict=strict_of(body),
+                                                use_cache=not body.disable_cache),
             lambda body: [Snippet(str(c.custom_id), c.content) for c in body.codes],
             lambda result, body: verify_result_json(result))
 
@@ -251,9 +286,10 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
     @app.post("/api/check/")
     def check() -> Response:
         return run_batch(
-            "snippets", CheckBody,
-            lambda body: VerifyOptions(timeout=body.timeout, infotree=body.infotree, strict=strict_of(body),
-                                       use_cache=body.reuse, debug=body.debug),
+            "snippets", CheckBody, CHECK_DEFAULT_TIMEOUT_S,
+            lambda body, timeout: VerifyOptions(timeout=timeout.seconds, timeout_origin=timeout.describe(),
+                                                infotree=body.infotree, strict=strict_of(body),
+                                                use_cache=body.reuse, debug=body.debug),
             lambda body: [Snippet(s.id, s.code) for s in body.snippets],
             lambda result, body: check_result_json(result, body.debug))
 
@@ -270,13 +306,14 @@ def create_app(config: Config, pool: ReplPool | None = None, suggester: Any = No
             status, code = "starting", 200
         else:
             status, code = "ok", 200
+        public_pool = {"max_repls": stats.max_repls, "workers": by_state, "queue_depth": stats.queue_depth}
+        if not g.get("authenticated", False):  # liveness and load only: header texts are what clients sent
+            return json_response({"status": status, "pool": public_pool, "suggest": suggester is not None}, code)
         c = stats.counters
         return json_response({
             "status": status,
             "pool": {
-                "max_repls": stats.max_repls,
-                "workers": by_state,
-                "queue_depth": stats.queue_depth,
+                **public_pool,
                 "warm_headers": stats.workers_by_header,
                 "rss_bytes": stats.rss_bytes,
                 "counters": {"started": c.started, "start_failures": c.start_failures, "timeouts": c.timeouts,

@@ -6,6 +6,11 @@ Lean Server (names and defaults), validated with strict types: ``"timeout":
 Unknown fields are ignored, as Kimina does. Responses have Kimina's shapes
 (what ``kimina-client`` parses) plus our ``verdict`` (and ``reasons``, and
 ``axioms`` in strict mode) per result.
+
+``timeout`` is what the client asks for; the server's ``--timeout`` caps it
+(see ``leanstep.limits``), so ``None`` here means "not sent": ``/verify`` then
+runs under the server's limit (Kimina's default of 300 s would always exceed
+it) and ``/api/check`` under Kimina's 30 s, capped likewise.
 """
 
 from __future__ import annotations
@@ -18,19 +23,24 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from leanstep.check.verify import VerifyResult
 
 InfotreeKind = Literal["full", "tactics", "original", "substantive"]
-MAX_TIMEOUT_S = 86400.0
+CHECK_DEFAULT_TIMEOUT_S = 30.0  # Kimina's default for /api/check
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
-def _check_timeout(value: float) -> float:
-    if not math.isfinite(value) or value <= 0:
+def _check_timeout(value: float | None) -> float | None:
+    if value is not None and (not math.isfinite(value) or value <= 0):
         raise ValueError(f"must be a positive number of seconds, got {value!r}")
-    if value > MAX_TIMEOUT_S:
-        raise ValueError(f"must be at most {MAX_TIMEOUT_S:g} seconds, got {value!r}")
     return value
+
+
+def _non_empty(items: list[Any]) -> list[Any]:
+    """Both batch routes refuse an empty batch alike: it is a client bug, not a request to check nothing."""
+    if not items:
+        raise ValueError("must be non empty")
+    return items
 
 
 class CheckSnippet(_Strict):
@@ -42,7 +52,7 @@ class CheckBody(_Strict):
     """``POST /api/check`` (Kimina's CheckRequest)."""
 
     snippets: list[CheckSnippet]
-    timeout: float = 30
+    timeout: float | None = None  # not sent: CHECK_DEFAULT_TIMEOUT_S
     debug: bool = False
     reuse: bool = True
     infotree: InfotreeKind | None = None
@@ -50,13 +60,16 @@ class CheckBody(_Strict):
 
     @field_validator("timeout")
     @classmethod
-    def _timeout(cls, value: float) -> float:
+    def _timeout(cls, value: float | None) -> float | None:
         return _check_timeout(value)
 
+    @field_validator("snippets")
+    @classmethod
+    def _snippets(cls, snippets: list[CheckSnippet]) -> list[CheckSnippet]:
+        return _non_empty(snippets)
+
     @model_validator(mode="after")
-    def _non_empty_unique(self) -> CheckBody:
-        if not self.snippets:
-            raise ValueError("`snippets` must be non empty")
+    def _unique_ids(self) -> CheckBody:
         seen: set[str] = set()
         for snippet in self.snippets:
             if snippet.id in seen:
@@ -85,14 +98,19 @@ class VerifyBody(_Strict):
     """``POST /verify`` (Kimina's backward-compatible VerifyRequestBody)."""
 
     codes: list[VerifyCode]
-    timeout: float = 300
+    timeout: float | None = None  # not sent: the server's limit
     infotree_type: InfotreeKind | None = None
     disable_cache: bool = False
     strict: bool | None = None
 
+    @field_validator("codes")
+    @classmethod
+    def _codes(cls, codes: list[VerifyCode]) -> list[VerifyCode]:
+        return _non_empty(codes)
+
     @field_validator("timeout")
     @classmethod
-    def _timeout(cls, value: float) -> float:
+    def _timeout(cls, value: float | None) -> float | None:
         return _check_timeout(value)
 
 

@@ -2,20 +2,35 @@
 
 Strict types: ``"n": "8"`` or ``"check": "true"`` are rejected with a message
 naming the field rather than guessed at. Unknown fields are ignored, so a newer
-editor tactic that sends more (a request id, a client version) still works.
+editor tactic that sends more (a request id, a client version) still works. File
+text that goes to Lean (``context``, ``source``) must be text the REPL accepts.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from leanstep.server.schemas import parse  # shared validation with field-naming messages
-
-__all__ = ["LlmstepBody", "Position", "SuggestBody", "parse"]
 from leanstep.suggest import SuggestRequest
+
+__all__ = ["LlmstepBody", "Position", "SuggestBody"]
 
 MAX_SAMPLES = 256
 MAX_TIMEOUT_S = 600.0
+
+
+def _lean_text(value: str | None) -> str | None:
+    """``value`` if the REPL's protocol accepts it. It refuses NUL and lone surrogates; caught only
+    there, they fail every checking lane and the editor gets unchecked suggestions, not a 422."""
+    if value is None:
+        return None
+    nul = value.find("\x00")
+    if nul >= 0:
+        raise ValueError(f"contains a NUL character (at character {nul}), which Lean source cannot hold")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"is not valid Unicode text ({exc.reason} at character {exc.start})") from None
+    return value
 
 
 class Position(BaseModel):
@@ -40,6 +55,11 @@ class SuggestBody(BaseModel):
     check: bool = True
     timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     include_invalid: bool = False
+
+    @field_validator("context", "source")
+    @classmethod
+    def _file_text(cls, value: str | None) -> str | None:
+        return _lean_text(value)
 
     @model_validator(mode="after")
     def _source_needs_position(self) -> SuggestBody:
@@ -70,6 +90,11 @@ class LlmstepBody(BaseModel):
     tactic_state: str
     prefix: str = ""
     context: str | None = None
+
+    @field_validator("context")
+    @classmethod
+    def _file_text(cls, value: str | None) -> str | None:
+        return _lean_text(value)
 
     def to_request(self) -> SuggestRequest:
         return SuggestRequest(tactic_state=self.tactic_state, prefix=self.prefix, context=self.context)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Bridge between the ``llmstep`` Lean tactic and the leanstep server.
+"""The bridge the ``llmstep`` Lean tactic runs to reach the leanstep server.
 
-Standard library only, so it runs with any ``python3`` the editor finds.
+The tactic does not speak HTTP itself; this script does, with the standard
+library only, so it runs with any ``python3`` the editor finds.
 
 Input: ONE JSON object on stdin (never argv: a file's text can exceed the
 per-argument limit, and argv is visible to every user on the machine)::
