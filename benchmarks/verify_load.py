@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--half-open", type=int, default=None,
                    help="half-open connections held during the fault batch (default 50; quick 20; soak 100)")
     p.add_argument("--sandbox", default="auto", help="the pool's sandbox mode (default: the server's default)")
+    p.add_argument("--max-restarts-per-minute", type=int, default=None,
+                   help="the pool's restart budget (default: the server's; soak 600, since its injected hangs, "
+                        "crashes and kills are meant to be restarted, not throttled)")
     p.add_argument("--workers", type=int, default=4, help="REPL processes (max_repls)")
     p.add_argument("--import-seconds", type=float, default=None, help="simulated header import (default 0.5; quick 0.1)")
     p.add_argument("--proof-seconds", type=float, default=None, help="simulated cost per proof (default 0.05; quick 0.02)")
@@ -93,6 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.clean = args.clean if args.clean is not None else (200 if quick else 0 if args.soak else 1000)
     if args.kills_per_minute is None:
         args.kills_per_minute = 120.0 if quick else 30.0 if args.soak else 10.0
+    if args.max_restarts_per_minute is None:
+        args.max_restarts_per_minute = 600 if args.soak else 0
     if args.half_open is None:
         args.half_open = 20 if quick else 100 if args.soak else 50
     args.import_seconds = args.import_seconds if args.import_seconds is not None else (0.1 if quick else 0.5)
@@ -283,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     dirs_before, cgroups_before = worker_dirs(), our_cgroups()
     rss_before = psutil.Process().memory_info().rss
     config = load({"repl": "sim", "max_repls": args.workers, "sandbox": args.sandbox, "queue_wait": 600,
+                   "max_restarts_per_minute": args.max_restarts_per_minute,
                    "warm_headers": HEADERS, "max_batch": 100000, "threads": max(8, args.clients * 2),
                    "cache_size": 100000}, environ={})
     pool = make_pool(config)

@@ -106,6 +106,14 @@ def test_sigterm_stops_the_server_and_every_repl(tmp_path):
         code = "import A\n\ntheorem t : 1 + 1 = 2 := by norm_num"
         reply = requests.post(url + "/verify", json={"codes": [{"custom_id": "x", "proof": code}]}, timeout=30).json()
         assert reply["results"][0]["verdict"] == "valid"
+        # with no model, /suggest and llmstep's route answer from the fixed tactic list, checked
+        context = "import A\n\ntheorem u : 2 + 2 = 4 := by\n  "
+        suggested = requests.post(url + "/suggest", json={"tactic_state": "⊢ 2 + 2 = 4", "prefix": "",
+                                                           "context": context}, timeout=60).json()
+        assert any(s["status"] == "closes_goal" for s in suggested["suggestions"]), suggested
+        plain = requests.post(url + "/", json={"tactic_state": "⊢ 2 + 2 = 4", "prefix": "norm", "context": context},
+                              timeout=60).json()
+        assert plain["suggestions"] == ["norm_num"]
         repls = sim_repls(psutil.Process(proc.pid))
         assert len(repls) >= 2
         proc.send_signal(signal.SIGTERM)

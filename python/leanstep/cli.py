@@ -38,7 +38,9 @@ def _serve(args: argparse.Namespace) -> int:
             from leanstep.distributed import make_app_verifier
 
             verifier = make_app_verifier(config, args.ray or None, args.ray_actors)
-        serve(config, with_model=not args.no_model, verifier=verifier, listeners=listeners)
+        if args.no_model:
+            config = config.with_overrides(backend="hint")
+        serve(config, verifier=verifier, listeners=listeners)
     except (ListenError, SetupError) as exc:
         print(f"leanstep serve: {exc}", file=sys.stderr)
         return 2
@@ -105,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /health, /metrics)")
     config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest"))
-    serve.add_argument("--no-model", action="store_true", help="serve verification only; do not load a model")
+    serve.add_argument("--no-model", action="store_true",
+                       help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
+                            "(the same as --backend hint)")
     serve.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                        help="fan /verify and /api/check out over a Ray cluster (one warm pool per node)")
     serve.add_argument("--ray-actors", type=int, default=None, help="actors to start (default: one per node)")

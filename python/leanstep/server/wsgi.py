@@ -66,10 +66,11 @@ class _StopSignal:
 
 
 def build_suggester(config: Config, pool: Any) -> Any:
-    """The model-backed suggester (imports the generation stack only here).
+    """The suggester over ``config``'s generation backend (imports the generation stack only here).
 
     The model loads and warms up in the background, so the server answers
     /verify and /health at once and the first /suggest does not pay the load.
+    The ``hint`` backend (``--no-model``) loads nothing.
     """
     from leanstep.generate import make_generator, settings_from_config
     from leanstep.suggest import Suggester
@@ -80,7 +81,7 @@ def build_suggester(config: Config, pool: Any) -> Any:
         def warm() -> None:
             try:
                 warmup()
-                log.info("model %s loaded and warmed up", config.hf_model)
+                log.info("generator ready (%s backend, %s)", config.backend, config.hf_model)
             except Exception as exc:  # noqa: BLE001 - the server still verifies; /suggest reports the error
                 log.error("model %s could not be loaded (%s); /suggest answers 503 until it can", config.hf_model, exc)
 
@@ -269,7 +270,7 @@ def _shut_down(server: Any, socket_map: dict[int, Any], state: AppState, pool: R
     _run_loop(server, socket_map, idle, time.monotonic() + FLUSH_S)
 
 
-def serve(config: Config, with_model: bool = False, suggester: Any = None, verifier: Any = None,
+def serve(config: Config, suggester: Any = None, verifier: Any = None,
           listeners: list[socket.socket] | None = None) -> None:
     """Run the server until SIGTERM/SIGINT, then shut it down within ``--shutdown-grace`` + 2 s (``_shut_down``).
 
@@ -279,7 +280,7 @@ def serve(config: Config, with_model: bool = False, suggester: Any = None, verif
     pool.start()
     app = None
     try:
-        if suggester is None and with_model:
+        if suggester is None:
             suggester = build_suggester(config, pool)
         app = create_app(config, pool=pool, suggester=suggester, verifier=verifier)
         server = make_server(app, config, listeners=listeners)
