@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import write_results  # noqa: E402
 from benchmarks.suggest_check import sim_costs  # noqa: E402
-from leanstep.check.tactics import TacticChecker, goal_context_from_source  # noqa: E402
+from leanstep.check.source import goal_context_from_source  # noqa: E402
+from leanstep.check.tactics import TacticChecker  # noqa: E402
 from leanstep.config import load  # noqa: E402
 from leanstep.repl.launch import make_pool  # noqa: E402
 

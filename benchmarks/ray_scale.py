@@ -49,7 +49,7 @@ def workload(n: int, tag: str, headers: int = 1) -> list[dict[str, str]]:
 def run_case(num_actors: int, args: argparse.Namespace, config: Any, env: dict[str, str],
              proof_seconds: float | None = None, proofs: int | None = None) -> dict[str, Any]:
     """Time one batch on ``num_actors`` actors whose headers are already warm."""
-    from leanstep.distributed import RayVerifier
+    from leanstep.cluster import RayVerifier
 
     proof_seconds = args.proof_seconds if proof_seconds is None else proof_seconds
     env = {**env, "LEANSTEP_SIM_PROOF_SECONDS": f"{proof_seconds:g}"}

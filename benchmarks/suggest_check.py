@@ -23,8 +23,6 @@ PNG plot (``--png``, default benchmarks/results/suggest_check.png).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import statistics
 import sys
 import time
@@ -40,7 +38,8 @@ except ImportError:  # running from a checkout without an install
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import scoped_environ, write_results  # noqa: E402
-from leanstep.check.tactics import CLOSES_GOAL, TacticChecker, goal_context_from_context  # noqa: E402
+from leanstep.check.source import goal_context_from_context  # noqa: E402
+from leanstep.check.tactics import CLOSES_GOAL, TacticChecker  # noqa: E402
 from leanstep.config import load  # noqa: E402
 from leanstep.repl.launch import make_pool  # noqa: E402
 

@@ -13,7 +13,7 @@ REPL processes with simulated costs (``--import-seconds`` per header import,
    silence). Checks that every snippet was answered exactly once with its
    expected verdict (hangs ``timeout``, crashes ``error``; a snippet whose REPL
    the chaos thread killed may be ``error`` "REPL process lost" or "could not
-   start a REPL", at most one per kill), that ``/health`` answered within a second throughout, that the pool is
+   start a REPL", at most one check per kill; duplicates of a snippet share its check), that ``/health`` answered within a second throughout, that the pool is
    back to its full warm size, and, after shutdown, that no REPL process (zombie
    or orphan), pids cgroup or worker directory is left. The server's RSS before
    and after is printed.
@@ -40,6 +40,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,9 @@ import psutil  # noqa: E402
 import requests  # noqa: E402
 
 from leanstep.config import load  # noqa: E402
-from leanstep.repl.launch import make_pool  # noqa: E402
 from leanstep.repl.sandbox import CGROUP_PREFIX, _pids_cgroup_root  # noqa: E402
 from leanstep.server.app import create_app  # noqa: E402
+from leanstep.server.services import build_services  # noqa: E402
 from leanstep.server.wsgi import serve_in_thread  # noqa: E402
 
 HEADERS = ("import Mathlib", "import Mathlib.Tactic", "import Aesop")
@@ -291,9 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                    "max_restarts_per_minute": args.max_restarts_per_minute,
                    "warm_headers": HEADERS, "max_batch": 100000, "threads": max(8, args.clients * 2),
                    "cache_size": 100000}, environ={})
-    pool = make_pool(config)
-    pool.start()
-    app = create_app(config, pool=pool)
+    services = build_services(config, suggest=False)
+    pool = services.pool
+    app = create_app(services)
     serving = contextlib.ExitStack()
     url = serving.enter_context(serve_in_thread(app, config))
     seen_pids: set[int] = set()
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 sock.close()
         verdicts = Counter(r["verdict"] for r in results.values())
         by_kind: dict[str, Counter[str]] = {}
-        wrong, killed_by_chaos = [], 0
+        wrong, killed_by_chaos, checks_lost = [], 0, set()
         for item in items:
             r = results.get(item["custom_id"])
             by_kind.setdefault(item["kind"], Counter())[r["verdict"] if r else "missing"] += 1
@@ -359,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if r["verdict"] == "error" and any(m in (r.get("error") or "") for m in LOST_TO_KILL):
                 killed_by_chaos += 1
+                checks_lost.add(item["code"])  # duplicates of one snippet share its check
             else:
                 wrong.append((item["custom_id"], item["kind"], r["verdict"], r.get("error") or r.get("reasons")))
         checks["every snippet answered exactly once"] = (
@@ -367,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         checks["hangs reported as timeout per snippet"] = all(
             "timed out" in (results[x["custom_id"]].get("error") or "") for x in items
             if x["kind"] == "hang" and results[x["custom_id"]]["verdict"] == "timeout")
-        checks["REPL-lost answers only for the chaos thread's kills"] = killed_by_chaos <= chaos.kills
+        checks["REPL-lost answers only for the chaos thread's kills"] = len(checks_lost) <= chaos.kills
         checks["the chaos thread killed REPLs"] = chaos.kills > 0 or not args.kills_per_minute
         checks["/health answered within 1 s throughout"] = (
             health.failures == 0 and health.slowest is not None and health.slowest < 1.0)
@@ -384,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             verdicts=dict(verdicts), by_kind={k: dict(v) for k, v in by_kind.items()},
             timeouts=after.timeouts - before.timeouts, lost=after.lost - before.lost,
             started=after.started - before.started, evicted=after.evicted - before.evicted,
-            cache=app.extensions["leanstep"].verifier.cache.stats(), chaos_kills=chaos.kills,
-            lost_to_chaos=killed_by_chaos, half_open=args.half_open,
+            cache=asdict(services.verifier.stats().cache), chaos_kills=chaos.kills,
+            lost_to_chaos=killed_by_chaos, checks_lost_to_chaos=len(checks_lost), half_open=args.half_open,
             health_slowest_s=round(health.slowest or 0.0, 3), health_failures=health.failures,
         )
         print(f"faults: {len(items)} snippets ({unique} unique, {len(items) - unique} duplicates) in {elapsed:.2f} s "
@@ -394,15 +396,15 @@ def main(argv: list[str] | None = None) -> int:
         print("  by injected kind: " + "; ".join(f"{k}: {dict(v)}" for k, v in sorted(by_kind.items())))
         print(f"  REPLs: {figures['timeouts']} killed at the timeout, {figures['lost']} lost, "
               f"{figures['started']} started, {figures['evicted']} evicted; pool {stats.workers_by_state}")
-        print(f"  chaos: {chaos.kills} REPLs SIGKILLed, {killed_by_chaos} snippets answered 'REPL process lost' "
+        print(f"  chaos: {chaos.kills} REPLs SIGKILLed, {len(checks_lost)} checks ({killed_by_chaos} snippets) "
+              "answered 'REPL process lost' "
               f"for it; {args.half_open} half-open connections held; slowest /health {health.slowest or 0:.3f} s, "
               f"{health.failures} failed")
     finally:
         stop_watch.set()
         watcher.join(2)
         serving.close()
-        app.extensions["leanstep"].close()
-        pool.shutdown()
+        services.close()
     problems = leftovers(seen_pids)
     checks["no zombie or orphan REPL after shutdown"] = not problems and not repl_processes(os.getpid())
     leaked_dirs, leaked_cgroups = worker_dirs() - dirs_before, our_cgroups() - cgroups_before

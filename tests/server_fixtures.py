@@ -9,9 +9,9 @@ from typing import Any
 
 
 from leanstep.config import Config, load
-from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import ReplPool
 from leanstep.server.app import create_app
+from leanstep.server.services import Services, build_services
 from leanstep.server.wsgi import serve_in_thread
 
 
@@ -49,20 +49,24 @@ def sim_config(**overrides: Any) -> Config:
 @dataclass
 class RunningServer:
     url: str
-    app: Any
-    pool: ReplPool
-    config: Config
+    services: Services
+
+    @property
+    def pool(self) -> ReplPool:
+        return self.services.pool
+
+    @property
+    def config(self) -> Config:
+        return self.services.config
 
 
 @contextmanager
 def running_server(**overrides: Any) -> Iterator[RunningServer]:
+    """The app over ``build_services`` (as ``leanstep serve`` runs it, without a suggester) on a free port."""
     config = sim_config(**overrides)
-    pool = make_pool(config)
-    pool.start()
-    app = create_app(config, pool=pool)
+    services = build_services(config, suggest=False)
     try:
-        with serve_in_thread(app, config) as url:
-            yield RunningServer(url, app, pool, config)
+        with serve_in_thread(create_app(services), config) as url:
+            yield RunningServer(url, services)
     finally:
-        app.extensions["leanstep"].close()
-        pool.shutdown()
+        services.close()

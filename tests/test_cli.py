@@ -12,7 +12,6 @@ import sys
 import time
 
 import psutil
-import pytest
 import requests
 
 from conftest import ROOT

@@ -18,12 +18,13 @@ import psutil
 import pytest
 
 from leanstep import config as config_mod
+from leanstep.api.records import result_record
 from leanstep.check.verify import ERROR, INVALID, VALID, Snippet, Verifier, VerifyOptions
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install leanstep[ray])")
 
-from leanstep import distributed  # noqa: E402
-from leanstep.distributed import RayVerifier  # noqa: E402
+from leanstep import cluster  # noqa: E402
+from leanstep.cluster import RayTarget, RayVerifier  # noqa: E402
 
 HEADER_A = "import Mathlib"
 HEADER_B = "import Aesop"
@@ -75,7 +76,7 @@ def mixed_snippets(n: int, tag: str) -> list[Snippet]:
 
 def comparable(result) -> dict:
     """A result without what depends on which REPL ran it (time, proof-state ids, cache flag)."""
-    obj = result.to_json()
+    obj = result_record(result)
     obj.pop("time", None)
     obj.pop("cached", None)
     for sorry in obj.get("sorries", []):
@@ -149,7 +150,7 @@ def test_identical_snippets_are_verified_once(verifier):
     codes.append("import Mathlib\n\ntheorem dupbad : 2 + 2 = 5 := by norm_num\n")
     snippets = [Snippet(f"id-{i}", codes[i % len(codes)]) for i in range(40)]
     before_actors = sum(r.verified for r in actor_reports(verifier))
-    before = verifier.counters()
+    before = verifier.stats()
 
     results = verifier.verify(snippets)
 
@@ -157,15 +158,17 @@ def test_identical_snippets_are_verified_once(verifier):
     for i, r in enumerate(results):
         assert r.verdict == (INVALID if i % len(codes) == 3 else VALID)
         assert r.cached == (i >= len(codes))  # the first of each code ran; the others share its answer
-    after = verifier.counters()
-    assert after.unique - before.unique == len(codes)
+    after = verifier.stats()
+    assert after.snippets - before.snippets == len(snippets)
+    assert after.cache.misses - before.cache.misses == len(codes)  # one look-up per distinct code
+    assert after.cache.batch_duplicates - before.cache.batch_duplicates == len(snippets) - len(codes)
     assert sum(r.verified for r in actor_reports(verifier)) - before_actors == len(codes)
 
     # Again: every answer comes from the driver's cache, no actor is asked.
     again = verifier.verify(snippets)
     assert [comparable(r) for r in again] == [comparable(r) for r in results]
     assert all(r.cached for r in again)
-    assert verifier.counters().cached - after.cached == len(snippets)
+    assert verifier.stats().cache.hits - after.cache.hits == len(codes)
     assert sum(r.verified for r in actor_reports(verifier)) - before_actors == len(codes)
 
     # reuse=False: no de-duplication, every snippet runs.
@@ -227,18 +230,17 @@ def test_retries_spent_give_error_results_not_a_hang(ray_cluster, sim_config):
     assert all(r.verdict in (VALID, ERROR) for _, r in seen)
 
 
-def test_verify_batch_is_the_app_verifier_interface(verifier):
-    """What server/app.py calls on its verifier: verify_batch(snippets, options), stats(), cache.stats()."""
+def test_verify_batch_is_the_batch_verifier_call(verifier, sim_config):
+    """``BatchVerifier``: verify_batch(snippets, options, on_result) streams every result once; stats() counts them."""
     snippets = mixed_snippets(10, "app")
     streamed = {}
+    before = verifier.stats().snippets
     results = verifier.verify_batch(snippets, VerifyOptions(timeout=30), on_result=streamed.__setitem__)
     assert [r.id for r in results] == [s.id for s in snippets]
     assert streamed == dict(enumerate(results))
     stats = verifier.stats()
-    assert stats["snippets"] >= 10 and sum(stats["verdicts"].values()) >= 10
-    assert set(verifier.cache.stats()) >= {"entries", "max_entries", "hits", "misses", "batch_duplicates"}
-    health = verifier.cluster_health()
-    assert health["alive"] == 2 and all(a["max_repls"] == 2 for a in health["actors"])
+    assert stats.snippets - before == len(snippets) and sum(stats.verdicts.values()) == stats.snippets
+    assert stats.cache.max_entries == sim_config.cache_size
 
 
 def test_verify_cli_hook(ray_cluster, tmp_path: Path):
@@ -264,29 +266,36 @@ def test_missing_ray_says_how_to_install(monkeypatch, sim_config):
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install leanstep\[ray\]"):
-        distributed.import_ray()
+        cluster.import_ray()
     with pytest.raises(SetupError, match=r"pip install leanstep\[ray\]"):
-        distributed.make_verifier(None, sim_config)
+        cluster.make_verifier(RayTarget(), sim_config)
 
 
-def test_the_http_front_fans_verify_out_over_the_cluster(verifier, sim_config):
-    """`leanstep serve --ray`: /verify answers through the cluster's actors, not the front's own pool."""
+def test_the_http_front_fans_verify_out_over_the_cluster(ray_cluster, sim_config):
+    """`leanstep serve --ray`: the services it builds answer /verify on the cluster's actors, not the front's pool,
+    and /health and /metrics count what the cluster answered."""
     import requests
 
-    from leanstep.repl.launch import make_pool
     from leanstep.server.app import create_app
+    from leanstep.server.services import build_services
     from leanstep.server.wsgi import serve_in_thread
 
-    before = verifier.stats()["snippets"]
-    front_pool = make_pool(sim_config)
-    app = create_app(sim_config, pool=front_pool, verifier=verifier)
     codes = [{"custom_id": f"h{i}", "proof": f"theorem front{i} : {i} + 1 = {i + 1} := by norm_num"} for i in range(6)]
+    codes.append(codes[0])  # answered by the driver, from its copy
+    services = build_services(sim_config, cluster=RayTarget(num_actors=1), suggest=False)
     try:
-        with serve_in_thread(app) as url:
+        assert isinstance(services.verifier, RayVerifier)
+        with serve_in_thread(create_app(services)) as url:
             reply = requests.post(url + "/verify", json={"codes": codes}, timeout=120).json()
+            health = requests.get(url + "/health", timeout=30).json()
+            metrics = requests.get(url + "/metrics", timeout=30).text
+        checked = sum(r.verified for r in actor_reports(services.verifier))
+        front_requests = services.pool.stats().counters.requests
     finally:
-        front_pool.shutdown()
+        services.close()
     assert [r["custom_id"] for r in reply["results"]] == [c["custom_id"] for c in codes]
     assert all(r["verdict"] == "valid" for r in reply["results"])
-    assert front_pool.stats().counters.requests == 0  # nothing ran on the front's own REPLs
-    assert verifier.stats()["snippets"] >= before + len(codes)
+    assert checked == len(codes) - 1 and front_requests == 0  # nothing ran on the front's own REPLs
+    assert health["cache"]["batch_duplicates"] == 1 and health["cache"]["misses"] == len(codes) - 1
+    assert f'leanstep_snippets_total{{verdict="valid"}} {float(len(codes))}' in metrics
+    assert ray.is_initialized()  # the services used the running Ray and left it running

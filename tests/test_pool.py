@@ -160,6 +160,7 @@ def test_preamble_envs_are_cached_per_worker(pool):
         first = worker.preamble("def helper := 3", timeout=10)
         sent = worker.process.requests_sent
         second = worker.preamble("def helper := 3", timeout=10)
+        assert not first.cached and second.cached
         assert second.env == first.env and worker.process.requests_sent == sent
 
 

@@ -15,10 +15,9 @@ import requests
 
 from leanstep.config import load
 from leanstep.generate.base import Candidate, GenerationRequest
-from leanstep.repl.launch import make_pool
 from leanstep.server.app import create_app
+from leanstep.server.services import build_services
 from leanstep.server.wsgi import serve_in_thread
-from leanstep.suggest import Suggester
 from server_fixtures import running_server
 
 SLOW = "theorem slow : True := by\n  -- sim: delay 5\n  trivial"
@@ -142,17 +141,14 @@ class FixedGenerator:
 
 def test_the_suggest_budget_is_capped_at_check_timeout():
     config = load({"repl": "sim", "max_repls": 2, "sandbox": "none", "check_timeout": 1.5}, environ={})
-    pool = make_pool(config)
-    pool.start()
-    app = create_app(config, pool=pool, suggester=Suggester(FixedGenerator(["sim_hang", "trivial"]), pool, config))
+    services = build_services(config, generator=FixedGenerator(["sim_hang", "trivial"]))
     try:
-        with serve_in_thread(app, config) as url:
+        with serve_in_thread(create_app(services), config) as url:
             body = {"tactic_state": "⊢ True", "context": "theorem t : True := by\n  ", "include_invalid": True,
                     "timeout": 30}
             reply = requests.post(url + "/suggest", json=body, timeout=30).json()
     finally:
-        app.extensions["leanstep"].close()
-        pool.shutdown()
+        services.close()
     assert reply["limits"]["check_timeout"] == {"seconds": 1.5, "requested": 30.0, "source": "server", "max": 1.5}
     hang = next(s for s in reply["suggestions"] if s["text"] == "sim_hang")
     assert hang["status"] == "invalid" and "checking budget (1.5 s)" in hang["message"]

@@ -23,10 +23,10 @@ import requests
 
 from leanstep.config import load
 from leanstep.generate.base import Candidate, GenerationRequest
-from leanstep.repl.launch import make_pool
 from leanstep.server.app import create_app
+from leanstep.server.services import build_services
 from leanstep.server.wsgi import serve_in_thread
-from leanstep.suggest import Suggester, SuggestRequest
+from leanstep.suggest import SuggestRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -84,15 +84,13 @@ def served():
     """An in-process app with the fixed generator, served by waitress on a free port."""
     config = load({"repl": "sim", "max_repls": 4, "sandbox": "none", "check_timeout": 3.0, "num_samples": 16,
                    "threads": 8, "warm_headers": "import Mathlib"}, environ={})
-    pool = make_pool(config)
-    pool.start()
     generator = FixedGenerator(CANDIDATES)
-    suggester = Suggester(generator, pool, config)
-    app = create_app(config, pool=pool, suggester=suggester)
-    with serve_in_thread(app, config) as url:
-        yield url, generator, suggester
-    app.extensions["leanstep"].close()
-    pool.shutdown()
+    services = build_services(config, generator=generator)
+    try:
+        with serve_in_thread(create_app(services), config) as url:
+            yield url, generator, services.suggester
+    finally:
+        services.close()
 
 
 def post(url: str, path: str, body, timeout: float = 30) -> requests.Response:

@@ -12,19 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from leanstep.check.tactics import (
-    CLOSES_GOAL,
-    INVALID,
-    UNCHECKED,
-    VALID,
-    ContextError,
-    TacticChecker,
-    build_goal_context,
-    check_candidates,
-    classify,
-    goal_context_from_context,
-    goal_context_from_source,
-)
+from leanstep.check.source import ContextError, build_goal_context, goal_context_from_context, goal_context_from_source
+from leanstep.check.tactics import CLOSES_GOAL, INVALID, UNCHECKED, VALID, TacticChecker, check_candidates, classify
 from leanstep.config import load
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import Priority

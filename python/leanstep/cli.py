@@ -11,8 +11,12 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leanstep import config as config_mod
+
+if TYPE_CHECKING:
+    from leanstep.cluster.router import RayTarget
 
 BENCHMARKS = {
     "throughput": "throughput",
@@ -25,22 +29,37 @@ BENCHMARKS = {
 }
 
 
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]`` and ``--ray-actors N``, the same for ``serve`` and ``verify`` (imports nothing from Ray)."""
+    group = parser.add_argument_group("Ray cluster")
+    group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="check proofs on a Ray cluster, one warm pool per node (--max-repls REPLs each); "
+                            "ADDRESS as for `ray.init` ('auto': the cluster this node joined); "
+                            "without ADDRESS: $RAY_ADDRESS or a local Ray")
+    group.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                       help="verifier actors to start (default: one per node)")
+
+
+def ray_target(args: argparse.Namespace) -> RayTarget | None:
+    """The cluster ``--ray`` and ``--ray-actors`` name, or None without ``--ray``."""
+    if args.ray is None:
+        return None
+    from leanstep.cluster.router import RayTarget
+
+    return RayTarget(address=args.ray or None, num_actors=args.ray_actors)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from leanstep.repl.launch import SetupError
     from leanstep.server.wsgi import ListenError, bind_listeners, serve
 
     config = config_mod.load(args)
+    if args.no_model:
+        config = config.with_overrides(backend="hint")
     listeners = []
     try:
         listeners = bind_listeners(config)  # first: a port in use is one line, before any REPL or actor starts
-        verifier = None
-        if args.ray is not None:
-            from leanstep.distributed import make_app_verifier
-
-            verifier = make_app_verifier(config, args.ray or None, args.ray_actors)
-        if args.no_model:
-            config = config.with_overrides(backend="hint")
-        serve(config, verifier=verifier, listeners=listeners)
+        serve(config, cluster=ray_target(args), listeners=listeners)
     except (ListenError, SetupError) as exc:
         print(f"leanstep serve: {exc}", file=sys.stderr)
         return 2
@@ -110,9 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-model", action="store_true",
                        help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
                             "(the same as --backend hint)")
-    serve.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                       help="fan /verify and /api/check out over a Ray cluster (one warm pool per node)")
-    serve.add_argument("--ray-actors", type=int, default=None, help="actors to start (default: one per node)")
+    add_ray_arguments(serve)
     serve.set_defaults(func=_serve)
 
     verify = sub.add_parser("verify", help="verify proofs from a .jsonl file, a .lean file or a directory")

@@ -25,7 +25,9 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from leanstep.check.verify import ERROR, VerifyResult
+from leanstep.api.kimina import check_request_json, check_result_from_json
+from leanstep.api.records import snippet_of
+from leanstep.check.verify import ERROR, Snippet, VerifyResult
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -48,36 +50,6 @@ class ClientError(RuntimeError):
         super().__init__(f"HTTP {status}: {message}" + (f" ({detail})" if detail else ""))
         self.status = status
         self.detail = detail
-
-
-def _as_pair(item: Any, index: int) -> tuple[str, str]:
-    if isinstance(item, str):
-        return str(index), item
-    if isinstance(item, (tuple, list)) and len(item) == 2:
-        return str(item[0]), item[1]
-    if isinstance(item, dict):
-        sid = item.get("id", item.get("custom_id", index))
-        code = item.get("code", item.get("proof"))
-        if not isinstance(code, str):
-            raise ValueError(f"snippet {sid!r} has no `code` (or `proof`) string")
-        return str(sid), code
-    if hasattr(item, "id") and hasattr(item, "code"):
-        return str(item.id), item.code
-    raise TypeError(f"cannot read a snippet from {type(item).__name__}")
-
-
-def result_from_check(entry: dict[str, Any]) -> VerifyResult:
-    """Read one ``/api/check`` result (Kimina's shape plus our verdict) into a VerifyResult."""
-    response = entry.get("response") or {}
-    repl_message = response.get("message") if "message" in response and "env" not in response else None
-    obj = {
-        "id": entry.get("id"), "verdict": entry.get("verdict", ERROR), "time": entry.get("time", 0.0),
-        "error": entry.get("error"), "repl_message": repl_message,
-        "messages": response.get("messages"), "sorries": response.get("sorries"), "env": response.get("env"),
-        "infotree": response.get("infotree"), "axioms": entry.get("axioms"), "reasons": entry.get("reasons"),
-        "cached": entry.get("cached", False),
-    }
-    return VerifyResult.from_json(obj)
 
 
 class Client:
@@ -164,18 +136,16 @@ class Client:
     def check_batch(self, pairs: Sequence[tuple[str, str]], *, timeout: float = 60.0, strict: bool | None = None,
                     infotree: str | None = None, reuse: bool = True) -> list[VerifyResult]:
         """One ``POST /api/check`` call (ids must be unique within it)."""
-        payload: dict[str, Any] = {"snippets": [{"id": i, "code": c} for i, c in pairs], "timeout": timeout,
-                                   "reuse": reuse, "infotree": infotree}
-        if strict is not None:
-            payload["strict"] = strict
+        payload = check_request_json([Snippet(i, c) for i, c in pairs], timeout=timeout, strict=strict,
+                                     infotree=infotree, reuse=reuse)
         body = self.request("POST", "/api/check", payload)
-        return [result_from_check(entry) for entry in body["results"]]
+        return [check_result_from_json(entry) for entry in body["results"]]
 
     def verify(self, snippets: Sequence[Any], *, timeout: float = 60.0, batch_size: int = 32,
                max_workers: int = 4, strict: bool | None = None, infotree: str | None = None, reuse: bool = True,
                progress: bool = False, on_batch: Callable[[list[VerifyResult]], None] | None = None,
                on_failure: Callable[[RequestFailure], None] | None = None) -> list[VerifyResult]:
-        """Verify strings, (id, code) pairs or dicts; results come back in input order.
+        """Verify strings, (id, code) pairs, Snippets or dicts (``api.records``); results come back in input order.
 
         Duplicate ids are allowed: each batch gets unique wire ids and the results
         carry the caller's ids again. ``on_batch`` and ``on_failure`` are called in
@@ -183,35 +153,35 @@ class Client:
         """
         if batch_size <= 0 or max_workers <= 0:
             raise ValueError("batch_size and max_workers must be positive")
-        pairs = [_as_pair(item, i) for i, item in enumerate(snippets)]
+        items = [snippet_of(item, i) for i, item in enumerate(snippets)]
         if max_workers > self._pool_size:
             with self._lock:
                 if max_workers > self._pool_size:
                     self._mount(max_workers)
-        batches = [list(range(start, min(start + batch_size, len(pairs))))
-                   for start in range(0, len(pairs), batch_size)]
-        results: list[VerifyResult | None] = [None] * len(pairs)
+        batches = [list(range(start, min(start + batch_size, len(items))))
+                   for start in range(0, len(items), batch_size)]
+        results: list[VerifyResult | None] = [None] * len(items)
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(pairs), unit="proof", desc="verify", dynamic_ncols=True)
+            bar = tqdm(total=len(items), unit="proof", desc="verify", dynamic_ncols=True)
 
         def run(indices: list[int]) -> tuple[list[tuple[int, VerifyResult]], RequestFailure | None]:
-            wire = [(f"{k}-{uuid.uuid4().hex[:8]}", pairs[i][1]) for k, i in enumerate(indices)]
+            wire = [(f"{k}-{uuid.uuid4().hex[:8]}", items[i].code) for k, i in enumerate(indices)]
             try:
                 answers = self.check_batch(wire, timeout=timeout, strict=strict, infotree=infotree, reuse=reuse)
                 by_wire = {a.id: a for a in answers}
             except (ConnectionError, ClientError, KeyError, TypeError, ValueError) as exc:
                 error = f"request failed: {exc}"
-                return ([(i, VerifyResult(pairs[i][0], ERROR, error=error, reasons=(error,))) for i in indices],
+                return ([(i, VerifyResult(items[i].id, ERROR, error=error, reasons=(error,))) for i in indices],
                         RequestFailure(len(indices), exc))
             out = []
             for (wid, _), i in zip(wire, indices):
                 answer = by_wire.get(wid)
                 if answer is None:
                     answer = VerifyResult(wid, ERROR, error="the server returned no result for this snippet")
-                out.append((i, replace(answer, id=pairs[i][0])))
+                out.append((i, replace(answer, id=items[i].id)))
             return out, None
 
         try:
@@ -233,4 +203,4 @@ class Client:
         return results  # type: ignore[return-value]
 
 
-__all__ = ["Client", "ClientError", "RequestFailure", "result_from_check"]
+__all__ = ["Client", "ClientError", "RequestFailure"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -115,10 +115,12 @@ def env_var(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def add_arguments(parser: argparse.ArgumentParser, groups: Sequence[str]) -> None:
-    """Add a flag for every setting in ``groups``; defaults stay unset so env vars can fill in."""
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, groups: Sequence[str],
+                  names: Collection[str] | None = None) -> None:
+    """Add a flag for every setting in ``groups`` (only ``names`` when given); defaults stay unset so env vars
+    can fill in."""
     for f in fields(Config):
-        if f.metadata["group"] not in groups:
+        if f.metadata["group"] not in groups or (names is not None and f.name not in names):
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata['help']} [env {env_var(f.name)}]"

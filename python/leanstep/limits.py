@@ -3,15 +3,14 @@
 A client picks its per-proof timeout (Kimina's ``timeout``) or its checking
 budget (``/suggest``'s ``timeout``), but the server owns the ceiling
 (``--timeout``, ``--check-timeout``): asking for more gets the server's limit,
-and every answer says which limit applied (:meth:`AppliedTimeout.to_json`), so
-a capped client can tell. Asking for less than the floor (``--min-timeout``)
+and every answer says which limit applied (``api.common.applied_timeout_json``),
+so a capped client can tell. Asking for less than the floor (``--min-timeout``)
 is refused: a timeout of a nanosecond checks nothing and only kills REPLs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 REQUEST, SERVER, DEFAULT = "request", "server", "default"
 
@@ -35,13 +34,6 @@ class AppliedTimeout:
     ceiling: float
     ceiling_flag: str
     floor: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seconds": self.seconds, "requested": self.requested, "source": self.source,
-                               "max": self.ceiling}
-        if self.floor is not None:
-            out["min"] = self.floor
-        return out
 
     def describe(self) -> str:
         """Which limit this is, in words, for a timeout reason."""

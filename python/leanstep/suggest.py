@@ -25,10 +25,9 @@ from leanstep.check.tactics import (
     VALID,
     CheckedCandidate,
     CheckReport,
-    ContextError,
     TacticChecker,
-    build_goal_context,
 )
+from leanstep.check.source import ContextError, build_goal_context
 from leanstep.config import Config
 from leanstep.generate.base import Candidate, GenerationRequest, Generator
 from leanstep.limits import AppliedTimeout, bounded_timeout
@@ -69,13 +68,6 @@ class Suggestion:
     message: str | None = None
     time_ms: float = 0.0
 
-    def to_json(self) -> dict:
-        out: dict = {"text": self.text, "status": self.status, "goals": list(self.goals), "score": self.score,
-                     "time_ms": round(self.time_ms, 3)}
-        if self.message is not None:
-            out["message"] = self.message
-        return out
-
 
 @dataclass(frozen=True)
 class Timings:
@@ -83,9 +75,6 @@ class Timings:
     checking_ms: float = 0.0
     total_ms: float = 0.0
     setup_ms: float = 0.0  # until the first REPL had the goal's proof state
-
-    def to_json(self) -> dict:
-        return {k: round(v, 3) for k, v in vars(self).items()}
 
 
 @dataclass(frozen=True)
@@ -100,21 +89,6 @@ class SuggestResult:
     context_error: str | None = None
     report: CheckReport | None = field(default=None, compare=False, repr=False)
     budget: AppliedTimeout | None = None  # the checking budget that applied, when candidates were checked
-
-    def to_json(self) -> dict:
-        out: dict = {
-            "suggestions": [s.to_json() for s in self.suggestions],
-            "timings": self.timings.to_json(),
-            "counts": dict(self.counts),
-            "checked": self.checked,
-        }
-        if self.goal is not None:
-            out["goal"] = self.goal
-        if self.context_error is not None:
-            out["context_error"] = self.context_error
-        if self.budget is not None:
-            out["limits"] = {"check_timeout": self.budget.to_json()}
-        return out
 
     def texts(self) -> list[str]:
         return [s.text for s in self.suggestions]

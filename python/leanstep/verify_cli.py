@@ -1,9 +1,11 @@
 """``leanstep verify FILE.jsonl|FILE.lean|DIR``: check proofs against a server or a local pool.
 
-Input: a ``.jsonl`` file of ``{"id"|"custom_id", "code"|"proof"}`` objects, one
+Input: a ``.jsonl`` file of snippet records (``{"id", "code"}``, or the other names
+``api.records`` reads: Kimina's ``custom_id``/``proof``, or ``name``/``full_proof``), one
 ``.lean`` file, or a directory of ``.lean`` files (searched recursively, ids are
-the relative paths). With ``--url`` the proofs go to a running server;
-otherwise a local pool is started (``--repl sim|lake``). Results are written as
+the relative paths). With ``--url`` the proofs go to a running server, with
+``--ray`` to a Ray cluster (one pool per node); otherwise a local pool is
+started (``--repl sim|lake``). Results are written as
 JSON lines in input order (to ``--output`` or stdout), with a progress bar and
 a summary line on stderr.
 
@@ -25,15 +27,22 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from leanstep.check.verify import VERDICTS, Snippet, VerifyResult
-from leanstep.repl.launch import SetupError
+from leanstep import config as config_mod
+from leanstep.api.records import result_record, snippet_from_record
+from leanstep.check.verify import VERDICTS, BatchVerifier, Snippet, Verifier, VerifyOptions, VerifyResult
+from leanstep.cli import add_ray_arguments, ray_target
+from leanstep.repl.launch import SetupError, make_pool
 
 if TYPE_CHECKING:
     from leanstep.client import RequestFailure
+
+# The pool flags of `leanstep verify`: a local pool's, or each node's with --ray.
+POOL_SETTINGS = ("repl", "workspace", "max_repls", "sandbox", "import_timeout")
 
 
 class UsageError(ValueError):
@@ -56,15 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=5,
                         help="retries of a batch on a connection error, 429 or 5xx with --url, with backoff")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    local = parser.add_argument_group("local pool (without --url)")
-    local.add_argument("--repl", default=None, help="'lake' (the workspace's REPL), 'sim', or a command line")
-    local.add_argument("--workspace", default=None, help="Lean project for --repl lake")
-    local.add_argument("--max-repls", default=None, help="REPL processes to run")
-    local.add_argument("--sandbox", default=None, help="auto, bwrap, rlimit or none")
-    local.add_argument("--import-timeout", default=None, help="seconds a header import may take")
-    from leanstep import distributed
-
-    distributed.add_verify_arguments(parser)
+    pool = parser.add_argument_group("REPL pool (without --url: a local one, or one per node with --ray)")
+    config_mod.add_arguments(pool, ("pool",), names=POOL_SETTINGS)
+    add_ray_arguments(parser)
 
 
 # --------------------------------------------------------------------------- #
@@ -106,11 +109,10 @@ def _read_jsonl(path: Path) -> list[Snippet]:
                 raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
                 raise UsageError(f"{path}:{lineno}: expected a JSON object with `id` and `code`")
-            sid = obj.get("id", obj.get("custom_id", obj.get("name", lineno)))
-            code = obj.get("code", obj.get("proof", obj.get("full_proof")))
-            if not isinstance(code, str):
-                raise UsageError(f"{path}:{lineno}: no `code` (or `proof`) string")
-            snippets.append(Snippet(str(sid), code))
+            try:
+                snippets.append(snippet_from_record(obj, lineno))
+            except ValueError as exc:
+                raise UsageError(f"{path}:{lineno}: {exc}") from None
     if not snippets:
         raise UsageError(f"{path}: no snippets")
     return snippets
@@ -137,7 +139,7 @@ class OrderedWriter:
             self.pending[index] = result
             while self.next in self.pending:
                 item = self.pending.pop(self.next)
-                self.out.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+                self.out.write(json.dumps(result_record(item), ensure_ascii=False) + "\n")
                 self.next += 1
             self.out.flush()
 
@@ -151,23 +153,32 @@ def summary_line(counts: Counter[str], total: int, elapsed: float) -> str:
 # --------------------------------------------------------------------------- #
 
 
-def _run_local(args: argparse.Namespace, snippets: list[Snippet],
-               on_result: Callable[[int, VerifyResult], None]) -> None:
-    from leanstep import config as config_mod
-    from leanstep.check.verify import Verifier, VerifyOptions
-    from leanstep.repl.launch import make_pool
-
-    settings = {k: getattr(args, k) for k in ("repl", "workspace", "max_repls", "sandbox", "import_timeout")
-                if getattr(args, k, None) is not None}
-    config = config_mod.load(settings)
+def _run_on_pools(args: argparse.Namespace, snippets: list[Snippet],
+                  on_result: Callable[[int, VerifyResult], None]) -> None:
+    """Verify on a local pool, or with ``--ray`` on one per node: the same flags and options either way."""
+    config = config_mod.load({k: getattr(args, k) for k in POOL_SETTINGS if getattr(args, k, None) is not None})
     timeout = args.timeout if args.timeout is not None else config.timeout
     strict = config.strict if args.strict is None else args.strict
     options = VerifyOptions(timeout=timeout, infotree=args.infotree, strict=strict, use_cache=not args.no_cache)
+    with _open_verifier(args, config) as verifier:
+        verifier.verify_batch(snippets, options, on_result)
+
+
+@contextmanager
+def _open_verifier(args: argparse.Namespace, config: config_mod.Config) -> Iterator[BatchVerifier]:
+    """The cluster verifier ``--ray`` names, or a verifier on a local pool; stopped on exit."""
+    target = ray_target(args)
+    if target is not None:
+        from leanstep.cluster.router import make_verifier
+
+        with make_verifier(target, config) as cluster:
+            yield cluster
+        return
     pool = make_pool(config)
     pool.start()
     try:
         with Verifier(pool, cache_size=config.cache_size) as verifier:
-            verifier.verify_batch(snippets, options, on_result)
+            yield verifier
     finally:
         pool.shutdown()
 
@@ -228,12 +239,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.url:
             failures = _run_remote(args, snippets, writer, bar)
-        elif getattr(args, "ray", None) is not None:
-            from leanstep import distributed
-
-            distributed.run_verify(args, snippets, on_result)
         else:
-            _run_local(args, snippets, on_result)
+            _run_on_pools(args, snippets, on_result)
     except ConnectionError as exc:
         print(f"leanstep verify: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Split Lean source into its header (imports) and body, and read declarations from it.
+"""Split Lean source: header (imports) | body, the declarations in it, and the goal context at a call.
 
 The header is what a REPL imports once and keeps warm; the body runs on top of
 that env. The split is textual but follows Lean's header grammar: ``module``,
@@ -12,12 +12,38 @@ comments and whitespace cut), so headers that differ only by comments share a
 warm worker; ``header_line_map`` maps its lines back to the user's lines.
 The body always starts at a line boundary of the user's text, so body positions
 become user positions by adding ``line_offset`` to the line (columns unchanged).
+
+Goal context
+    The editor sends either ``context`` (the file text up to the call, as
+    llmstep does) or ``source`` + ``position`` (the whole file and the call's
+    1-based line / 0-based code-point column). Both become a
+    :class:`GoalContext`:
+
+    * ``header``: the import lines as :func:`leanstep.check.source.split_source`
+      normalises them (the same key ``/verify`` uses), so every file with the
+      same imports shares warm REPLs;
+    * ``preamble``: every command between the header and the current
+      declaration (elaborated once per REPL and cached by content hash, see
+      ``Worker.preamble``);
+    * ``declaration``: the current declaration from its first line (doc comment
+      and attributes included) up to the call, with the call replaced by
+      ``sorry``; everything after the call is dropped and the brackets still
+      open at the call are closed, so ``exact f (by llmstep "")`` becomes
+      ``exact f (by sorry)``. It is sent as its own command on the preamble's
+      env (a proof state made by a command sees the env from before that
+      command, so lemmas of the preamble must live in an earlier command).
+      The proof state of the ``sorry`` at the call's exact position (positions
+      are relative to the submitted text) is the goal every candidate runs on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+
+from leanstep.check.lexer import CLOSERS, OPENERS, blank_quiet, block_comment_end, lex, open_brackets
+from leanstep.repl.protocol import Pos
 
 _HEADER_KEYWORD = re.compile(
     r"(?:module|prelude|(?:public[ \t]+)?(?:meta[ \t]+)?import(?:[ \t]+all)?|private[ \t]+import)(?![\w.'!?])"
@@ -40,22 +66,9 @@ class SourceSplit:
         return line
 
 
-def _skip_block_comment(text: str, i: int) -> int:
-    """``text[i:]`` starts with ``/-``; return the index after the matching (nested) ``-/``, or len(text)."""
-    depth = 0
-    n = len(text)
-    while i < n:
-        if text.startswith("/-", i):
-            depth += 1
-            i += 2
-        elif text.startswith("-/", i):
-            depth -= 1
-            i += 2
-            if depth == 0:
-                return i
-        else:
-            i += 1
-    return n
+def _comment_end(text: str, i: int) -> int:
+    end = block_comment_end(text, i)
+    return len(text) if end < 0 else end
 
 
 def _is_doc_comment(text: str, i: int) -> bool:
@@ -68,7 +81,6 @@ def split_source(code: str) -> SourceSplit:
     i = 0
     header_end = 0  # index just after the newline that ends the last header line
     items: list[tuple[int, str]] = []  # (0-based user line, header line text)
-    blanked: str | None = None
     while True:
         # skip whitespace and plain comments
         while i < n:
@@ -78,7 +90,7 @@ def split_source(code: str) -> SourceSplit:
                 j = code.find("\n", i)
                 i = n if j < 0 else j
             elif code.startswith("/-", i) and not _is_doc_comment(code, i):
-                i = _skip_block_comment(code, i)
+                i = _comment_end(code, i)
             else:
                 break
         if i >= n:
@@ -95,12 +107,11 @@ def split_source(code: str) -> SourceSplit:
                 k = code.find("\n", j)
                 j = n if k < 0 else k
             elif code.startswith("/-", j):
-                j = _skip_block_comment(code, j)
+                j = _comment_end(code, j)
             else:
                 j += 1
-        if blanked is None:
-            blanked = blank_comments(code)
-        items.append((code.count("\n", 0, line_start), blanked[line_start:j]))
+        # a comment may open on an earlier line: blank from the top of the header, which is short
+        items.append((code.count("\n", 0, line_start), blank_quiet(code[:j])[line_start:j]))
         i = j + 1 if j < n else n
         header_end = i
     if not items:
@@ -122,50 +133,9 @@ def split_source(code: str) -> SourceSplit:
 # Declarations
 
 
-_SPECIAL = re.compile(r"--|/-|[\"']")
-
-
 def blank_comments(code: str) -> str:
-    """``code`` with comments and string literals replaced by spaces (newlines kept), so regexes see only code."""
-    out = list(code)
-    n = len(code)
-    i = 0
-
-    def blank(a: int, b: int) -> None:
-        for k in range(a, b):
-            if out[k] != "\n":
-                out[k] = " "
-
-    while i < n:
-        found = _SPECIAL.search(code, i)  # jump straight to the next place that can start a comment or literal
-        if found is None:
-            break
-        i = found.start()
-        if code.startswith("--", i):
-            j = code.find("\n", i)
-            j = n if j < 0 else j
-            blank(i, j)
-            i = j
-        elif code.startswith("/-", i):
-            j = _skip_block_comment(code, i)
-            blank(i, j)
-            i = j
-        elif code[i] == '"':
-            j = i + 1
-            while j < n and code[j] != '"':
-                j += 2 if code[j] == "\\" else 1
-            j = min(j + 1, n)
-            blank(i, j)
-            i = j
-        elif code[i] == "'" and i + 2 < n and (code[i + 2] == "'" or code[i + 1] == "\\"):
-            # a character literal such as 'a' or '\n'; skip it as a unit
-            j = code.find("'", i + 2)
-            j = n if j < 0 else j + 1
-            blank(i, j)
-            i = j
-        else:
-            i += 1
-    return "".join(out)
+    """``code`` with comments and literals replaced by spaces (newlines kept), so regexes see only code."""
+    return blank_quiet(code)
 
 
 _IDENT = r"(?:«[^»]*»|[^\s:()\[\]{}⦃⦄,.«»@]+)(?:\.(?:«[^»]*»|[^\s:()\[\]{}⦃⦄,.«»@]+))*"
@@ -253,3 +223,164 @@ def line_count(text: str) -> int:
     if not text:
         return 0
     return text.count("\n") + (0 if text.endswith("\n") else 1)
+
+
+# --------------------------------------------------------------------------- #
+# The goal context at an editor's call (what /suggest checks candidates against)
+
+CALL_TOKEN = "llmstep"
+# Column-0 words that continue the previous command instead of starting one.
+CONTINUATION_WORDS = ("|", "where", "termination_by", "decreasing_by", "deriving", "with", ":=", "·", ".", "else",
+                      "then", "<;>")
+# Lines that belong to the declaration that follows them.
+ATTACHED_PREFIXES = ("/--", "@[")
+
+
+
+class ContextError(ValueError):
+    """The goal at the call cannot be located; candidates are then answered ``unchecked``."""
+
+
+# --------------------------------------------------------------------------- #
+# Goal context
+
+
+@dataclass(frozen=True)
+class GoalContext:
+    """What a REPL must elaborate to reach the goal at the call.
+
+    ``sorry_pos`` is the position of the inserted ``sorry`` in :attr:`command`
+    (the text actually sent), 1-based line and code-point column.
+    """
+
+    header: str
+    preamble: str
+    declaration: str
+    sorry_pos: Pos
+    heartbeats: int = 0
+
+    @property
+    def command(self) -> str:
+        if self.heartbeats > 0:
+            return f"set_option maxHeartbeats {self.heartbeats} in\n" + self.declaration
+        return self.declaration
+
+    @property
+    def key(self) -> str:
+        """Identifies the proof state this context produces on a given REPL."""
+        return hashlib.sha256(f"{self.preamble}\0{self.command}".encode()).hexdigest()
+
+
+def _line_starts(text: str) -> list[int]:
+    return [0] + [m.end() for m in re.finditer("\n", text)]
+
+
+def _is_command_start(line: str) -> bool:
+    """A column-0 line that begins a command (Lean style puts every command at column 0)."""
+    if not line or line[0].isspace():
+        return False
+    if line.startswith("--"):
+        return False
+    if line.startswith("/-") and not line.startswith("/--"):
+        return False
+    if line[0] in CLOSERS or line[0] in "|·.,":
+        return False
+    first = line.split(None, 1)[0]
+    return first not in CONTINUATION_WORDS
+
+
+def _attaches_to_next(line: str) -> bool:
+    """Doc comments, attributes and ``... in`` combinators belong to the command after them."""
+    stripped = line.rstrip()
+    return stripped.startswith(ATTACHED_PREFIXES) or stripped.endswith(" in")
+
+
+def _split_header(text: str, window: int = 1 << 16) -> tuple[str, str]:
+    """(header, body) by :func:`split_source`, run on the file's head only (the header is at the top)."""
+    head = text[:window]
+    split = split_source(head)
+    if len(head) < len(text) and not split.body.strip():
+        split = split_source(text)  # a header longer than the window: split the whole text
+        return split.header, split.body
+    return split.header, split.body + text[len(head):]
+
+
+def _build(before: str, heartbeats: int) -> GoalContext:
+    """The goal context for a call that starts right after ``before``."""
+    before = before.replace("\r\n", "\n")
+    header, body = _split_header(before)
+    lexed = lex(body)
+    if lexed.open_at_end:
+        raise ContextError(f"the call is inside a {lexed.open_at_end}")
+    # Command starts: column-0 lines outside comments and literals. Brackets are
+    # not trusted here, so one unbalanced bracket in the preamble cannot hide
+    # every later command.
+    command_starts: list[tuple[int, str]] = []
+    for off in _line_starts(body):
+        if lexed.is_quiet(off):
+            continue
+        line_end = body.find("\n", off)
+        line = body[off: len(body) if line_end < 0 else line_end]
+        if _is_command_start(line):
+            command_starts.append((off, line))
+    if not command_starts:
+        raise ContextError("no declaration found before the call")
+    pos = len(command_starts) - 1
+    while pos > 0 and _attaches_to_next(command_starts[pos - 1][1]):
+        pos -= 1
+    decl_off = command_starts[pos][0]
+    preamble = body[:decl_off].strip()
+    decl_prefix = body[decl_off:]
+    if not decl_prefix.strip():
+        raise ContextError("no declaration found before the call")
+    closers = "".join(OPENERS[b] for b in reversed(open_brackets(lex(decl_prefix).tokens)))
+    # The call replaced by `sorry`; the rest of the line and of the file is dropped.
+    declaration = decl_prefix + "sorry" + closers
+    line = decl_prefix.count("\n") + 1
+    column = len(decl_prefix) - (decl_prefix.rfind("\n") + 1)
+    extra = 1 if heartbeats > 0 else 0
+    return GoalContext(header=header, preamble=preamble + "\n" if preamble else "", declaration=declaration,
+                       sorry_pos=Pos(line + extra, column), heartbeats=heartbeats)
+
+
+def goal_context_from_context(context: str, heartbeats: int = 0) -> GoalContext:
+    """From llmstep's ``context``: the file text up to the start of the ``llmstep`` token.
+
+    A context that still ends with the call (``llmstep "..."`` on its last
+    line) is cut at the call, so either convention works.
+    """
+    if not isinstance(context, str) or not context.strip():
+        raise ContextError("no context given")
+    text = context.replace("\r\n", "\n")
+    last_line_start = text.rfind("\n") + 1
+    match = re.search(r"\bllmstep\b", text[last_line_start:])
+    if match is not None:
+        text = text[: last_line_start + match.start()]
+    return _build(text, heartbeats)
+
+
+def goal_context_from_source(source: str, line: int, column: int, heartbeats: int = 0) -> GoalContext:
+    """From the whole file and the call's 1-based line and 0-based code-point column."""
+    if not isinstance(source, str) or not source.strip():
+        raise ContextError("no source given")
+    lines = source.replace("\r\n", "\n").split("\n")
+    if not 1 <= line <= len(lines):
+        raise ContextError(f"position line {line} is outside the source ({len(lines)} lines)")
+    if not 0 <= column <= len(lines[line - 1]):
+        raise ContextError(f"position column {column} is outside line {line} ({len(lines[line - 1])} characters)")
+    before = "\n".join(lines[: line - 1] + [lines[line - 1][:column]])
+    return _build(before, heartbeats)
+
+
+def build_goal_context(
+    context: str | None = None,
+    source: str | None = None,
+    position: tuple[int, int] | None = None,
+    heartbeats: int = 0,
+) -> GoalContext:
+    """``source`` + ``position`` when given, else ``context``; :class:`ContextError` when neither works."""
+    if source is not None and position is not None:
+        return goal_context_from_source(source, position[0], position[1], heartbeats)
+    if context is not None:
+        return goal_context_from_context(context, heartbeats)
+    raise ContextError("no context: send `context` (file text up to the call) or `source` + `position`")

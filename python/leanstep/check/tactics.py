@@ -1,26 +1,7 @@
 """Check candidate tactics against the goal at an ``llmstep`` call, in parallel.
 
-Goal context
-    The editor sends either ``context`` (the file text up to the call, as
-    llmstep does) or ``source`` + ``position`` (the whole file and the call's
-    1-based line / 0-based code-point column). Both become a
-    :class:`GoalContext`:
-
-    * ``header``: the import lines as :func:`leanstep.check.source.split_source`
-      normalises them (the same key ``/verify`` uses), so every file with the
-      same imports shares warm REPLs;
-    * ``preamble``: every command between the header and the current
-      declaration (elaborated once per REPL and cached by content hash, see
-      ``Worker.preamble``);
-    * ``declaration``: the current declaration from its first line (doc comment
-      and attributes included) up to the call, with the call replaced by
-      ``sorry``; everything after the call is dropped and the brackets still
-      open at the call are closed, so ``exact f (by llmstep "")`` becomes
-      ``exact f (by sorry)``. It is sent as its own command on the preamble's
-      env (a proof state made by a command sees the env from before that
-      command, so lemmas of the preamble must live in an earlier command).
-      The proof state of the ``sorry`` at the call's exact position (positions
-      are relative to the submitted text) is the goal every candidate runs on.
+The goal context (header, preamble, declaration cut at the call) is built by
+:mod:`leanstep.check.source`; this module runs the candidates on it.
 
 Heartbeats
     The declaration is sent as ``set_option maxHeartbeats N in`` + newline +
@@ -62,26 +43,21 @@ Classification (docs/repl-protocol.md §5.9-5.10)
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import threading
 import time
-import weakref
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-from leanstep.check.source import split_source
-from leanstep.repl.pool import PoolClosed, PoolOverloaded, Priority, ReplPool, Worker
+from leanstep.check.source import ContextError, GoalContext, build_goal_context
+from leanstep.repl.pool import GoalState, PoolClosed, PoolOverloaded, Priority, ReplPool, Worker
 from leanstep.repl.process import ReplError, ReplTimeout
 from leanstep.repl.protocol import (
     COMPLETED,
     CommandRequest,
     CommandResponse,
     ErrorResponse,
-    Pos,
     ProtocolError,
     TacticRequest,
     TacticResponse,
@@ -95,255 +71,8 @@ INVALID = "invalid"
 UNCHECKED = "unchecked"
 STATUSES = (CLOSES_GOAL, VALID, UNCHECKED, INVALID)
 
-CALL_TOKEN = "llmstep"
 LEAN_ERROR_PREFIX = "Lean error:\n"
-PROOF_STATES_PER_WORKER = 32  # cached goal proof states per REPL (same file, same call: no replay)
 MAX_ATTEMPTS = 3  # REPLs one lane may go through (a crash or a lost process costs one)
-OPENERS = {"(": ")", "[": "]", "{": "}", "⟨": "⟩", "⦃": "⦄", "⟦": "⟧"}
-CLOSERS = {v: k for k, v in OPENERS.items()}
-# Column-0 words that continue the previous command instead of starting one.
-CONTINUATION_WORDS = ("|", "where", "termination_by", "decreasing_by", "deriving", "with", ":=", "·", ".", "else",
-                      "then", "<;>")
-# Lines that belong to the declaration that follows them.
-ATTACHED_PREFIXES = ("/--", "@[")
-
-
-class ContextError(ValueError):
-    """The goal at the call cannot be located; candidates are then answered ``unchecked``."""
-
-
-# --------------------------------------------------------------------------- #
-# Goal context
-
-
-@dataclass(frozen=True)
-class GoalContext:
-    """What a REPL must elaborate to reach the goal at the call.
-
-    ``sorry_pos`` is the position of the inserted ``sorry`` in :attr:`command`
-    (the text actually sent), 1-based line and code-point column.
-    """
-
-    header: str
-    preamble: str
-    declaration: str
-    sorry_pos: Pos
-    heartbeats: int = 0
-
-    @property
-    def command(self) -> str:
-        if self.heartbeats > 0:
-            return f"set_option maxHeartbeats {self.heartbeats} in\n" + self.declaration
-        return self.declaration
-
-    @property
-    def key(self) -> str:
-        """Identifies the proof state this context produces on a given REPL."""
-        return hashlib.sha256(f"{self.preamble}\0{self.command}".encode()).hexdigest()
-
-
-@dataclass
-class _ScanState:
-    comment_depth: int = 0
-    in_string: bool = False
-    in_line_comment: bool = False  # only at the end of the text
-    brackets: list[str] = field(default_factory=list)
-
-
-_INTERESTING = re.compile(r"--|/-|-/|[\"'\\()\[\]{}⟨⟩⦃⦄⟦⟧]")
-
-
-def _scan(text: str, line_starts: list[int] | None = None) -> tuple[_ScanState, list[_ScanState]]:
-    """Walk Lean text tracking block comments (nested), strings, char literals and brackets.
-
-    Returns the state at the end and, if ``line_starts`` is given, the
-    comment/string state at each of those offsets (in order; brackets are not
-    recorded there).
-    """
-    state = _ScanState()
-    snapshots: list[_ScanState] = []
-    targets = iter(line_starts or ())
-    target = next(targets, None)
-    i, n = 0, len(text)
-    while i < n:
-        match = _INTERESTING.search(text, i)
-        j = n if match is None else match.start()
-        while target is not None and target <= j:
-            snapshots.append(_ScanState(state.comment_depth, state.in_string))
-            target = next(targets, None)
-        if match is None:
-            break
-        i, tok = j, match.group()
-        if state.comment_depth:
-            if tok == "/-":
-                state.comment_depth += 1
-            elif tok == "-/":
-                state.comment_depth -= 1
-            i += len(tok) if tok in ("/-", "-/") else 1
-            continue
-        if state.in_string:
-            if tok == "\\":
-                i += 2
-                continue
-            if tok == '"':
-                state.in_string = False
-            i += len(tok) if tok in ("/-", "-/", "--") else 1
-            continue
-        if tok == "--":
-            nl = text.find("\n", i)
-            if nl < 0:
-                state.in_line_comment = True
-            i = n if nl < 0 else nl
-            continue
-        if tok == "/-":
-            state.comment_depth += 1
-            i += 2
-            continue
-        if tok == "-/":
-            i += 2
-            continue
-        if tok == '"':
-            state.in_string = True
-        elif tok == "'" and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "_'!?.")):
-            # a char literal: 'a', '"', '\n'
-            if text.startswith("\\", i + 1) and i + 3 < n and text[i + 3] == "'":
-                i += 4
-                continue
-            if i + 2 < n and text[i + 2] == "'" and text[i + 1] != "\n":
-                i += 3
-                continue
-        elif tok in OPENERS:
-            state.brackets.append(tok)
-        elif tok in CLOSERS:
-            if state.brackets and state.brackets[-1] == CLOSERS[tok]:
-                state.brackets.pop()
-        i += 1
-    while target is not None:
-        snapshots.append(_ScanState(state.comment_depth, state.in_string))
-        target = next(targets, None)
-    return state, snapshots
-
-
-def _line_starts(text: str) -> list[int]:
-    starts = [0]
-    for m in re.finditer("\n", text):
-        starts.append(m.end())
-    return starts
-
-
-def _is_command_start(line: str) -> bool:
-    """A column-0 line that begins a command (Lean style puts every command at column 0)."""
-    if not line or line[0].isspace():
-        return False
-    if line.startswith("--"):
-        return False
-    if line.startswith("/-") and not line.startswith("/--"):
-        return False
-    if line[0] in CLOSERS or line[0] in "|·.,":
-        return False
-    first = line.split(None, 1)[0]
-    return first not in CONTINUATION_WORDS
-
-
-def _attaches_to_next(line: str) -> bool:
-    """Doc comments, attributes and ``... in`` combinators belong to the command after them."""
-    stripped = line.rstrip()
-    return stripped.startswith(ATTACHED_PREFIXES) or stripped.endswith(" in")
-
-
-def _split_header(text: str, window: int = 1 << 16) -> tuple[str, str]:
-    """(header, body) by :func:`split_source`, run on the file's head only (the header is at the top)."""
-    head = text[:window]
-    split = split_source(head)
-    if len(head) < len(text) and not split.body.strip():
-        split = split_source(text)  # a header longer than the window: split the whole text
-        return split.header, split.body
-    return split.header, split.body + text[len(head):]
-
-
-def _build(before: str, heartbeats: int) -> GoalContext:
-    """The goal context for a call that starts right after ``before``."""
-    before = before.replace("\r\n", "\n")
-    header, body = _split_header(before)
-    starts = _line_starts(body)
-    end_state, states = _scan(body, starts)
-    if end_state.comment_depth or end_state.in_string or end_state.in_line_comment:
-        raise ContextError("the call is inside a comment or a string")
-    # Command starts: column-0 lines outside comments and strings. Brackets are
-    # not trusted here, so one unbalanced bracket in the preamble cannot hide
-    # every later command.
-    command_starts: list[tuple[int, str]] = []
-    for off, st in zip(starts, states):
-        if st.comment_depth or st.in_string:
-            continue
-        line_end = body.find("\n", off)
-        line = body[off: len(body) if line_end < 0 else line_end]
-        if _is_command_start(line):
-            command_starts.append((off, line))
-    if not command_starts:
-        raise ContextError("no declaration found before the call")
-    pos = len(command_starts) - 1
-    while pos > 0 and _attaches_to_next(command_starts[pos - 1][1]):
-        pos -= 1
-    decl_off = command_starts[pos][0]
-    preamble = body[:decl_off].strip()
-    decl_prefix = body[decl_off:]
-    if not decl_prefix.strip():
-        raise ContextError("no declaration found before the call")
-    decl_state, _ = _scan(decl_prefix)
-    closers = "".join(OPENERS[b] for b in reversed(decl_state.brackets))
-    # The call replaced by `sorry`; the rest of the line and of the file is dropped.
-    declaration = decl_prefix + "sorry" + closers
-    line = decl_prefix.count("\n") + 1
-    column = len(decl_prefix) - (decl_prefix.rfind("\n") + 1)
-    extra = 1 if heartbeats > 0 else 0
-    return GoalContext(header=header, preamble=preamble + "\n" if preamble else "", declaration=declaration,
-                       sorry_pos=Pos(line + extra, column), heartbeats=heartbeats)
-
-
-def goal_context_from_context(context: str, heartbeats: int = 0) -> GoalContext:
-    """From llmstep's ``context``: the file text up to the start of the ``llmstep`` token.
-
-    A context that still ends with the call (``llmstep "..."`` on its last
-    line) is cut at the call, so either convention works.
-    """
-    if not isinstance(context, str) or not context.strip():
-        raise ContextError("no context given")
-    text = context.replace("\r\n", "\n")
-    last_line_start = text.rfind("\n") + 1
-    match = re.search(r"\bllmstep\b", text[last_line_start:])
-    if match is not None:
-        text = text[: last_line_start + match.start()]
-    return _build(text, heartbeats)
-
-
-def goal_context_from_source(source: str, line: int, column: int, heartbeats: int = 0) -> GoalContext:
-    """From the whole file and the call's 1-based line and 0-based code-point column."""
-    if not isinstance(source, str) or not source.strip():
-        raise ContextError("no source given")
-    lines = source.replace("\r\n", "\n").split("\n")
-    if not 1 <= line <= len(lines):
-        raise ContextError(f"position line {line} is outside the source ({len(lines)} lines)")
-    if not 0 <= column <= len(lines[line - 1]):
-        raise ContextError(f"position column {column} is outside line {line} ({len(lines[line - 1])} characters)")
-    before = "\n".join(lines[: line - 1] + [lines[line - 1][:column]])
-    return _build(before, heartbeats)
-
-
-def build_goal_context(
-    context: str | None = None,
-    source: str | None = None,
-    position: tuple[int, int] | None = None,
-    heartbeats: int = 0,
-) -> GoalContext:
-    """``source`` + ``position`` when given, else ``context``; :class:`ContextError` when neither works."""
-    if source is not None and position is not None:
-        return goal_context_from_source(source, position[0], position[1], heartbeats)
-    if context is not None:
-        return goal_context_from_context(context, heartbeats)
-    raise ContextError("no context: send `context` (file text up to the call) or `source` + `position`")
-
-
 # --------------------------------------------------------------------------- #
 # Results
 
@@ -527,9 +256,6 @@ class TacticChecker:
         self.cache_preamble = cache_preamble
         self._totals = _Totals()
         # worker -> {context key: (proof state id, goal)}; dropped with the worker when it is replaced.
-        self._states: weakref.WeakKeyDictionary[Worker, OrderedDict[str, tuple[int, str]]] = \
-            weakref.WeakKeyDictionary()
-        self._states_lock = threading.Lock()
 
     def totals(self) -> dict[str, int]:
         """Cumulative REPL requests of this checker by kind (``preamble``, ``declaration``, ``tactic``)
@@ -642,24 +368,18 @@ class TacticChecker:
         if errors:
             self._context_error(run, f"the header failed: {errors[0].splitlines()[0]}")
             return None
-        if self.cache_preamble:
-            with self._states_lock:
-                states = self._states.setdefault(worker, OrderedDict())
-                known = states.get(context.key)
-                if known is not None:
-                    states.move_to_end(context.key)
-            if known is not None:  # the same call in the same file again (e.g. Lean re-elaborated it)
-                run.count(declaration_reused=1)
-                self._ready(run, known[1])
-                return known[0]
+        known = worker.goal_state(context.key) if self.cache_preamble else None
+        if known is not None:  # the same call in the same file again (e.g. Lean re-elaborated it)
+            run.count(declaration_reused=1)
+            self._ready(run, known.goal)
+            return known.proof_state
         timeout = max(run.remaining(), self.prepare_timeout)
         env = worker.header_env
         if context.preamble.strip():
             if self.cache_preamble:
-                sent = worker.process.requests_sent
-                response = worker.preamble(context.preamble, timeout)
-                cached = worker.process.requests_sent == sent  # answered from the worker's cache
-                run.count(**({"reused": 1} if cached else {"preamble": 1}))
+                elaborated = worker.preamble(context.preamble, timeout)
+                run.count(**({"reused": 1} if elaborated.cached else {"preamble": 1}))
+                response = elaborated.response
             else:
                 run.count(preamble=1)
                 response = worker.run(CommandRequest(context.preamble, env=env), timeout)
@@ -677,11 +397,7 @@ class TacticChecker:
         for sorry in response.sorries:
             if sorry.pos == context.sorry_pos and sorry.proof_state is not None:
                 if self.cache_preamble:
-                    with self._states_lock:
-                        states = self._states.setdefault(worker, OrderedDict())
-                        states[context.key] = (sorry.proof_state, sorry.goal)
-                        if len(states) > PROOF_STATES_PER_WORKER:
-                            states.popitem(last=False)
+                    worker.remember_goal_state(context.key, GoalState(sorry.proof_state, sorry.goal))
                 self._ready(run, sorry.goal)
                 return sorry.proof_state
         errors = [f"{m.pos.line}:{m.pos.column}: {m.data}" for m in response.messages if m.is_error]

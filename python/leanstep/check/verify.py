@@ -20,7 +20,9 @@ line numbers. The verdict (DESIGN §3.3):
 
 Batches fan out over a bounded thread pool, are de-duplicated before dispatch,
 and answered from an LRU result cache across batches; only definitive verdicts
-(valid/invalid) are cached.
+(valid/invalid) are cached. That front (``Deduplicator``) is the same for the
+local ``Verifier`` and the Ray router, which both implement ``BatchVerifier``;
+what runs the checks (``PoolChecker``, on a pool) sees distinct snippets only.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from leanstep.check.source import SourceSplit, declarations, line_count, split_source
 from leanstep.repl.pool import HeaderImportTimeout, PoolClosed, PoolOverloaded, Priority, ReplPool, RestartLimited
@@ -111,65 +114,19 @@ class VerifyResult:
     def ok(self) -> bool:
         return self.verdict == VALID
 
-    def response_json(self) -> dict[str, Any] | None:
-        """The REPL-shaped ``response`` object (Kimina's), or None when no REPL answer exists."""
-        if self.error is not None:
-            return None
-        if self.repl_message is not None:
-            return {"message": self.repl_message}
-        out: dict[str, Any] = {"env": self.env if self.env is not None else 0}
-        if self.messages:
-            out["messages"] = [m.to_json() for m in self.messages]
-        if self.sorries:
-            out["sorries"] = [_sorry_json(s) for s in self.sorries]
-        if self.infotree is not None:
-            out["infotree"] = self.infotree
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """Our own flat record (the CLI's JSONL line)."""
-        out: dict[str, Any] = {"id": self.id, "verdict": self.verdict, "time": round(self.time, 6)}
-        if self.reasons:
-            out["reasons"] = list(self.reasons)
-        if self.error is not None:
-            out["error"] = self.error
-        if self.repl_message is not None:
-            out["repl_message"] = self.repl_message
-        out["messages"] = [m.to_json() for m in self.messages]
-        out["sorries"] = [_sorry_json(s) for s in self.sorries]
-        if self.axioms is not None:
-            out["axioms"] = self.axioms
-        if self.infotree is not None:
-            out["infotree"] = self.infotree
-        if self.cached:
-            out["cached"] = True
-        return out
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> VerifyResult:
-        """Inverse of :meth:`to_json` (the client reads server answers with it)."""
-        return cls(
-            id=str(obj.get("id", "")), verdict=obj.get("verdict", ERROR),
-            messages=tuple(Message.from_json(m) for m in obj.get("messages") or ()),
-            sorries=tuple(Sorry.from_json(s) for s in obj.get("sorries") or ()),
-            time=float(obj.get("time") or 0.0), error=obj.get("error"), repl_message=obj.get("repl_message"),
-            env=obj.get("env"), infotree=obj.get("infotree"), axioms=obj.get("axioms"),
-            reasons=tuple(obj.get("reasons") or ()), cached=bool(obj.get("cached", False)),
-        )
-
-
-def _sorry_json(s: Sorry) -> dict[str, Any]:
-    out = s.to_json()
-    # Kimina's client types a sorry's pos/endPos as required; command-mode sorries always have them
-    return out
-
 
 # --------------------------------------------------------------------------- #
 # The outcome of one run, in body/header coordinates (what the cache keeps)
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class Outcome:
+    """What one check found, in the header's and the body's own lines.
+
+    The result cache keeps these and a cluster node sends them back, so one check serves every
+    snippet with the same header and body, however its text places them (see ``BatchPlan``).
+    """
+
     verdict: str
     body_messages: tuple[Message, ...] = ()
     header_messages: tuple[Message, ...] = ()
@@ -188,8 +145,8 @@ class _Outcome:
         return self.verdict in (VALID, INVALID) and self.error is None
 
 
-def _failure(verdict: str, error: str, elapsed: float = 0.0) -> _Outcome:
-    return _Outcome(verdict, time=elapsed, error=error, reasons=(error,))
+def _failure(verdict: str, error: str, elapsed: float = 0.0) -> Outcome:
+    return Outcome(verdict, time=elapsed, error=error, reasons=(error,))
 
 
 def _shift_pos(pos: Pos | None, map_line: Callable[[int], int]) -> Pos | None:
@@ -226,7 +183,7 @@ def _shift_tree(node: Any, offset: int) -> Any:
     return out
 
 
-def _to_user(outcome: _Outcome, split: SourceSplit, snippet_id: str, cached: bool) -> VerifyResult:
+def _to_user(outcome: Outcome, split: SourceSplit, snippet_id: str, cached: bool) -> VerifyResult:
     offset = split.line_offset
 
     def body_line(line: int) -> int:
@@ -346,17 +303,26 @@ def _read_audit(plan: _AuditPlan, response: CommandResponse) -> tuple[dict[str, 
 # The result cache
 
 
+@dataclass(frozen=True)
+class CacheStats:
+    """A result cache's size and counters (``/health``'s ``cache``, the ``leanstep_cache_*`` metrics)."""
+
+    entries: int
+    max_entries: int
+    hits: int  # distinct snippets answered from the cache
+    misses: int  # look-ups that found nothing usable
+    batch_duplicates: int  # snippets answered by an identical one of the same batch
+
+
 class ResultCache:
     """Bounded LRU of definitive outcomes keyed by (header, body, options); thread-safe.
 
-    Values need a ``time`` (seconds the check took); ``cacheable`` says which may be kept
-    (default: the value's own ``cacheable``: timeouts and infrastructure errors are not).
+    Only outcomes that are ``cacheable`` are kept: timeouts and infrastructure errors are not.
     """
 
-    def __init__(self, max_entries: int = 10000, cacheable: Callable[[Any], bool] | None = None) -> None:
+    def __init__(self, max_entries: int = 10000) -> None:
         self.max_entries = max(0, int(max_entries))
-        self._cacheable = cacheable or (lambda outcome: outcome.cacheable)
-        self._data: OrderedDict[str, _Outcome] = OrderedDict()
+        self._data: OrderedDict[str, Outcome] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -367,7 +333,7 @@ class ResultCache:
         raw = json.dumps([header, body, options.infotree, options.strict], ensure_ascii=True)
         return hashlib.sha256(raw.encode("ascii")).hexdigest()
 
-    def get(self, key: str, timeout: float) -> _Outcome | None:
+    def get(self, key: str, timeout: float) -> Outcome | None:
         """A cached outcome that finished within ``timeout`` (else it could have timed out now)."""
         if not self.max_entries:
             return None
@@ -380,8 +346,8 @@ class ResultCache:
             self.hits += 1
             return outcome
 
-    def put(self, key: str, outcome: Any) -> None:
-        if not self.max_entries or not self._cacheable(outcome):
+    def put(self, key: str, outcome: Outcome) -> None:
+        if not self.max_entries or not outcome.cacheable:
             return
         with self._lock:
             self._data[key] = outcome
@@ -396,10 +362,10 @@ class ResultCache:
     def __len__(self) -> int:
         return len(self._data)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> CacheStats:
         with self._lock:
-            return {"entries": len(self._data), "max_entries": self.max_entries, "hits": self.hits,
-                    "misses": self.misses, "batch_duplicates": self.batch_duplicates}
+            return CacheStats(entries=len(self._data), max_entries=self.max_entries, hits=self.hits,
+                              misses=self.misses, batch_duplicates=self.batch_duplicates)
 
 
 # --------------------------------------------------------------------------- #
@@ -415,7 +381,7 @@ def _validate_text(text: str) -> str | None:
     return None
 
 
-def _run(pool: ReplPool, split: SourceSplit, options: VerifyOptions, priority: Priority) -> _Outcome:
+def _run(pool: ReplPool, split: SourceSplit, options: VerifyOptions, priority: Priority) -> Outcome:
     """Run one (header, body) pair; every failure becomes an outcome, never an exception."""
     problem = _validate_text(split.body) or _validate_text(split.header)
     if problem is not None:
@@ -451,7 +417,7 @@ def _run(pool: ReplPool, split: SourceSplit, options: VerifyOptions, priority: P
     return outcome
 
 
-def _run_on(worker: Any, split: SourceSplit, options: VerifyOptions) -> _Outcome:
+def _run_on(worker: Any, split: SourceSplit, options: VerifyOptions) -> Outcome:
     header_messages = tuple(worker.header_messages)
     diagnostics = {"repl_uuid": worker.name} if options.debug else None
     t0 = time.monotonic()
@@ -465,11 +431,11 @@ def _run_on(worker: Any, split: SourceSplit, options: VerifyOptions) -> _Outcome
         return _failure(ERROR, f"REPL process lost while checking this snippet: {exc} (it was replaced)",
                         time.monotonic() - t0)
     elapsed = time.monotonic() - t0
-    if options.debug and worker.process is not None:
-        diagnostics["memory_max"] = worker.process.rss_bytes()
+    if options.debug:
+        diagnostics["memory_max"] = worker.rss_bytes()
     if isinstance(response, ErrorResponse):
-        return _Outcome(ERROR, header_messages=header_messages, time=elapsed, repl_message=response.message,
-                        reasons=(f"REPL error: {response.message}",), diagnostics=diagnostics)
+        return Outcome(ERROR, header_messages=header_messages, time=elapsed, repl_message=response.message,
+                       reasons=(f"REPL error: {response.message}",), diagnostics=diagnostics)
     if not isinstance(response, CommandResponse):
         return _failure(ERROR, f"unexpected REPL answer {type(response).__name__}", elapsed)
     reasons = []
@@ -507,36 +473,30 @@ def _run_on(worker: Any, split: SourceSplit, options: VerifyOptions) -> _Outcome
                     if bad:
                         reasons.append(f"{name} depends on disallowed axioms: {', '.join(bad)}")
                 if unresolved and not reasons:
-                    return _Outcome(ERROR, response.messages, header_messages, response.sorries, elapsed,
-                                    env=response.env, infotree=tree, axioms=axioms,
-                                    reasons=("axiom audit incomplete: " + "; ".join(unresolved),),
-                                    diagnostics=diagnostics)
+                    return Outcome(ERROR, response.messages, header_messages, response.sorries, elapsed,
+                                   env=response.env, infotree=tree, axioms=axioms,
+                                   reasons=("axiom audit incomplete: " + "; ".join(unresolved),),
+                                   diagnostics=diagnostics)
         verdict = INVALID if reasons else VALID
-    return _Outcome(verdict, response.messages, header_messages, response.sorries, elapsed, env=response.env,
-                    infotree=tree, axioms=axioms, reasons=tuple(reasons), diagnostics=diagnostics)
+    return Outcome(verdict, response.messages, header_messages, response.sorries, elapsed, env=response.env,
+                   infotree=tree, axioms=axioms, reasons=tuple(reasons), diagnostics=diagnostics)
 
 
 # --------------------------------------------------------------------------- #
 # The verifier: cache, de-duplication, bounded fan-out
 
 
-SnippetLike = Snippet | tuple[str, str] | str | dict
+SnippetLike = Snippet | tuple[str, str] | list[str] | str
 
 
 def as_snippet(item: SnippetLike, index: int) -> Snippet:
-    """Accept a Snippet, an (id, code) pair, a bare code string (id = its index) or a dict with id/code."""
+    """Accept a Snippet, an (id, code) pair or a bare code string (id = its index); records are ``api.records``'."""
     if isinstance(item, Snippet):
         return item
     if isinstance(item, str):
         return Snippet(str(index), item)
-    if isinstance(item, tuple) and len(item) == 2:
+    if isinstance(item, (tuple, list)) and len(item) == 2:
         return Snippet(str(item[0]), item[1])
-    if isinstance(item, dict):
-        sid = item.get("id", item.get("custom_id", index))
-        code = item.get("code", item.get("proof"))
-        if not isinstance(code, str):
-            raise ValueError(f"snippet {sid!r} has no code")
-        return Snippet(str(sid), code)
     raise TypeError(f"cannot read a snippet from {type(item).__name__}")
 
 
@@ -548,22 +508,220 @@ def distinct_headers(snippets: Iterable[Snippet]) -> set[str]:
 ResultCallback = Callable[[int, VerifyResult], None]
 
 
+@dataclass(frozen=True)
+class VerifierStats:
+    """What a verifier has answered since it started (``/health`` and ``/metrics`` read it)."""
+
+    snippets: int
+    verdicts: dict[str, int]  # each of VERDICTS -> snippets answered with it
+    cache: CacheStats
+
+
+class BatchVerifier(Protocol):
+    """What checks batches for the server and the CLI: the local :class:`Verifier`, or the Ray router
+    (``leanstep.cluster.RayVerifier``); both de-duplicate and cache through a :class:`Deduplicator`."""
+
+    def verify_batch(self, snippets: Sequence[Snippet], options: VerifyOptions,
+                     on_result: ResultCallback | None = None) -> list[VerifyResult]:
+        """One result per snippet, in input order, ``on_result(index, result)`` as each is known;
+        one bad snippet never fails the batch."""
+        ...
+
+    def stats(self) -> VerifierStats:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@dataclass(frozen=True)
+class PendingCheck:
+    """A distinct snippet of a batch that the cache could not answer: checked once for all its copies."""
+
+    key: str
+    split: SourceSplit
+
+
+class Deduplicator:
+    """The one place a verifier keys snippets, answers repeats and counts verdicts.
+
+    Identical (header, body, options) in a batch are checked once and share the answer, and
+    definitive outcomes are cached across batches (``VerifyOptions.use_cache=False``: neither).
+    The local :class:`Verifier` and the cluster router each own one, so what they check on (a
+    pool, a cluster node) only ever sees distinct snippets.
+    """
+
+    def __init__(self, cache: ResultCache) -> None:
+        self.cache = cache
+        self._lock = threading.Lock()
+        self._verdicts = {v: 0 for v in VERDICTS}
+        self._snippets = 0
+
+    def plan(self, snippets: Sequence[Snippet], options: VerifyOptions,
+             on_result: ResultCallback | None = None) -> BatchPlan:
+        return BatchPlan(self, snippets, options, on_result)
+
+    def count(self, results: Iterable[VerifyResult]) -> None:
+        with self._lock:
+            for result in results:
+                self._verdicts[result.verdict] += 1
+                self._snippets += 1
+
+    def stats(self) -> VerifierStats:
+        with self._lock:
+            return VerifierStats(self._snippets, dict(self._verdicts), self.cache.stats())
+
+
+class BatchPlan:
+    """One batch against a :class:`Deduplicator`: ``answered`` at once (cache hits, unreadable
+    snippets), and ``checks``, each distinct snippet left to check, listed once.
+
+    Each check's outcome goes to ``resolve`` (or ``fail``), which caches it and answers every copy
+    in its own id and lines, so each snippet is answered exactly once; ``on_result`` hears of each
+    answer, and a callback that raises is logged, never loses a result. Resolving from several
+    threads at once is safe.
+    """
+
+    def __init__(self, dedup: Deduplicator, snippets: Sequence[Snippet], options: VerifyOptions,
+                 on_result: ResultCallback | None) -> None:
+        self._dedup = dedup
+        self.options = options
+        self._on_result = on_result
+        self._ids = [s.id for s in snippets]
+        self._results: list[VerifyResult | None] = [None] * len(snippets)
+        self._copies: dict[str, tuple[list[int], list[SourceSplit]]] = {}
+        self.answered: list[tuple[int, VerifyResult]] = []
+        self.checks: list[PendingCheck] = []
+        for index, snippet in enumerate(snippets):
+            if not isinstance(snippet.code, str):
+                self.answered += self._answer([index], [SourceSplit("", "", 0)],
+                                              _failure(ERROR, "invalid snippet: code must be a string"), False)
+                continue
+            split = split_source(snippet.code)
+            key = ResultCache.key(split.header, split.body, options) if options.use_cache else f"#{index}"
+            indices, splits = self._copies.setdefault(key, ([], []))
+            indices.append(index)
+            splits.append(split)
+        cache = dedup.cache
+        if options.use_cache:
+            cache.note_duplicates(sum(len(indices) - 1 for indices, _ in self._copies.values()))
+        for key, (_, splits) in self._copies.items():
+            hit = cache.get(key, options.timeout) if options.use_cache else None
+            if hit is not None:
+                self.answered += self._answer(self._copies[key][0], splits, hit, True)
+            else:
+                self.checks.append(PendingCheck(key, splits[0]))
+
+    def resolve(self, check: PendingCheck, outcome: Outcome) -> list[tuple[int, VerifyResult]]:
+        """Cache ``check``'s outcome and answer every copy of it; returns the ``(index, result)`` pairs."""
+        if self.options.use_cache:
+            self._dedup.cache.put(check.key, outcome)
+        indices, splits = self._copies[check.key]
+        return self._answer(indices, splits, outcome, False)
+
+    def fail(self, check: PendingCheck, error: str) -> list[tuple[int, VerifyResult]]:
+        """Answer every copy of ``check`` with verdict ``error``: it could not be checked."""
+        return self.resolve(check, _failure(ERROR, error))
+
+    def results(self) -> list[VerifyResult]:
+        """Every answer in input order, once every check is resolved."""
+        results = [r for r in self._results if r is not None]
+        if len(results) != len(self._results):
+            raise RuntimeError(f"{len(self._results) - len(results)} snippets of the batch were never answered")
+        return results
+
+    def _answer(self, indices: list[int], splits: list[SourceSplit], outcome: Outcome,
+                cached: bool) -> list[tuple[int, VerifyResult]]:
+        answers = [(index, _to_user(outcome, splits[k], self._ids[index], cached or k > 0))
+                   for k, index in enumerate(indices)]
+        self._dedup.count(result for _, result in answers)
+        for index, result in answers:
+            self._results[index] = result
+            if self._on_result is not None:
+                try:
+                    self._on_result(index, result)
+                except Exception:  # a faulty callback must not lose results
+                    log.exception("on_result callback failed for snippet %r", result.id)
+        return answers
+
+
+class PoolChecker:
+    """Checks distinct (header, body) pairs on a pool, over a bounded thread pool shared by all callers.
+
+    No cache and no de-duplication: its callers (a :class:`Verifier`, a cluster node answering
+    the router) get only distinct snippets.
+    """
+
+    def __init__(self, pool: ReplPool, *, threads: int | None = None, priority: Priority = Priority.BATCH) -> None:
+        self.pool = pool
+        self.priority = priority
+        self.threads = threads or max(2, 2 * pool.settings.max_repls)
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="verify")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def check(self, splits: Sequence[SourceSplit], options: VerifyOptions,
+              on_outcome: Callable[[int, Outcome], object] | None = None) -> list[Outcome]:
+        """One outcome per split, in order, ``on_outcome(index, outcome)`` as each finishes; never raises for one."""
+        outcomes: list[Outcome | None] = [None] * len(splits)
+        done = threading.Condition()
+        pending = [0]
+        limit = threading.BoundedSemaphore(self.threads)
+
+        def finish(index: int, outcome: Outcome) -> None:
+            outcomes[index] = outcome
+            if on_outcome is not None:
+                on_outcome(index, outcome)
+
+        def job(index: int) -> None:
+            try:
+                outcome = _run(self.pool, splits[index], options, self.priority)
+            except BaseException as exc:  # never lose a snippet
+                outcome = _failure(ERROR, f"internal error: {type(exc).__name__}: {exc}")
+            finish(index, outcome)
+
+        def finished(index: int, future: Future) -> None:
+            if future.cancelled():  # close() cancelled it before it ran
+                finish(index, _failure(ERROR, f"{SHUTTING_DOWN}: the check had not started"))
+            limit.release()
+            with done:
+                pending[0] -= 1
+                done.notify_all()
+
+        for index in range(len(splits)):
+            limit.acquire()
+            with done:
+                pending[0] += 1
+            try:
+                future = self._executor.submit(job, index)
+            except RuntimeError as exc:  # executor shut down
+                limit.release()
+                with done:
+                    pending[0] -= 1
+                finish(index, _failure(ERROR, f"{SHUTTING_DOWN}: {exc}"))
+                continue
+            future.add_done_callback(partial(finished, index))
+        with done:
+            while pending[0]:
+                done.wait()
+        done_outcomes = [o for o in outcomes if o is not None]
+        if len(done_outcomes) != len(outcomes):
+            raise RuntimeError(f"{len(outcomes) - len(done_outcomes)} checks gave no outcome")
+        return done_outcomes
+
+
 class Verifier:
-    """Checks snippets on a pool with a result cache and a bounded worker-thread pool shared by all batches."""
+    """Checks batches on a pool: repeats answered by a :class:`Deduplicator`, the rest by a :class:`PoolChecker`."""
 
     def __init__(self, pool: ReplPool, *, cache: ResultCache | None = None, cache_size: int = 10000,
                  threads: int | None = None, priority: Priority = Priority.BATCH) -> None:
         self.pool = pool
-        self.cache = cache if cache is not None else ResultCache(cache_size)
-        self.priority = priority
-        self.threads = threads or max(2, 2 * pool.settings.max_repls)
-        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="verify")
-        self._lock = threading.Lock()
-        self.verdicts: dict[str, int] = {v: 0 for v in VERDICTS}
-        self.snippets = 0
+        self.dedup = Deduplicator(cache if cache is not None else ResultCache(cache_size))
+        self.checker = PoolChecker(pool, threads=threads, priority=priority)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.checker.close()
 
     def __enter__(self) -> Verifier:
         return self
@@ -578,84 +736,13 @@ class Verifier:
                      on_result: ResultCallback | None = None) -> list[VerifyResult]:
         """Results in input order; one bad snippet never fails the batch. ``on_result(index, result)`` streams."""
         options = options or VerifyOptions()
-        items = [as_snippet(s, i) for i, s in enumerate(snippets)]
-        results: list[VerifyResult | None] = [None] * len(items)
-        done = threading.Condition()
-        pending = [0]
+        plan = self.dedup.plan([as_snippet(s, i) for i, s in enumerate(snippets)], options, on_result)
+        checks = plan.checks
+        self.checker.check([c.split for c in checks], options, lambda i, outcome: plan.resolve(checks[i], outcome))
+        return plan.results()
 
-        def deliver(indices: list[int], splits: list[SourceSplit], outcome: _Outcome, cached: bool) -> None:
-            for k, idx in enumerate(indices):
-                result = _to_user(outcome, splits[k], items[idx].id, cached or k > 0)
-                results[idx] = result
-                with self._lock:
-                    self.verdicts[result.verdict] += 1
-                    self.snippets += 1
-                if on_result is not None:
-                    try:
-                        on_result(idx, result)
-                    except Exception:  # a faulty callback must not lose results
-                        log.exception("on_result callback failed for snippet %r", result.id)
-
-        # group identical (header, body, options) so each runs once
-        groups: OrderedDict[str, tuple[list[int], list[SourceSplit]]] = OrderedDict()
-        for idx, snippet in enumerate(items):
-            if not isinstance(snippet.code, str):
-                deliver([idx], [SourceSplit("", "", 0)],
-                        _failure(ERROR, "invalid snippet: code must be a string"), False)
-                continue
-            split = split_source(snippet.code)
-            key = ResultCache.key(split.header, split.body, options) if options.use_cache else f"#{idx}"
-            group = groups.setdefault(key, ([], []))
-            group[0].append(idx)
-            group[1].append(split)
-        if options.use_cache:
-            self.cache.note_duplicates(sum(len(g[0]) - 1 for g in groups.values()))
-
-        limit = threading.BoundedSemaphore(self.threads)
-
-        def job(key: str, indices: list[int], splits: list[SourceSplit]) -> None:
-            try:
-                outcome = _run(self.pool, splits[0], options, self.priority)
-                if options.use_cache:
-                    self.cache.put(key, outcome)
-            except BaseException as exc:  # never lose a snippet
-                outcome = _failure(ERROR, f"internal error: {type(exc).__name__}: {exc}")
-            deliver(indices, splits, outcome, False)
-
-        def finished(future: Future, indices: list[int], splits: list[SourceSplit]) -> None:
-            if future.cancelled():  # close() cancelled it before it ran
-                deliver(indices, splits, _failure(ERROR, f"{SHUTTING_DOWN}: the check had not started"), False)
-            limit.release()
-            with done:
-                pending[0] -= 1
-                done.notify_all()
-
-        for key, (indices, splits) in groups.items():
-            if options.use_cache:
-                hit = self.cache.get(key, options.timeout)
-                if hit is not None:
-                    deliver(indices, splits, hit, True)
-                    continue
-            limit.acquire()
-            with done:
-                pending[0] += 1
-            try:
-                future = self._executor.submit(job, key, indices, splits)
-            except RuntimeError as exc:  # executor shut down
-                limit.release()
-                with done:
-                    pending[0] -= 1
-                deliver(indices, splits, _failure(ERROR, f"{SHUTTING_DOWN}: {exc}"), False)
-                continue
-            future.add_done_callback(lambda f, i=indices, s=splits: finished(f, i, s))
-        with done:
-            while pending[0]:
-                done.wait()
-        return [r for r in results]  # every slot is filled by now
-
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return {"snippets": self.snippets, "verdicts": dict(self.verdicts), "cache": self.cache.stats()}
+    def stats(self) -> VerifierStats:
+        return self.dedup.stats()
 
 
 def verify_batch(pool: ReplPool, snippets: Sequence[SnippetLike], options: VerifyOptions | None = None, *,
@@ -679,7 +766,8 @@ def verify_code(pool: ReplPool, code: str, **option_fields: Any) -> VerifyResult
 
 
 __all__ = [
-    "ALLOWED_AXIOMS", "ERROR", "INVALID", "SHUTTING_DOWN", "TIMEOUT", "VALID", "VERDICTS", "ResultCache", "Snippet",
-    "Verifier", "VerifyOptions", "VerifyResult", "as_snippet", "distinct_headers", "judge", "parse_axioms",
-    "plan_audit", "verify_batch", "verify_code",
+    "ALLOWED_AXIOMS", "ERROR", "INVALID", "SHUTTING_DOWN", "TIMEOUT", "VALID", "VERDICTS", "BatchPlan",
+    "BatchVerifier", "CacheStats", "Deduplicator", "Outcome", "PendingCheck", "PoolChecker", "ResultCache",
+    "Snippet", "Verifier", "VerifierStats", "VerifyOptions", "VerifyResult", "as_snippet", "distinct_headers",
+    "judge", "parse_axioms", "plan_audit", "verify_batch", "verify_code",
 ]

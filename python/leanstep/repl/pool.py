@@ -53,6 +53,7 @@ from leanstep.repl.protocol import CommandRequest, CommandResponse, ErrorRespons
 log = logging.getLogger(__name__)
 
 PREAMBLE_CACHE_PER_WORKER = 64
+GOAL_STATES_PER_WORKER = 32  # goal proof states kept per REPL (the same call in an unchanged file: no replay)
 WORKDIR_PREFIX = "leanstep-worker-"  # + the server's pid, so a later server can remove a killed one's
 DEFAULT_IMPORT_SECONDS = 1.0
 RSS_POLL_SECONDS = 1.0
@@ -137,6 +138,26 @@ class PoolStats:
 
 
 @dataclass(frozen=True)
+class PreambleEnv:
+    """A preamble elaborated on a worker's header env; ``cached``: answered without a REPL command."""
+
+    response: CommandResponse
+    cached: bool
+
+    @property
+    def env(self) -> int:
+        return self.response.env
+
+
+@dataclass(frozen=True)
+class GoalState:
+    """A proof state a worker's REPL holds for the goal at an editor's call, and that goal's text."""
+
+    proof_state: int
+    goal: str
+
+
+@dataclass(frozen=True)
 class HeaderEnv:
     """A header imported in one REPL: its env id, its messages, what the import cost."""
 
@@ -167,6 +188,8 @@ class Worker:
         self.rss = 0
         self.failure: ReplError | None = None
         self._preambles: OrderedDict[tuple[int, str], CommandResponse] = OrderedDict()
+        self._goal_states: OrderedDict[str, GoalState] = OrderedDict()
+        self._goal_lock = threading.Lock()
         self._lifecycle = threading.Lock()  # orders start() against interrupt()/close() from the shutdown
         self._stopped = False
 
@@ -187,20 +210,39 @@ class Worker:
             self.failure = exc
             raise
 
-    def preamble(self, text: str, timeout: float) -> CommandResponse:
+    def preamble(self, text: str, timeout: float) -> PreambleEnv:
         """Elaborate ``text`` on the header env once per worker; later calls reuse its env id."""
         key = (self.header_env, hashlib.sha256(text.encode()).hexdigest())
         cached = self._preambles.get(key)
         if cached is not None:
             self._preambles.move_to_end(key)
-            return cached
+            return PreambleEnv(cached, cached=True)
         response = self.run(CommandRequest(text, env=self.header_env), timeout)
         if not isinstance(response, CommandResponse):
             raise ReplLost(f"preamble answered {response!r}", worker=self.name)
         self._preambles[key] = response
         if len(self._preambles) > PREAMBLE_CACHE_PER_WORKER:
             self._preambles.popitem(last=False)
-        return response
+        return PreambleEnv(response, cached=False)
+
+    def goal_state(self, key: str) -> GoalState | None:
+        """A goal proof state this REPL built earlier under ``key`` (ids are only valid in this process)."""
+        with self._goal_lock:
+            state = self._goal_states.get(key)
+            if state is not None:
+                self._goal_states.move_to_end(key)
+            return state
+
+    def remember_goal_state(self, key: str, state: GoalState) -> None:
+        with self._goal_lock:
+            self._goal_states[key] = state
+            self._goal_states.move_to_end(key)
+            if len(self._goal_states) > GOAL_STATES_PER_WORKER:
+                self._goal_states.popitem(last=False)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of this worker's REPL (and its children) now."""
+        return self.process.rss_bytes() if self.process is not None else 0
 
     def start(self, launcher: Launcher, spawn: Callable[[Callable[[], object]], object], import_timeout: float) -> None:
         process = ReplProcess(launcher(self.workdir), name=self.name)

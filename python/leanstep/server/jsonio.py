@@ -5,7 +5,7 @@ The verification routes (``server.app``) and the suggestion routes
 answer on each: 415 when it is not declared ``application/json`` (which is also
 what a browser cannot send cross-site without a CORS preflight), 413 past the
 size limit, 400 when the bytes are not strict JSON or hold an absurdly long
-integer, and 422 naming each wrong field (``parse_or_422`` over the schemas).
+integer, and 422 naming each wrong field (``parse_or_422`` over the ``leanstep.api`` models).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Response, request
 
-from leanstep.server.schemas import error_json, parse
+from leanstep.api.common import error_json, parse
 
 MAX_INT_DIGITS = 100  # far beyond any id, count or timeout; keeps int() off a megabyte of digits
 BODY_TOO_LARGE = "request body too large"

@@ -1,8 +1,8 @@
 """HTTP routes of the suggestion path: ``POST /suggest`` and llmstep's ``POST /``.
 
-Thin: decode (``jsonio``, the reader every route shares) and validate
-(``suggest_schemas``), call the :class:`Suggester`, encode. Errors use the app's
-shape ``{"error", "detail"}`` with real status codes: 415 for a body not sent as
+Thin: decode (``jsonio``, the reader every route shares), validate and
+encode (``api.suggest``, ``api.llmstep``), call the :class:`Suggester`.
+Errors use the app's shape ``{"error", "detail"}`` with real status codes: 415 for a body not sent as
 ``application/json``, 400 for one that is not JSON, 422 for a wrong field (the
 detail names it), 503 when the model fails. Problems locating the goal are not
 errors: the suggestions come back ``unchecked``.
@@ -14,9 +14,9 @@ import logging
 
 from flask import Blueprint
 
-from leanstep.check.tactics import INVALID
+from leanstep.api.llmstep import LlmstepBody, llmstep_answer_json
+from leanstep.api.suggest import SuggestBody, suggest_answer_json
 from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
-from leanstep.server.suggest_schemas import LlmstepBody, SuggestBody
 from leanstep.suggest import Suggester
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
         result, error = run(body)
         if error:
             return error
-        return json_response(result.to_json())
+        return json_response(suggest_answer_json(result))
 
     @bp.post("/")
     def llmstep_compatible():
@@ -58,6 +58,6 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
         result, error = run(body)
         if error:
             return error
-        return json_response({"suggestions": [s.text for s in result.suggestions if s.status != INVALID]})
+        return json_response(llmstep_answer_json(result))
 
     return bp

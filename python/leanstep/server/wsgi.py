@@ -1,4 +1,4 @@
-"""``leanstep serve``: build the pool, start it, and serve the app with waitress.
+"""``leanstep serve``: build the services (``server.services``), and serve the app over them with waitress.
 
 SIGTERM and SIGINT shut the server down promptly without losing answers: it
 stops listening at once, lets the requests in flight run for
@@ -32,12 +32,12 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 from waitress.task import ErrorTask
 
+from leanstep.api.common import error_json
+from leanstep.cluster.router import RayTarget
 from leanstep.config import Config
-from leanstep.repl.launch import make_pool
-from leanstep.repl.pool import ReplPool
 from leanstep.server.app import AppState, create_app
 from leanstep.server.jsonio import BODY_TOO_LARGE, body_limit_bytes, body_too_large_detail
-from leanstep.server.schemas import error_json
+from leanstep.server.services import build_services
 
 log = logging.getLogger(__name__)
 
@@ -63,30 +63,6 @@ class _StopSignal:
             self.name = signal.Signals(signum).name
         else:
             self.forced = True
-
-
-def build_suggester(config: Config, pool: Any) -> Any:
-    """The suggester over ``config``'s generation backend (imports the generation stack only here).
-
-    The model loads and warms up in the background, so the server answers
-    /verify and /health at once and the first /suggest does not pay the load.
-    The ``hint`` backend (``--no-model``) loads nothing.
-    """
-    from leanstep.generate import make_generator, settings_from_config
-    from leanstep.suggest import Suggester
-
-    generator = make_generator(settings_from_config(config))
-    warmup = getattr(generator, "warmup", None)
-    if warmup is not None:
-        def warm() -> None:
-            try:
-                warmup()
-                log.info("generator ready (%s backend, %s)", config.backend, config.hf_model)
-            except Exception as exc:  # noqa: BLE001 - the server still verifies; /suggest reports the error
-                log.error("model %s could not be loaded (%s); /suggest answers 503 until it can", config.hf_model, exc)
-
-        threading.Thread(target=warm, name="model-warmup", daemon=True).start()
-    return Suggester(generator, pool, config)
 
 
 class ListenError(RuntimeError):
@@ -247,8 +223,7 @@ def _run_loop(server: Any, socket_map: dict[int, Any], until: Callable[[], bool]
         wasyncore.loop(timeout=LOOP_POLL_S, map=socket_map, use_poll=server.adj.asyncore_use_poll, count=1)
 
 
-def _shut_down(server: Any, socket_map: dict[int, Any], state: AppState, pool: ReplPool, grace: float,
-               stop: _StopSignal) -> None:
+def _shut_down(server: Any, socket_map: dict[int, Any], state: AppState, grace: float, stop: _StopSignal) -> None:
     """Stop listening, give the requests in flight ``grace`` seconds, then kill the REPLs and send the answers.
 
     Killing the REPLs makes every check still running answer ``server shutting down``;
@@ -266,23 +241,19 @@ def _shut_down(server: Any, socket_map: dict[int, Any], state: AppState, pool: R
     busy = _busy_connections(socket_map)
     if busy:
         log.warning("%d request(s) still running after the %g s shutdown grace: stopping their REPLs", busy, grace)
-    pool.shutdown(timeout=STOP_REPLS_S)
+    state.services.pool.shutdown(timeout=STOP_REPLS_S)
     _run_loop(server, socket_map, idle, time.monotonic() + FLUSH_S)
 
 
-def serve(config: Config, suggester: Any = None, verifier: Any = None,
-          listeners: list[socket.socket] | None = None) -> None:
+def serve(config: Config, *, cluster: RayTarget | None = None, listeners: list[socket.socket] | None = None) -> None:
     """Run the server until SIGTERM/SIGINT, then shut it down within ``--shutdown-grace`` + 2 s (``_shut_down``).
 
-    ``listeners``: sockets from ``bind_listeners``, bound before this starts any REPL.
+    ``cluster``: verify on that Ray cluster (``--ray``). ``listeners``: sockets from
+    ``bind_listeners``, bound before this starts any REPL.
     """
-    pool = make_pool(config)  # raises SetupError with what to fix before anything starts
-    pool.start()
-    app = None
+    services = build_services(config, cluster=cluster)  # raises SetupError with what to fix
     try:
-        if suggester is None:
-            suggester = build_suggester(config, pool)
-        app = create_app(config, pool=pool, suggester=suggester, verifier=verifier)
+        app = create_app(services)
         server = make_server(app, config, listeners=listeners)
         socket_map = _socket_map(server)
         stop = _StopSignal()
@@ -296,14 +267,12 @@ def serve(config: Config, suggester: Any = None, verifier: Any = None,
             _run_loop(server, socket_map, lambda: stop.name is not None)
             log.info("stopping (%s): no new connections; %g s for the requests in flight",
                      stop.name, config.shutdown_grace)
-            _shut_down(server, socket_map, app.extensions["leanstep"], pool, config.shutdown_grace, stop)
+            _shut_down(server, socket_map, app.extensions["leanstep"], config.shutdown_grace, stop)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             wasyncore.close_all(socket_map, ignore_all=True)
             server.task_dispatcher.shutdown(timeout=DISPATCHER_STOP_S)
     finally:
-        if app is not None:
-            app.extensions["leanstep"].close()
-        pool.shutdown()
+        services.close()
         log.info("all REPLs stopped")

@@ -1,0 +1,57 @@
+"""Our own flat records: a result as ``leanstep verify`` writes it (one JSONL line), and snippets as we read them.
+
+A snippet record may use the field names of the data people bring: ``id``,
+``custom_id`` (Kimina's) or ``name`` for the id, and ``code``, ``proof``
+(Kimina's) or ``full_proof`` for the text; the first one present wins. The CLI
+reads its JSONL input with it, and the Python APIs (``Client.verify``,
+``RayVerifier.verify``) accept such dicts next to the domain's own inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from leanstep.check.verify import Snippet, SnippetLike, VerifyResult, as_snippet
+
+ID_FIELDS = ("id", "custom_id", "name")
+CODE_FIELDS = ("code", "proof", "full_proof")
+
+
+def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Snippet:
+    """A snippet from a record; ``default_id`` (a line number, an index) when it names none."""
+    sid = next((record[k] for k in ID_FIELDS if k in record), default_id)
+    code = next((record[k] for k in CODE_FIELDS if k in record), None)
+    if not isinstance(code, str):
+        raise ValueError(f"snippet {str(sid)!r} has no `code` (or `proof`) string")  # noqa: TRY004
+    return Snippet(str(sid), code)
+
+
+def snippet_of(item: SnippetLike | Mapping[str, Any], index: int) -> Snippet:
+    """A snippet from anything the Python APIs take: a record, or what ``check.verify.as_snippet`` reads."""
+    if isinstance(item, Mapping):
+        return snippet_from_record(item, index)
+    return as_snippet(item, index)
+
+
+def result_record(result: VerifyResult) -> dict[str, Any]:
+    """Our flat record of a result: Kimina's fields without its nesting, plus ``verdict`` and ``reasons``."""
+    out: dict[str, Any] = {"id": result.id, "verdict": result.verdict, "time": round(result.time, 6)}
+    if result.reasons:
+        out["reasons"] = list(result.reasons)
+    if result.error is not None:
+        out["error"] = result.error
+    if result.repl_message is not None:
+        out["repl_message"] = result.repl_message
+    out["messages"] = [m.to_json() for m in result.messages]
+    out["sorries"] = [s.to_json() for s in result.sorries]
+    if result.axioms is not None:
+        out["axioms"] = result.axioms
+    if result.infotree is not None:
+        out["infotree"] = result.infotree
+    if result.cached:
+        out["cached"] = True
+    return out
+
+
+__all__ = ["CODE_FIELDS", "ID_FIELDS", "result_record", "snippet_from_record", "snippet_of"]

@@ -1,0 +1,100 @@
+"""Our ``POST /suggest``: the request model and the answer's shape.
+
+The request carries the goal (``tactic_state``), the prefix, and either the
+file text before the call (``context``) or the whole file and the call's
+position (``source``, ``position``). The answer lists every suggestion with
+its ``status``, remaining ``goals``, ``score`` and timings, best first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from leanstep.api.common import StrictModel, applied_timeout_json, lean_text
+from leanstep.suggest import Suggestion, SuggestRequest, SuggestResult, Timings
+
+MAX_SAMPLES = 256
+MAX_TIMEOUT_S = 600.0
+
+
+class Position(StrictModel):
+    """The call's position in ``source``: 1-based line, 0-based column in Unicode code points."""
+
+    line: int = Field(ge=1)
+    column: int = Field(ge=0)
+
+
+class SuggestBody(StrictModel):
+    """``POST /suggest`` (DESIGN §3.1)."""
+
+    tactic_state: str
+    prefix: str = ""
+    context: str | None = None
+    source: str | None = None
+    position: Position | None = None
+    file_name: str | None = None
+    n: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
+    check: bool = True
+    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    include_invalid: bool = False
+
+    @field_validator("context", "source")
+    @classmethod
+    def _file_text(cls, value: str | None) -> str | None:
+        return lean_text(value)
+
+    @model_validator(mode="after")
+    def _source_needs_position(self) -> SuggestBody:
+        if (self.source is None) != (self.position is None):
+            missing = "position" if self.position is None else "source"
+            raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        return self
+
+    def to_request(self) -> SuggestRequest:
+        return SuggestRequest(
+            tactic_state=self.tactic_state,
+            prefix=self.prefix,
+            context=self.context,
+            source=self.source,
+            position=(self.position.line, self.position.column) if self.position else None,
+            file_name=self.file_name,
+            n=self.n,
+            check=self.check,
+            timeout=self.timeout,
+            include_invalid=self.include_invalid,
+        )
+
+
+def _suggestion_json(s: Suggestion) -> dict[str, Any]:
+    out: dict[str, Any] = {"text": s.text, "status": s.status, "goals": list(s.goals), "score": s.score,
+                           "time_ms": round(s.time_ms, 3)}
+    if s.message is not None:
+        out["message"] = s.message
+    return out
+
+
+def _timings_json(t: Timings) -> dict[str, float]:
+    return {"generation_ms": round(t.generation_ms, 3), "checking_ms": round(t.checking_ms, 3),
+            "total_ms": round(t.total_ms, 3), "setup_ms": round(t.setup_ms, 3)}
+
+
+def suggest_answer_json(result: SuggestResult) -> dict[str, Any]:
+    """``/suggest``'s answer; ``limits`` says which checking budget applied when candidates were checked."""
+    out: dict[str, Any] = {
+        "suggestions": [_suggestion_json(s) for s in result.suggestions],
+        "timings": _timings_json(result.timings),
+        "counts": dict(result.counts),
+        "checked": result.checked,
+    }
+    if result.goal is not None:
+        out["goal"] = result.goal
+    if result.context_error is not None:
+        out["context_error"] = result.context_error
+    if result.budget is not None:
+        out["limits"] = {"check_timeout": applied_timeout_json(result.budget)}
+    return out
+
+
+__all__ = ["MAX_SAMPLES", "MAX_TIMEOUT_S", "Position", "SuggestBody", "suggest_answer_json"]
