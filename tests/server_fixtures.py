@@ -70,3 +70,35 @@ def running_server(**overrides: Any) -> Iterator[RunningServer]:
             yield RunningServer(url, services)
     finally:
         services.close()
+
+
+def wait_for_idle_repls(server: Any, url: str, count: int, log_path: Any, timeout: float = 60.0) -> None:
+    """Poll a ``leanstep serve`` subprocess's /health until ``count`` REPLs are idle (its log on failure)."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert server.poll() is None, log_path.read_text()
+        try:
+            if requests.get(url + "/health", timeout=2).json()["pool"]["workers"]["idle"] == count:
+                return
+        except (requests.RequestException, ValueError, KeyError):
+            pass
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.1)
+
+
+def sim_repls(root: Any) -> list[Any]:
+    """The simulated REPLs among the descendants of ``root`` (a psutil.Process)."""
+    import psutil
+
+    found = []
+    for proc in root.children(recursive=True):
+        try:
+            if "leanstep.sim" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found

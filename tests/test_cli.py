@@ -9,12 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import psutil
 import requests
 
 from conftest import ROOT
+from server_fixtures import sim_repls, wait_for_idle_repls
 
 
 def leanstep(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -69,17 +69,6 @@ def test_generate_prints_the_raw_candidates_one_json_line_each():
     assert all(set(line) == {"text", "score"} for line in lines)
 
 
-def sim_repls(root: psutil.Process) -> list[psutil.Process]:
-    found = []
-    for proc in root.children(recursive=True):
-        try:
-            if "leanstep.sim" in " ".join(proc.cmdline()):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 def test_sigterm_stops_the_server_and_every_repl(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -92,16 +81,7 @@ def test_sigterm_stops_the_server_and_every_repl(tmp_path):
                                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if requests.get(url + "/health", timeout=2).json()["pool"]["workers"]["idle"] == 2:
-                    break
-            except (requests.RequestException, ValueError, KeyError):
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
+        wait_for_idle_repls(proc, url, 2, log_path)
         code = "import A\n\ntheorem t : 1 + 1 = 2 := by norm_num"
         reply = requests.post(url + "/verify", json={"codes": [{"custom_id": "x", "proof": code}]}, timeout=30).json()
         assert reply["results"][0]["verdict"] == "valid"

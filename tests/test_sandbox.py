@@ -30,6 +30,7 @@ import pytest
 import requests
 
 from conftest import ROOT, SANDBOX_MODES_COVERED
+from server_fixtures import sim_repls, wait_for_idle_repls
 from leanstep.config import load
 from leanstep.repl.launch import SetupError, make_pool, sandbox_plan
 from leanstep.repl.pool import ReplPool, Worker
@@ -335,16 +336,8 @@ def test_no_repl_survives_a_killed_server(stand_in, tmp_path):
                                   env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
+        wait_for_idle_repls(server, url, 2, log_path)
         deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                if requests.get(url + "/health", timeout=2).json()["pool"]["workers"]["idle"] == 2:
-                    break
-            except (requests.RequestException, ValueError, KeyError):
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
         hanging = subprocess.Popen([sys.executable, "-c", (
             "import requests, sys; requests.post(sys.argv[1] + '/verify', timeout=60, json={'codes': "
             "[{'custom_id': 'h', 'proof': 'import A\\n-- sim: hang\\ntheorem t : 1 = 1 := rfl'}], 'timeout': 60})"),
@@ -377,7 +370,7 @@ def leanstep_cgroups() -> set[Path]:
 
 
 def worker_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("leanstep-worker-*"))
+    return set(Path(tempfile.gettempdir()).glob(f"leanstep-worker-{os.getpid()}-*"))  # this run's pools only
 
 
 @each_mode
@@ -400,7 +393,7 @@ def test_timeouts_crashes_and_recycling_leave_nothing_behind(stand_in):
     assert leanstep_cgroups() - cgroups_before == set()
     _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=5)
     assert not alive
-    assert not [p for p in descendants(os.getpid()) if "leanstep.sim" in " ".join(p.cmdline())]
+    assert not sim_repls(psutil.Process())
 
 
 def test_cgroups_left_by_a_killed_server_are_removed_by_the_next():

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from conftest import ROOT
+from server_fixtures import sim_repls
 
 GRACE_S = 3.0
 HANG = "theorem h : True := by\n  sim_hang"
@@ -32,17 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def sim_repls(root: psutil.Process) -> list[psutil.Process]:
-    found = []
-    for proc in root.children(recursive=True):
-        try:
-            if "leanstep.sim" in " ".join(proc.cmdline()):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def poll(condition, timeout: float, what: str) -> None:
