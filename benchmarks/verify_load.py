@@ -271,7 +271,7 @@ def our_cgroups() -> set[Path]:
 
 
 def worker_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("leanstep-worker-*"))
+    return set(Path(tempfile.gettempdir()).glob(f"leanstep-worker-{os.getpid()}-*"))  # this server's pools only
 
 
 # --------------------------------------------------------------------------- run
