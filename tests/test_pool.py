@@ -7,8 +7,8 @@ import threading
 import psutil
 import pytest
 
-from leanstep.config import load
 from leanstep.repl.launch import make_pool
+from server_fixtures import sim_config
 from leanstep.repl.pool import PoolOverloaded, Priority
 from leanstep.repl.process import ReplTimeout
 from leanstep.repl.protocol import CommandRequest, CommandResponse
@@ -18,8 +18,7 @@ HEADER_B = "import Mathlib.Data.Real.Basic"
 
 
 def sim_pool(**overrides):
-    settings = {"repl": "sim", "max_repls": 2, "sandbox": "none", "queue_wait": 30, **overrides}
-    return make_pool(load(settings, environ={}))
+    return make_pool(sim_config(**overrides))
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import pytest
 
 from conftest import SIM_ARGV
 from leanstep.check.verify import ERROR, TIMEOUT, VALID, Snippet, Verifier, VerifyOptions
-from leanstep.config import load
 from leanstep.repl.launch import make_pool
+from server_fixtures import sim_config
 from leanstep.repl.pool import HeaderImportTimeout, PoolSettings, Priority, ReplPool, RestartLimited
 from leanstep.repl.process import LaunchSpec
 
@@ -28,8 +28,7 @@ QUICK = "theorem q : 1 + 1 = 2 := by norm_num"
 
 
 def sim_pool(**overrides):
-    settings = {"repl": "sim", "max_repls": 2, "sandbox": "none", "queue_wait": 30, **overrides}
-    return make_pool(load(settings, environ={}))
+    return make_pool(sim_config(**overrides))
 
 
 @pytest.fixture
