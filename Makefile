@@ -1,6 +1,6 @@
 # Two entry points do all set-up on a fresh machine:
 #   make serve   install into .venv and run the server
-#   make test    install into .venv (with test tools) and run the tests
+#   make test    install into .venv (with test tools), lint, type-check and run the tests
 # Both are idempotent: the install step reruns only when a requirements file
 # or pyproject.toml changed.
 
@@ -41,6 +41,8 @@ serve: install
 	$(BIN)/leanstep serve --workspace $(WORKSPACE) $(ARGS)
 
 test: install-dev
+	$(BIN)/ruff check --quiet python/leanstep
+	$(BIN)/mypy --no-error-summary
 	$(BIN)/python -m pytest $(ARGS)
 
 lean: install

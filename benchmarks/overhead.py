@@ -17,6 +17,12 @@ proof minus the raw REPL's, at one worker), and the orchestrator's own CPU ms pe
 (its process only, REPLs and client excluded) with the implied most proofs/s one core
 can push (1 / CPU per proof). A short cProfile of leanstep's in-process path follows.
 
+Trust levels: what each level costs per proof, on the same snippets (each with the
+statement it proves): the text-only checks alone (the source policy's scan and the
+statement's text check, ``leanstep.check.verify.screen``: CPU ms per proof, no REPL),
+then whole in-process runs at ``lenient``, ``strict`` (+ the axiom audit's REPL
+command) and ``strict`` with a statement (+ the reference and the comparison).
+
     python benchmarks/overhead.py [--quick] [--workers 1,2] [--systems ...] [--no-profile]
 """
 
@@ -50,6 +56,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight")
     p.add_argument("--profile-n", type=int, default=None, help="snippets in the cProfile run (default n/5)")
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--no-levels", action="store_true", help="skip the per-trust-level costs")
     p.add_argument("--sandbox", default=None,
                    help="leanstep's REPL sandbox (auto, bwrap, rlimit, none; default: leanstep's own default)")
     p.add_argument("--no-install", action="store_true", help="do not create the peer virtualenv if missing")
@@ -123,15 +130,21 @@ def run_raw(snippets, workers: int) -> dict[str, Any]:
             p.close()
 
 
-def run_leanstep(snippets, workers: int) -> dict[str, Any]:
-    from leanstep.check.verify import verify_batch
+def statement_of(snippet) -> str:
+    """The statement a benchmark snippet proves: its theorem's head."""
+    return snippet.body.split(" := ", 1)[0]
+
+
+def run_leanstep(snippets, workers: int, trust: str = "lenient", statements: bool = False) -> dict[str, Any]:
+    from leanstep.check.verdict import Trust
+    from leanstep.check.verify import Snippet, verify_batch
 
     pool = _make_pool(workers)
     pool.start()
     try:
-        batch = [(s.id, s.code) for s in snippets]
+        batch = [Snippet(s.id, s.code, statement_of(s) if statements else None) for s in snippets]
         t0, c0 = time.perf_counter(), time.process_time()
-        results = verify_batch(pool, batch)
+        results = verify_batch(pool, batch, trust=Trust(trust))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         pool.shutdown()
@@ -232,6 +245,37 @@ def _short(file: str) -> str:
 
 # --------------------------------------------------------------------------- main
 
+def measure_levels(snippets, common) -> list[dict[str, Any]]:
+    """CPU of the text-only checks per level, then whole in-process runs per level (1 worker)."""
+    from leanstep.check.policy import SourcePolicy
+    from leanstep.check.source import split_source
+    from leanstep.check.verdict import Trust
+    from leanstep.check.verify import Checks, Submission, VerifyOptions, screen
+
+    checks = Checks(policy=SourcePolicy(allowed_imports=frozenset({"Mathlib"})))
+    submissions = [Submission(split_source(s.code), statement_of(s)) for s in snippets]
+    n = len(snippets)
+    rows = []
+    for sub in submissions[:200]:  # warm the lexer's and the regexes' caches before timing
+        screen(sub, VerifyOptions(), checks)
+    for trust in (Trust.LENIENT, Trust.STRICT):
+        options = VerifyOptions(trust=trust)
+        c0 = time.process_time()
+        rejected = sum(1 for sub in submissions if screen(sub, options, checks).rejected)
+        cpu = time.process_time() - c0
+        rows.append({"level": f"{trust} text checks (policy + statement text)", "cpu_ms_per_proof":
+                     round(1000 * cpu / n, 4), "wall_ms_per_proof": None, "errors": rejected})
+    for trust, statements in (("lenient", False), ("strict", False), ("strict", True)):
+        out = run_leanstep(snippets, 1, trust, statements)
+        rows.append({"level": f"{trust} in-process" + (" with statement" if statements else ""),
+                     "cpu_ms_per_proof": round(1000 * out["cpu_s"] / n, 4),
+                     "wall_ms_per_proof": round(1000 * out["wall_s"] / n, 4), "errors": out["errors"]})
+    print("\n  Trust levels (1 worker; errors = snippets not valid, which must be 0):")
+    common.print_table([[r["level"], r["cpu_ms_per_proof"], r["wall_ms_per_proof"], r["errors"]] for r in rows],
+                       ["level", "CPU ms/proof", "wall ms/proof", "errors"])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(list(argv or []))
     from benchmarks import common
@@ -319,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         prof_path.write_text(text)
         print(f"  full profile: {prof_path}")
 
-    data = {"snippets": n, "workers": workers_list, "leanstep_sandbox": args.sandbox or "default",
+    levels = measure_levels(snippets[: min(n, 2000)], common) if not args.no_levels and "leanstep" in systems \
+        else []
+
+    data = {"snippets": n, "workers": workers_list, "leanstep_sandbox": args.sandbox or "default", "levels": levels,
             "cost_model": "all simulator costs 0 (import, command, proof)",
             "runs": runs, "missing": missing, "profile_top": profile_rows,
             "peers": peer.versions if peer and peer.ok else {},

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import scoped_environ, write_results  # noqa: E402
 from leanstep.check.source import goal_context_from_context  # noqa: E402
-from leanstep.check.tactics import CLOSES_GOAL, TacticChecker  # noqa: E402
+from leanstep.check.tactics import CandidateStatus, TacticChecker  # noqa: E402
 from leanstep.config import load  # noqa: E402
 from leanstep.repl.launch import make_pool  # noqa: E402
 
@@ -96,7 +96,7 @@ def measure(checker: TacticChecker, warm: TacticChecker, ctx, candidates, pool, 
     for c in report.candidates:
         statuses[c.status] = statuses.get(c.status, 0) + 1
     return elapsed, {"statuses": statuses, "timed_out": report.timed_out, "workers": report.workers,
-                     "closes_goal": [c.text for c in report.candidates if c.status == CLOSES_GOAL]}
+                     "closes_goal": [c.text for c in report.candidates if c.status == CandidateStatus.CLOSES_GOAL]}
 
 
 def run(args: argparse.Namespace) -> dict:

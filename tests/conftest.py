@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = Path(os.environ.get("LEANSTEP_TRANSCRIPTS", ROOT / "tests" / "fixtures" / "repl-transcripts"))
 SIM_ARGV = (sys.executable, "-m", "leanstep.sim")
 SANDBOX_MODES_COVERED: set[str] = set()  # filled by the sandbox tests, reported at the end of the run
+VERDICT_TALLY: dict[str, list[bool]] = {"cheats": [], "honest": []}  # filled by test_verdicts, one entry a check
 
 
 def transcript_pairs() -> list[tuple[Path, Path]]:
@@ -34,7 +35,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001
-    """Say which sandbox modes the escape tests ran in (a machine without bubblewrap covers fewer)."""
+    """Say which sandbox modes the escape tests ran in (a machine without bubblewrap covers fewer), and how
+    many cheats and honest proofs of the verdict corpus were judged right."""
+    if VERDICT_TALLY["cheats"] or VERDICT_TALLY["honest"]:
+        cheats, honest = VERDICT_TALLY["cheats"], VERDICT_TALLY["honest"]
+        terminalreporter.write_line(f"leanstep: verdict corpus: cheats rejected {sum(cheats)}/{len(cheats)}, "
+                                    f"honest accepted {sum(honest)}/{len(honest)}")
     if SANDBOX_MODES_COVERED or any("test_sandbox" in str(a) for a in config.args):
         covered = ", ".join(sorted(SANDBOX_MODES_COVERED)) or "no mode (every escape test was skipped)"
         who = "as root" if os.geteuid() == 0 else f"as uid {os.geteuid()}"

@@ -61,10 +61,13 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(**overrides: Any) -> Iterator[RunningServer]:
-    """The app over ``build_services`` (as ``leanstep serve`` runs it, without a suggester) on a free port."""
+def running_server(*, suggest: bool = False, **overrides: Any) -> Iterator[RunningServer]:
+    """The app over ``build_services`` (as ``leanstep serve`` runs it) on a free port.
+
+    ``suggest``: with the suggestion routes, over the configured backend (``backend="hint"``: no model).
+    """
     config = sim_config(**overrides)
-    services = build_services(config, suggest=False)
+    services = build_services(config, suggest=suggest)
     try:
         with serve_in_thread(create_app(services), config) as url:
             yield RunningServer(url, services)

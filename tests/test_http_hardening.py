@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from server_fixtures import running_server
 
 from leanstep.config import load
-from server_fixtures import running_server
 
 READ_TIMEOUT_S = 2.0  # the module server's request_read_timeout
 BODY_LIMIT = 2**20  # the module server's max_body_mb=1, in bytes
@@ -252,10 +252,10 @@ HUGE = "9" * 5000  # past Python's 4300-digit conversion limit
 
 
 @pytest.mark.parametrize("path,body,status,words", [
-    ("/verify", '{"codes": [{"custom_id": %s, "proof": "x"}]}' % HUGE, 400, ["5000 digits"]),
-    ("/verify", '{"codes": [{"custom_id": "a", "proof": "x"}], "timeout": %s}' % HUGE, 400, ["5000 digits"]),
-    ("/api/check", '{"snippets": [{"id": "a", "code": "x"}], "timeout": -%s}' % HUGE, 400, ["5000 digits"]),
-    ("/verify", '{"codes": [{"custom_id": %s, "proof": "x"}]}' % ("9" * 101), 400, ["101 digits", "at most 100"]),
+    ("/verify", '{"codes": [{"custom_id": ' + HUGE + ', "proof": "x"}]}', 400, ["5000 digits"]),
+    ("/verify", '{"codes": [{"custom_id": "a", "proof": "x"}], "timeout": ' + HUGE + "}", 400, ["5000 digits"]),
+    ("/api/check", '{"snippets": [{"id": "a", "code": "x"}], "timeout": -' + HUGE + "}", 400, ["5000 digits"]),
+    ("/verify", '{"codes": [{"custom_id": ' + "9" * 101 + ', "proof": "x"}]}', 400, ["101 digits", "at most 100"]),
     ("/api/check", '{"snippets": [{"id": "a", "code": "x"}], "timeout": NaN}', 400, ["NaN"]),
     ("/api/check", '{"snippets": [{"id": "a", "code": "x"}], "timeout": -Infinity}', 400, ["Infinity"]),
     ("/api/check", '{"snippets": [{"id": "a", "code": "x"}], "timeout": 1e999}', 422, ["timeout"]),

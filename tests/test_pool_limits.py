@@ -62,8 +62,8 @@ def test_a_first_import_past_the_import_timeout_is_a_timeout_that_names_the_impo
     with sim_pool(import_timeout=1.0) as pool, Verifier(pool) as verifier:
         result = verifier.verify(Snippet("slow", f"{SLOW_HEADER}\n{QUICK}"), VerifyOptions(timeout=10))
         assert result.verdict == TIMEOUT
-        assert "header import timed out in 1 seconds" in result.reasons[0]
-        assert "--import-timeout" in result.reasons[0] and "could not start a REPL" not in result.reasons[0]
+        assert "header import timed out in 1 seconds" in result.reasons[0].message
+        assert "--import-timeout" in result.reasons[0].message and "could not start a REPL" not in result.reasons[0].message
         assert pool.stats().counters.start_failures == 1
 
 
@@ -71,7 +71,7 @@ def test_a_second_header_imported_into_an_idle_worker_is_bounded_and_not_retried
     with sim_pool(max_repls=1, import_timeout=1.0) as pool, Verifier(pool) as verifier:
         assert verifier.verify(Snippet("plain", QUICK), VerifyOptions(timeout=10)).verdict == VALID  # no import
         result = verifier.verify(Snippet("slow", f"{SLOW_HEADER}\n{QUICK}"), VerifyOptions(timeout=10))
-        assert result.verdict == TIMEOUT and "--import-timeout" in result.reasons[0]
+        assert result.verdict == TIMEOUT and "--import-timeout" in result.reasons[0].message
         assert pool.wait_warm(20)
         # the killed REPL was replaced by one for what it held, not by another 30 s try at the slow header
         assert pool.stats().workers_by_header == {"": 1}
@@ -109,7 +109,7 @@ def test_timeouts_cannot_restart_repls_faster_than_the_budget():
         assert [r.verdict for r in results[:3]] == [TIMEOUT] * 3
         refused = results[3:]
         assert all(r.verdict == ERROR for r in refused)
-        assert all("--max-restarts-per-minute" in r.reasons[0] for r in refused)
+        assert all("--max-restarts-per-minute" in r.reasons[0].message for r in refused)
         assert counters.restarts_deferred >= 1
 
 
@@ -164,5 +164,5 @@ def test_shutdown_kills_a_repl_mid_proof_and_its_request_is_answered_shutting_do
     thread.join(5)
     verifier.close()
     assert not thread.is_alive()
-    assert results["hang"].verdict == ERROR and results["hang"].reasons[0].startswith("server shutting down")
+    assert results["hang"].verdict == ERROR and results["hang"].reasons[0].message.startswith("server shutting down")
     wait_until(lambda: not alive(pids), timeout=5)

@@ -11,7 +11,6 @@ import json
 
 import pytest
 import requests
-
 from server_fixtures import import_kimina_client, running_server
 
 CLEAN = "import Mathlib\n\ntheorem clean : 2 + 2 = 4 := by norm_num"
@@ -93,12 +92,54 @@ def test_kimina_response_models_parse_our_answers(server, kimina):
     assert len(parsed_v.results) == 2
 
 
-def test_verify_defaults_and_strict_extension(server):
+def test_trust_is_per_request_and_strict_is_its_alias(server):
     code = "theorem nd : 3 = 3 := by native_decide"
-    plain = post(server, "/verify", {"codes": [{"custom_id": "p", "proof": code}]}).json()["results"][0]
-    strict = post(server, "/verify", {"codes": [{"custom_id": "s", "proof": code}], "strict": True}).json()["results"][0]
-    assert plain["verdict"] == "valid"
-    assert strict["verdict"] == "invalid" and strict["axioms"] == {"nd": ["Lean.ofReduceBool"]}
+
+    def verify(**fields):
+        return post(server, "/verify", {"codes": [{"custom_id": "p", "proof": code}], **fields}).json()["results"][0]
+
+    default = verify()  # the server's --trust: strict unless changed
+    assert default["trust"] == "strict" and default["verdict"] == "invalid"
+    assert [r["code"] for r in default["reasons"]] == ["forbidden:native_decide"]
+    assert verify(trust="lenient")["verdict"] == "valid" and verify(trust="lenient")["trust"] == "lenient"
+    assert verify(strict=False)["trust"] == "lenient" and verify(strict=False)["verdict"] == "valid"
+    assert verify(strict=True)["trust"] == "strict" and verify(strict=True, trust="strict")["verdict"] == "invalid"
+
+
+@pytest.mark.parametrize("path,listed", [("/api/check", "snippets"), ("/verify", "codes")])
+def test_strict_and_trust_that_disagree_are_422_naming_both(server, path, listed):
+    item = {"id": "a", "code": "theorem t : True := trivial"} if listed == "snippets" else \
+        {"custom_id": "a", "proof": "theorem t : True := trivial"}
+    for strict, trust in ((True, "lenient"), (True, "sealed"), (False, "strict")):
+        assert_error(post(server, path, {listed: [item], "strict": strict, "trust": trust}), 422, "`strict`", "`trust`",
+                     "disagree")
+
+
+def test_reasons_are_codes_and_messages(server):
+    result = post(server, "/api/check", {"snippets": [{"id": "e", "code": "theorem e : 1 = 2 := rfl"}]}).json()
+    (reason,) = result["results"][0]["reasons"]
+    assert reason == {"code": "lean_error", "message": "type mismatch", "line": 1, "column": 21}
+    assert result["results"][0]["response"]["messages"][0]["pos"] == {"line": 1, "column": 21}
+
+
+def test_a_snippet_may_carry_its_statement(server):
+    proof = "theorem t : 1 + 1 = 2 := by norm_num"
+    body = {"snippets": [{"id": "same", "code": proof, "statement": "theorem t : 1 + 1 = 2"},
+                         {"id": "dataset", "code": proof, "formal_statement": "theorem t : 1 + 1 = 2 := by sorry"},
+                         {"id": "other", "code": proof, "statement": "theorem t : 2 + 2 = 4"}]}
+    results = {r["id"]: r for r in post(server, "/api/check", body).json()["results"]}
+    assert results["same"]["verdict"] == results["dataset"]["verdict"] == "valid"
+    assert results["other"]["verdict"] == "invalid"
+    assert [r["code"] for r in results["other"]["reasons"]] == ["statement_mismatch"]
+    verify = post(server, "/verify", {"codes": [{"custom_id": 1, "proof": proof,
+                                                 "formal_statement": "theorem t : 2 + 2 = 4"}]}).json()
+    assert [r["code"] for r in verify["results"][0]["reasons"]] == ["statement_mismatch"]
+
+
+def test_two_different_statements_for_one_snippet_are_422(server):
+    body = {"snippets": [{"id": "a", "code": "theorem t : True := trivial", "statement": "theorem t : True",
+                          "formal_statement": "theorem t : False"}]}
+    assert_error(post(server, "/api/check", body), 422, "snippets.0", "`statement`", "`formal_statement`")
 
 
 def test_timeout_and_crash_in_one_batch_over_http(server):
@@ -133,6 +174,9 @@ def test_malformed_json_is_400(server):
     ({"snippets": [{"id": "a", "code": "x"}], "timeout": -1}, "timeout"),
     ({"snippets": [{"id": "a", "code": "x"}], "infotree": "everything"}, "infotree"),
     ({"snippets": [{"id": "a", "code": "x"}], "reuse": "yes"}, "reuse"),
+    ({"snippets": [{"id": "a", "code": "x"}], "trust": "paranoid"}, "trust"),
+    ({"snippets": [{"id": "a", "code": "x"}], "strict": "yes"}, "strict"),
+    ({"snippets": [{"id": "a", "code": "x", "statement": 3}]}, "snippets.0.statement"),
     ({"snippets": "theorem"}, "snippets"),
     ([{"id": "a", "code": "x"}], "JSON object"),
 ])
@@ -175,21 +219,22 @@ def test_odd_text_gets_an_honest_per_snippet_result(server):
             '{"id": "surrogate", "code": "theorem b\\ud800 : True := trivial"},'
             '{"id": "hash", "code": "#eval 2 + 2"},'
             '{"id": "dashes", "code": "--comment\\ntheorem c : 1 = 1 := rfl"},'
-            '{"id": "unicode", "code": "theorem ℕ𝔸 (n : ℕ) : n = n := rfl -- 😀"},'
+            '{"id": "unicode", "code": "theorem ℕ𝔸 (n : ℕ) : n = n := rfl -- 😀"},'  # noqa: RUF001
             '{"id": "crlf", "code": "import Mathlib\\r\\ntheorem d : 1 = 1 := rfl\\r\\n"},'
             '{"id": "empty", "code": ""},'
             '{"id": "\\ud83d", "code": "theorem e : True := trivial"}'
-            '], "timeout": 10}')
+            '], "timeout": 10, "trust": "lenient"}')
     resp = post(server, "/api/check", data=body.encode())
     assert resp.status_code == 200
     results = {r["id"]: r for r in resp.json()["results"]}
     assert results["nul"]["verdict"] == "error" and "NUL" in results["nul"]["error"]
     assert results["surrogate"]["verdict"] == "error" and "Unicode" in results["surrogate"]["error"]
-    assert results["hash"]["verdict"] == "valid" and results["hash"]["response"]["messages"][0]["data"] == "4"
+    assert results["hash"]["response"]["messages"][0]["data"] == "4"
+    assert [r["code"] for r in results["hash"]["reasons"]] == ["nothing_to_check"]  # it runs, but proves nothing
     assert results["dashes"]["verdict"] == "valid"
     assert results["unicode"]["verdict"] == "valid"
     assert results["crlf"]["verdict"] == "valid"
-    assert results["empty"]["verdict"] == "valid"
+    assert results["empty"]["verdict"] == "invalid" and results["empty"]["reasons"][0]["code"] == "nothing_to_check"
     assert results["\ud83d"]["verdict"] == "valid"  # a lone surrogate id is echoed, escaped
     assert_still_healthy(server, pids)
 
@@ -204,7 +249,8 @@ def test_unknown_route_and_method_are_json(server):
 
 def test_health_reports_the_pool(server):
     health = requests.get(server.url + "/health", timeout=10).json()
-    assert health["status"] == "ok"
+    assert health["status"] == "ok" and health["ready"] is True
+    assert requests.get(server.url + "/", timeout=10).json()["status"] == "ok"  # Kimina's alias
     assert health["pool"]["max_repls"] == 2
     assert set(health["pool"]["workers"]) >= {"idle", "busy", "starting"}
     assert sum(health["pool"]["warm_headers"].values()) >= len(server.pool.pids())  # a REPL may hold several
@@ -220,7 +266,7 @@ def test_metrics_expose_pool_cache_and_latency(server):
                  'leanstep_http_requests_total{route="/api/check",status="200"}',
                  "leanstep_http_request_seconds_bucket", 'leanstep_snippets_total{verdict="valid"}'):
         assert name in text, name
-    hits = [line for line in text.splitlines() if line.startswith("leanstep_cache_hits_total")][0]
+    hits = next(line for line in text.splitlines() if line.startswith("leanstep_cache_hits_total"))
     assert float(hits.split()[-1]) >= 1
 
 
@@ -236,4 +282,5 @@ def test_api_key(kimina):
             resp = requests.post(srv.url + "/api/check", json=payload, headers=header, timeout=10)
             assert resp.status_code == 200 and resp.json()["results"][0]["verdict"] == "valid"
         client = kimina.KiminaClient(api_url=srv.url, api_key="s3cret", n_retries=1)
-        assert client.check("theorem t : True := trivial", show_progress=False).results[0].analyze().status.value == "valid"
+        checked = client.check("theorem t : True := trivial", show_progress=False)
+        assert checked.results[0].analyze().status.value == "valid"

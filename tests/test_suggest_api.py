@@ -26,7 +26,7 @@ from leanstep.generate.base import Candidate, GenerationRequest
 from leanstep.server.app import create_app
 from leanstep.server.services import build_services
 from leanstep.server.wsgi import serve_in_thread
-from leanstep.suggest import SuggestRequest
+from leanstep.suggest import Suggester, SuggestRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -275,6 +275,22 @@ def test_suggester_can_be_used_without_http(served):
     assert [s.status for s in result.suggestions] == ["closes_goal", "valid"]
     assert result.report is not None
     assert result.report.declaration_requests + result.report.declaration_reused >= 1
+
+
+def test_without_a_goal_the_suggester_reads_it_from_lean_and_generates_for_it(served):
+    _, generator, suggester = served
+    result = suggester.suggest(SuggestRequest(prefix="constructor", source=SOURCE, position=(CALL_LINE, CALL_COLUMN)))
+    assert result.goal == GOAL and generator.requests[-1].tactic_state == GOAL
+    assert [s.status for s in result.suggestions] == ["closes_goal", "valid"]
+    assert result.timings.setup_ms > 0 and result.budget is not None
+
+
+def test_without_a_goal_or_a_pool_nothing_is_generated():
+    generator = FixedGenerator(CANDIDATES)
+    suggester = Suggester(generator, None, load({"repl": "sim"}, environ={}))
+    result = suggester.suggest(SuggestRequest(source=SOURCE, position=(CALL_LINE, CALL_COLUMN)))
+    assert result.suggestions == () and generator.requests == []
+    assert result.context_error == "no goal to suggest for: no REPL pool to read the goal from"
 
 
 # --------------------------------------------------------------------------- #

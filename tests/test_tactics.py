@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from leanstep.check.source import ContextError, build_goal_context, goal_context_from_context, goal_context_from_source
-from leanstep.check.tactics import CLOSES_GOAL, INVALID, UNCHECKED, VALID, TacticChecker, check_candidates, classify
+from leanstep.check.tactics import CandidateStatus, TacticChecker, classify
 from leanstep.config import load
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import Priority
@@ -249,21 +249,21 @@ def test_every_outcome_is_classified(pool):
     assert report.context_error is None
     assert report.goal == "a b : ℕ\nh : a < b\n⊢ a ≤ b ∧ 0 < b"
 
-    assert by_text["constructor <;> omega"].status == CLOSES_GOAL
+    assert by_text["constructor <;> omega"].status == CandidateStatus.CLOSES_GOAL
     assert by_text["constructor <;> omega"].goals == ()
-    assert by_text["constructor"].status == VALID
+    assert by_text["constructor"].status == CandidateStatus.VALID
     assert by_text["constructor"].goals == ("case left\na b : ℕ\nh : a < b\n⊢ a ≤ b",
                                             "case right\na b : ℕ\nh : a < b\n⊢ 0 < b")
     assert by_text["constructor"].progress
-    assert by_text["skip"].status == VALID and not by_text["skip"].progress
-    assert by_text["exat h"].status == INVALID
+    assert by_text["skip"].status == CandidateStatus.VALID and not by_text["skip"].progress
+    assert by_text["exat h"].status == CandidateStatus.INVALID
     assert by_text["exat h"].message == "<input>:1:1: unknown tactic"  # `Lean error:` prefix removed
-    assert by_text["exact no_such_lemma"].status == INVALID
+    assert by_text["exact no_such_lemma"].status == CandidateStatus.INVALID
     assert "Unknown identifier `no_such_lemma`" in by_text["exact no_such_lemma"].message
-    assert by_text["sorry"].status == INVALID and "sorry" in by_text["sorry"].message
-    assert by_text["norm_num at h; simp"].status == INVALID
+    assert by_text["sorry"].status == CandidateStatus.INVALID and "sorry" in by_text["sorry"].message
+    assert by_text["norm_num at h; simp"].status == CandidateStatus.INVALID
     assert "expected end of input" in by_text["norm_num at h; simp"].message
-    assert by_text["linarith"].status == CLOSES_GOAL
+    assert by_text["linarith"].status == CandidateStatus.CLOSES_GOAL
     assert all(c.time > 0 for c in report.candidates)
     assert report.tactic_requests == len(texts)
 
@@ -271,7 +271,7 @@ def test_every_outcome_is_classified(pool):
 def test_a_closer_on_a_false_goal_is_invalid_with_leans_message(pool):
     source = "import Mathlib\n\ntheorem bad : 2 + 2 = 5 := by\n  llmstep \"\"\n"
     report = TacticChecker(pool, budget=10).check(goal_context_from_source(source, 4, 2), cands("norm_num", "decide"))
-    assert [c.status for c in report.candidates] == [INVALID, INVALID]
+    assert [c.status for c in report.candidates] == [CandidateStatus.INVALID, CandidateStatus.INVALID]
     assert "norm_num" in report.candidates[0].message
     assert "false" in report.candidates[1].message
 
@@ -282,17 +282,17 @@ def test_classify_needs_completed_and_no_error():
                               sorries=tuple(sorries))
 
     err = Message("error", Pos(0, 0), Pos(0, 0), "type mismatch")
-    assert classify(tactic("Completed"), "t", 0, 0.1, None).status == CLOSES_GOAL
-    assert classify(tactic("Completed", messages=[err]), "t", 0, 0.1, None).status == INVALID
+    assert classify(tactic("Completed"), "t", 0, 0.1, None).status == CandidateStatus.CLOSES_GOAL
+    assert classify(tactic("Completed", messages=[err]), "t", 0, 0.1, None).status == CandidateStatus.INVALID
     kernel = classify(tactic("Error: kernel type check failed: (kernel) bad"), "t", 0, 0.1, None)
-    assert kernel.status == INVALID and "kernel type check failed" in kernel.message
+    assert kernel.status == CandidateStatus.INVALID and "kernel type check failed" in kernel.message
     mvars = classify(tactic("Incomplete: contains metavariable(s)"), "t", 0, 0.1, None)
-    assert mvars.status == INVALID
+    assert mvars.status == CandidateStatus.INVALID
     with_sorry = classify(tactic("Incomplete: open goals remain", goals=["⊢ p"], sorries=[Sorry("⊢ q", 3)]),
                           "t", 0, 0.1, None)
-    assert with_sorry.status == INVALID
+    assert with_sorry.status == CandidateStatus.INVALID
     thrown = classify(ErrorResponse("Lean error:\n(deterministic) timeout at `whnf`"), "t", 0, 0.1, None)
-    assert thrown.status == INVALID and thrown.message.startswith("(deterministic) timeout")
+    assert thrown.status == CandidateStatus.INVALID and thrown.message.startswith("(deterministic) timeout")
 
 
 # --------------------------------------------------------------------------- #
@@ -309,13 +309,14 @@ def test_a_hanging_candidate_does_not_delay_the_answer(pool):
     elapsed = time.monotonic() - started
     assert elapsed < budget + 0.5, elapsed
     statuses = {c.text: c.status for c in report.candidates}
-    assert statuses == {"omega": CLOSES_GOAL, "sim_hang": INVALID, "intro y": VALID, "exact nope": INVALID}
+    assert statuses == {"omega": CandidateStatus.CLOSES_GOAL, "sim_hang": CandidateStatus.INVALID,
+                        "intro y": CandidateStatus.VALID, "exact nope": CandidateStatus.INVALID}
     hang = report.candidates[1]
     assert hang.message.startswith("timeout:") and "budget" in hang.message
     assert report.timed_out == 1
     # The killed REPL is replaced; the pool serves the next call normally.
     again = TacticChecker(pool, budget=5).check(ctx, cands("omega"))
-    assert again.candidates[0].status == CLOSES_GOAL
+    assert again.candidates[0].status == CandidateStatus.CLOSES_GOAL
     deadline = time.monotonic() + 5
     while pool.stats().counters.timeouts < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -331,7 +332,7 @@ def test_candidates_run_in_parallel_on_several_workers(fresh_pool):
     report = checker.check(ctx, cands(*("sim_delay 0.6" if i % 2 else "sim_delay 0.61" for i in range(4))))
     elapsed = time.monotonic() - started
     assert report.workers == 4
-    assert all(c.status == VALID for c in report.candidates)
+    assert all(c.status == CandidateStatus.VALID for c in report.candidates)
     assert elapsed < 1.6, f"4 x 0.6 s took {elapsed:.2f} s: not parallel"
 
 
@@ -359,7 +360,7 @@ def test_preamble_env_is_reused_across_calls_in_one_file(fresh_pool):
     # The second call sent the declaration and the three tactics, not the preamble.
     assert after_second - after_first == 1 + 3
     assert r2.goal == "case right\np q : Prop\nhp : p\nhq : q\n⊢ q"
-    assert [c.status for c in r2.candidates] == [CLOSES_GOAL, CLOSES_GOAL, CLOSES_GOAL]
+    assert [c.status for c in r2.candidates] == [CandidateStatus.CLOSES_GOAL] * 3
     # A header-only cache (cache_preamble=False) re-elaborates the preamble on every call.
     plain = TacticChecker(p, budget=10, cache_preamble=False).check(second, cands("exact hq"))
     assert plain.preamble_requests == 1 and plain.preamble_reused == 0
@@ -375,7 +376,7 @@ def test_the_same_call_again_reuses_the_goal_proof_state(fresh_pool):
     assert first.declaration_requests == 1 and first.declaration_reused == 0
     assert second.declaration_requests == 0 and second.declaration_reused == 1
     assert second.lean_requests == 2 and second.goal == first.goal
-    assert [c.status for c in second.candidates] == [CLOSES_GOAL, VALID]
+    assert [c.status for c in second.candidates] == [CandidateStatus.CLOSES_GOAL, CandidateStatus.VALID]
     assert checker.totals()["declaration"] == 1
 
 
@@ -388,35 +389,38 @@ def test_a_slow_preamble_answers_unchecked_at_the_budget_and_is_cached_for_the_n
     started = time.monotonic()
     report = checker.check(ctx, cands("rfl"))
     assert time.monotonic() - started < 1.2
-    assert report.candidates[0].status == UNCHECKED
+    assert report.candidates[0].status == CandidateStatus.UNCHECKED
     assert "not ready within the checking budget" in report.candidates[0].message
     # The preamble goes on elaborating in the background on the only worker; once
     # that worker is free again its env is cached.
     with p.acquire(ctx.header, Priority.INTERACTIVE, wait=10):
         pass
     report = checker.check(ctx, cands("rfl"))
-    assert report.candidates[0].status == CLOSES_GOAL
+    assert report.candidates[0].status == CandidateStatus.CLOSES_GOAL
     assert report.preamble_reused == 1
 
 
 def test_a_crashing_candidate_costs_only_itself(pool):
     report = TacticChecker(pool, budget=10, max_workers=1).check(
         goal_context_from_source(SIMPLE, 4, 2), cands("sim_crash", "omega", "intro z"))
-    assert [c.status for c in report.candidates] == [INVALID, CLOSES_GOAL, VALID]
+    assert [c.status for c in report.candidates] == [CandidateStatus.INVALID, CandidateStatus.CLOSES_GOAL,
+                                                     CandidateStatus.VALID]
     assert "crashed" in report.candidates[0].message
 
 
 def test_unchecked_when_the_context_cannot_be_located(pool):
-    # No context at all.
-    report = check_candidates(pool, cands("rfl", "simp"))
-    assert [c.status for c in report.candidates] == [UNCHECKED, UNCHECKED]
-    assert "no context" in report.context_error
+    checker = TacticChecker(pool)
+    # No goal context at all.
+    report = checker.check(None, cands("rfl", "simp"))
+    assert [c.status for c in report.candidates] == [CandidateStatus.UNCHECKED, CandidateStatus.UNCHECKED]
+    assert "no goal context" in report.context_error
     # The call is not inside a proof: no sorry at that position.
-    report = check_candidates(pool, cands("rfl"), context="import Mathlib\n\n#eval 1 + ")
-    assert report.candidates[0].status == UNCHECKED and "no goal found" in report.context_error
+    report = checker.check(goal_context_from_context("import Mathlib\n\n#eval 1 + "), cands("rfl"))
+    assert report.candidates[0].status == CandidateStatus.UNCHECKED and "no goal found" in report.context_error
     # The header does not import.
-    report = check_candidates(pool, cands("rfl"), context="import NonexistentThing\n\ntheorem t : True := by\n  ")
-    assert report.candidates[0].status == UNCHECKED and "header failed" in report.context_error
+    header_fails = goal_context_from_context("import NonexistentThing\n\ntheorem t : True := by\n  ")
+    report = checker.check(header_fails, cands("rfl"))
+    assert report.candidates[0].status == CandidateStatus.UNCHECKED and "header failed" in report.context_error
     # An empty candidate list is fine.
     assert TacticChecker(pool).check(goal_context_from_source(SIMPLE, 4, 2), []).candidates == ()
 
@@ -437,4 +441,20 @@ def test_concurrent_checks_of_different_files_do_not_mix(pool):
         t.join(30)
     assert results["a"].goal.endswith("⊢ 0 < x + 1")
     assert results["b"].goal.endswith("⊢ a ≤ b ∧ 0 < b")
-    assert [c.status for c in results["b"].candidates] == [VALID, CLOSES_GOAL]
+    assert [c.status for c in results["b"].candidates] == [CandidateStatus.VALID, CandidateStatus.CLOSES_GOAL]
+
+
+def test_read_goal_gives_leans_goal_and_leaves_the_proof_state_for_the_check(fresh_pool):
+    checker = TacticChecker(fresh_pool(max_repls=1), budget=10)
+    ctx = goal_context_from_source(SIMPLE, 4, 2)
+    reading = checker.read_goal(ctx)
+    assert reading.error is None
+    assert reading.goal == "x : ℕ\nh : 0 < x\n⊢ 0 < x + 1"
+    report = checker.check(ctx, cands("omega"))
+    assert report.candidates[0].status == CandidateStatus.CLOSES_GOAL
+    assert report.declaration_requests == 0 and report.declaration_reused == 1
+
+
+def test_read_goal_says_why_there_is_no_goal(pool):
+    reading = TacticChecker(pool, budget=10).read_goal(goal_context_from_context("import Mathlib\n\n#eval 1 + "))
+    assert reading.goal is None and "no goal found" in reading.error

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from leanstep.check.policy import SourcePolicy
+from leanstep.check.verdict import Trust
 from leanstep.check.verify import (
-    ERROR, INVALID, TIMEOUT, VALID, ResultCache, Snippet, Verifier, VerifyOptions, parse_axioms, plan_audit,
+    ERROR, INVALID, TIMEOUT, VALID, Checks, ResultCache, Snippet, Verifier, VerifyOptions, parse_axioms, plan_audit,
     verify_batch,
 )
 from leanstep.repl.launch import make_pool
@@ -28,8 +30,19 @@ def verifier(pool):
         yield verifier
 
 
+@pytest.fixture
+def auditing(pool):
+    """Strict checking whose policy lets native_decide through, so the axiom audit is what must catch it."""
+    with Verifier(pool, checks=Checks(policy=SourcePolicy(allow_native=True))) as verifier:
+        yield verifier
+
+
 def check(verifier, code, **options):
-    return verifier.verify(Snippet("x", code), VerifyOptions(**{"timeout": 10, **options}))
+    return verifier.verify(Snippet("x", code), VerifyOptions(**{"timeout": 10, "trust": Trust.LENIENT, **options}))
+
+
+def codes(result):
+    return [r.code for r in result.reasons]
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -44,7 +57,7 @@ def test_clean_proof_is_valid(verifier):
 def test_sorry_is_invalid_with_the_sorry_reported(verifier):
     result = check(verifier, "theorem s : 1 + 1 = 2 := by sorry")
     assert result.verdict == INVALID
-    assert "uses sorry" in result.reasons
+    assert codes(result) == ["uses_sorry"]
     assert len(result.sorries) == 1
 
 
@@ -52,36 +65,36 @@ def test_lean_error_is_invalid_with_the_message(verifier):
     result = check(verifier, "theorem e : 1 + 1 = 3 := by norm_num")
     assert result.verdict == INVALID
     assert any(m.is_error for m in result.messages)
-    assert result.reasons[0].startswith("error:")
+    assert codes(result) == ["lean_error"] and "norm_num failed" in result.reasons[0].message
 
 
-def test_native_decide_passes_plain_mode_but_not_strict(verifier):
+def test_native_decide_passes_lenient_but_not_the_strict_audit(verifier, auditing):
     code = "theorem nd : 10 + 10 = 20 := by native_decide"
     assert check(verifier, code).verdict == VALID
-    strict = check(verifier, code, strict=True)
+    assert codes(check(verifier, code, trust=Trust.STRICT)) == ["forbidden:native_decide"]  # the policy, first
+    strict = check(auditing, code, trust=Trust.STRICT)
     assert strict.verdict == INVALID
     assert strict.axioms == {"nd": ["Lean.ofReduceBool"]}
-    assert any("Lean.ofReduceBool" in r for r in strict.reasons)
+    assert codes(strict) == ["disallowed_axiom"] and "Lean.ofReduceBool" in strict.reasons[0].message
 
 
 def test_strict_rejects_a_declared_axiom_and_what_uses_it(verifier):
     code = "axiom cheat : False\ntheorem big : 1 = 2 := by exact cheat.elim"
-    assert check(verifier, code).verdict == VALID  # no error, no sorry: plain mode cannot tell
-    result = check(verifier, code, strict=True)
+    assert check(verifier, code).verdict == VALID  # no error, no sorry: lenient cannot tell
+    result = check(verifier, code, trust=Trust.STRICT)
     assert result.verdict == INVALID
-    assert "declares axiom cheat" in result.reasons
-    assert result.axioms == {"big": ["cheat"]}
+    assert codes(result) == ["forbidden:axiom"] and result.reasons[0].pos.line == 1
 
 
 def test_strict_accepts_the_standard_axioms_and_audits_namespaced_names_and_examples(verifier):
     code = "namespace A\ntheorem d : 2 + 2 = 4 := by decide\nend A\nexample : True := trivial"
-    result = check(verifier, code, strict=True)
+    result = check(verifier, code, trust=Trust.STRICT)
     assert result.verdict == VALID, result.reasons
     assert result.axioms == {"A.d": ["propext", "Classical.choice", "Quot.sound"], "example@4": []}
 
 
-def test_strict_catches_native_decide_inside_an_example(verifier):
-    result = check(verifier, "example : 3 = 3 := by native_decide", strict=True)
+def test_strict_catches_native_decide_inside_an_example(auditing):
+    result = check(auditing, "example : 3 = 3 := by native_decide", trust=Trust.STRICT)
     assert result.verdict == INVALID
     assert result.axioms == {"example@1": ["Lean.ofReduceBool"]}
 
@@ -100,7 +113,7 @@ def test_audit_plan_and_axiom_parsing():
 def test_header_error_makes_the_snippet_invalid(verifier):
     result = check(verifier, "-- note\nimport Nonexistent.Thing\ntheorem t : True := trivial")
     assert result.verdict == INVALID
-    assert result.reasons[0].startswith("header error")
+    assert codes(result) == ["header_error"]
     header_error = [m for m in result.messages if m.is_error][0]
     assert header_error.pos.line == 2  # the user's line of the import, not the header's line 1
 
@@ -184,7 +197,7 @@ def test_cache_keys_on_options_and_reports_user_coordinates_per_snippet(pool):
         b = verifier.verify(("b", "-- same header\n\nimport Mathlib  \ntheorem t : 1 = 2 := by simp"),
                             VerifyOptions(timeout=10))
         strict = verifier.verify(("c", "import Mathlib\ntheorem t : 1 = 2 := by simp"),
-                                 VerifyOptions(timeout=10, strict=True))
+                                 VerifyOptions(timeout=10, trust=Trust.LENIENT))
     assert b.cached and not strict.cached
     assert a.messages[0].pos.line == 2 and b.messages[0].pos.line == 4
 

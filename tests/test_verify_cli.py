@@ -48,7 +48,16 @@ def test_lean_file_and_directory(tmp_path, capsys):
     assert main([str(tmp_path / "src"), "--strict", *LOCAL]) == 0
     results = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [(r["id"], r["verdict"]) for r in results] == [("A.lean", "valid"), ("sub/B.lean", "invalid")]
-    assert results[1]["axioms"] == {"b": ["x"]}
+    assert [r["code"] for r in results[1]["reasons"]] == ["forbidden:axiom"] and results[1]["trust"] == "strict"
+    assert main([str(tmp_path / "src"), "--trust", "lenient", *LOCAL]) == 0  # no error, no sorry: valid there
+    results = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["verdict"] for r in results] == ["valid", "valid"] and results[1]["trust"] == "lenient"
+
+
+def test_strict_and_trust_that_disagree_are_a_usage_error(tmp_path, capsys):
+    (tmp_path / "A.lean").write_text("theorem a : 2 + 2 = 4 := by norm_num\n")
+    assert main([str(tmp_path / "A.lean"), "--strict", "--trust", "lenient", *LOCAL]) == 2
+    assert "--trust lenient" in capsys.readouterr().err
 
 
 def test_against_a_running_server(jsonl, capsys):

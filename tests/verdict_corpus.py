@@ -20,6 +20,7 @@ class Cheat:
     level: str  # lowest trust level that must reject it: lenient, strict
     reason: str  # the reason code it must get
     policy: bool = True  # the source policy alone rejects it
+    statement: str | None = None  # the formal statement it was asked to prove
 
 
 MANUAL = "Lean reference manual, 'Validating a Lean Proof'"
@@ -118,6 +119,44 @@ CHEATS: tuple[Cheat, ...] = (
           "leanstep policy lexer", "strict", "forbidden:native_decide"),
     Cheat("character literal quote", "def c := '\"'\n#exit\ntheorem t : 1 = 2 := by rfl\n",
           "leanstep policy lexer", "lenient", "forbidden:#exit"),
+)
+
+ASKED = "theorem asked (x : ℕ) (h₀ : 2 < x) : 3 ≤ x"
+STATEMENT_CHEATS: tuple[Cheat, ...] = (
+    # reward hacking by changing what is proved (the issue's list; the Lean check is leanstep's design)
+    Cheat("weakened hypothesis", "theorem asked (x : ℕ) (h₀ : 5 < x) : 3 ≤ x := by omega\n", "reward hacking",
+          "lenient", "statement_mismatch", policy=False, statement=ASKED),
+    Cheat("changed goal", "theorem asked (x : ℕ) (h₀ : 2 < x) : 0 ≤ x := by omega\n", "reward hacking", "lenient",
+          "statement_mismatch", policy=False, statement=ASKED),
+    Cheat("extra binder", "theorem asked (x : ℕ) (h₀ : 2 < x) (h₁ : x = 3) : 3 ≤ x := by omega\n",
+          "reward hacking", "lenient", "statement_mismatch", policy=False, statement=ASKED),
+    Cheat("renamed theorem", "theorem asked' (x : ℕ) (h₀ : 2 < x) : 3 ≤ x := by omega\n", "reward hacking",
+          "lenient", "statement_mismatch", policy=False, statement=ASKED),
+    Cheat("statement left unproved beside another theorem",
+          "theorem asked (x : ℕ) (h₀ : 2 < x) : 3 ≤ x := by sorry\ntheorem easy : True := trivial\n",
+          "reward hacking", "lenient", "uses_sorry", policy=False, statement=ASKED),
+    Cheat("a variable smuggled in with include",
+          "variable (h : False)\ninclude h\ntheorem asked (x : ℕ) (h₀ : 2 < x) : 3 ≤ x := h.elim\n",
+          "Lean 4 `include` adds a section variable to a theorem's type (the text stays the statement's)",
+          "strict", "statement_mismatch", policy=False, statement=ASKED),
+    Cheat("using the reference statement", "theorem asked (x : ℕ) (h₀ : 2 < x) : 3 ≤ x := "
+          "leanstep_statement_0 x h₀\n", "leanstep audit design", "strict", "forbidden:reserved_name",
+          statement=ASKED),
+    Cheat("colliding with the audit's example alias",
+          "def leanstep_example_1 : ℕ := 0\nexample : (1 : ℕ) = 1 := rfl\n", "leanstep audit design", "strict",
+          "forbidden:reserved_name"),
+)
+CHEATS = CHEATS + STATEMENT_CHEATS
+
+# Honest submissions with the statement they were asked: copied, reformatted, `lemma` for `theorem`.
+HONEST_WITH_STATEMENT: tuple[tuple[str, str, str], ...] = (
+    ("statement copied", ASKED, "theorem asked (x : ℕ) (h₀ : 2 < x) : 3 ≤ x := by omega\n"),
+    ("statement reformatted", ASKED + " := by sorry",
+     "theorem asked (x:ℕ) (h₀ : 2 < x) :\n    3 ≤ x := by\n  omega  -- the bound\n"),
+    ("lemma for theorem", ASKED, "lemma asked (x : ℕ) (h₀ : 2 < x) : 3 ≤ x := by\n  omega\n"),
+    ("helper lemma first", ASKED,
+     "theorem helper (y : ℕ) (h : 2 < y) : 3 ≤ y := h\ntheorem asked (x : ℕ) (h₀ : 2 < x) : 3 ≤ x :=\n"
+     "  helper x h₀\n"),
 )
 
 HONEST: tuple[tuple[str, str], ...] = (

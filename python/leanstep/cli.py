@@ -120,7 +120,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leanstep", description="LLM tactic suggestions and proof checking for Lean 4")
+    parser = argparse.ArgumentParser(prog="leanstep",
+                                     description="LLM tactic suggestions and proof checking for Lean 4")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -9,10 +9,17 @@ snippet, and is reported to ``on_failure`` as a :class:`RequestFailure`, so a
 caller can tell "checked and wrong" from "never checked". Client errors (4xx
 other than 429) are not retried: they would fail again; they raise
 :class:`ClientError` with the server's message.
+
+Each result says the ``trust`` level it was checked at (``trust=`` asks for
+one; not given, the server's ``--trust``) and why it is not valid, as
+:class:`~leanstep.check.verdict.Reason` objects. A snippet given as a
+:class:`~leanstep.check.verify.Snippet` or a record with a ``statement`` (or
+``formal_statement``) is checked against that statement.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -27,6 +34,7 @@ from requests.adapters import HTTPAdapter
 
 from leanstep.api.kimina import check_request_json, check_result_from_json
 from leanstep.api.records import snippet_of
+from leanstep.check.verdict import Trust
 from leanstep.check.verify import ERROR, Snippet, VerifyResult
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -89,10 +97,8 @@ class Client:
         delay = min(self.max_backoff, self.backoff * (2 ** attempt))
         delay = delay / 2 + random.uniform(0, delay / 2)  # jitter: spread retries of concurrent batches
         if retry_after:
-            try:
+            with contextlib.suppress(ValueError):
                 delay = max(delay, min(self.max_backoff, float(retry_after)))
-            except ValueError:
-                pass
         time.sleep(delay)
 
     def request(self, method: str, path: str, payload: Any = None) -> Any:
@@ -133,26 +139,30 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/health")
 
-    def check_batch(self, pairs: Sequence[tuple[str, str]], *, timeout: float = 60.0, strict: bool | None = None,
-                    infotree: str | None = None, reuse: bool = True) -> list[VerifyResult]:
-        """One ``POST /api/check`` call (ids must be unique within it)."""
-        payload = check_request_json([Snippet(i, c) for i, c in pairs], timeout=timeout, strict=strict,
-                                     infotree=infotree, reuse=reuse)
+    def check_batch(self, snippets: Sequence[Snippet | tuple[str, str]], *, timeout: float = 60.0,
+                    trust: Trust | str | None = None, strict: bool | None = None, infotree: str | None = None,
+                    reuse: bool = True) -> list[VerifyResult]:
+        """One ``POST /api/check`` call (ids must be unique within it); ``strict`` is an alias of ``trust``."""
+        items = [s if isinstance(s, Snippet) else Snippet(s[0], s[1]) for s in snippets]
+        payload = check_request_json(items, timeout=timeout, trust=_trust(trust, strict), infotree=infotree,
+                                     reuse=reuse)
         body = self.request("POST", "/api/check", payload)
         return [check_result_from_json(entry) for entry in body["results"]]
 
     def verify(self, snippets: Sequence[Any], *, timeout: float = 60.0, batch_size: int = 32,
-               max_workers: int = 4, strict: bool | None = None, infotree: str | None = None, reuse: bool = True,
-               progress: bool = False, on_batch: Callable[[list[VerifyResult]], None] | None = None,
+               max_workers: int = 4, trust: Trust | str | None = None, strict: bool | None = None,
+               infotree: str | None = None, reuse: bool = True, progress: bool = False,
+               on_batch: Callable[[list[VerifyResult]], None] | None = None,
                on_failure: Callable[[RequestFailure], None] | None = None) -> list[VerifyResult]:
         """Verify strings, (id, code) pairs, Snippets or dicts (``api.records``); results come back in input order.
 
-        Duplicate ids are allowed: each batch gets unique wire ids and the results
-        carry the caller's ids again. ``on_batch`` and ``on_failure`` are called in
-        the caller's thread.
+        ``trust`` (``lenient``, ``strict``, ``sealed``; ``strict=True`` is an alias of ``"strict"``) is the level
+        to check at; not given, the server's. Duplicate ids are allowed: each batch gets unique wire ids and the
+        results carry the caller's ids again. ``on_batch`` and ``on_failure`` are called in the caller's thread.
         """
         if batch_size <= 0 or max_workers <= 0:
             raise ValueError("batch_size and max_workers must be positive")
+        level = _trust(trust, strict)
         items = [snippet_of(item, i) for i, item in enumerate(snippets)]
         if max_workers > self._pool_size:
             with self._lock:
@@ -168,19 +178,18 @@ class Client:
             bar = tqdm(total=len(items), unit="proof", desc="verify", dynamic_ncols=True)
 
         def run(indices: list[int]) -> tuple[list[tuple[int, VerifyResult]], RequestFailure | None]:
-            wire = [(f"{k}-{uuid.uuid4().hex[:8]}", items[i].code) for k, i in enumerate(indices)]
+            wire = [replace(items[i], id=f"{k}-{uuid.uuid4().hex[:8]}") for k, i in enumerate(indices)]
             try:
-                answers = self.check_batch(wire, timeout=timeout, strict=strict, infotree=infotree, reuse=reuse)
+                answers = self.check_batch(wire, timeout=timeout, trust=level, infotree=infotree, reuse=reuse)
                 by_wire = {a.id: a for a in answers}
             except (ConnectionError, ClientError, KeyError, TypeError, ValueError) as exc:
                 error = f"request failed: {exc}"
-                return ([(i, VerifyResult(items[i].id, ERROR, error=error, reasons=(error,))) for i in indices],
-                        RequestFailure(len(indices), exc))
+                return ([(i, _unchecked(items[i].id, error)) for i in indices], RequestFailure(len(indices), exc))
             out = []
-            for (wid, _), i in zip(wire, indices):
-                answer = by_wire.get(wid)
+            for snippet, i in zip(wire, indices, strict=True):
+                answer = by_wire.get(snippet.id)
                 if answer is None:
-                    answer = VerifyResult(wid, ERROR, error="the server returned no result for this snippet")
+                    answer = _unchecked(snippet.id, "the server returned no result for this snippet")
                 out.append((i, replace(answer, id=items[i].id)))
             return out, None
 
@@ -201,6 +210,23 @@ class Client:
             if bar is not None:
                 bar.close()
         return results  # type: ignore[return-value]
+
+
+def _trust(trust: Trust | str | None, strict: bool | None) -> Trust | None:
+    """The level to ask for: ``trust``, or ``strict`` as its alias (None: the server's)."""
+    level = Trust(trust) if trust is not None else None
+    if strict is not None:
+        alias = Trust.STRICT if strict else Trust.LENIENT
+        if level is not None and level is not alias:
+            raise ValueError(f"strict={strict} means trust {alias.value!r}, but trust={level.value!r} was given")
+        level = alias
+    return level
+
+
+def _unchecked(snippet_id: str, error: str) -> VerifyResult:
+    """The result of a snippet the server never checked (the request failed, or its answer left it out): verdict
+    ``error`` and no trust level; ``error`` says why (no reason code names a failed request)."""
+    return VerifyResult(snippet_id, ERROR, error=error)
 
 
 __all__ = ["Client", "ClientError", "RequestFailure"]

@@ -12,11 +12,14 @@ import os
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from leanstep.generate.base import BACKENDS
+from leanstep.check.verdict import Trust
+from leanstep.generate.base import BACKENDS, DEFAULT_HF_MODEL
 from leanstep.generate.hint import DEFAULT_HINT_TACTICS
+from leanstep.repl.sandbox import MODES as SANDBOX_MODES
 
 ENV_PREFIX = "LEANSTEP_"
 ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s]+")  # the shape of a browser's `Origin` header
@@ -47,7 +50,7 @@ class Config:
     mem_limit_mb: int = _setting(0, "recycle a REPL whose resident memory exceeds this many MB (0: half the machine's memory / max-repls)", group="pool")
     max_uses: int = _setting(500, "recycle a REPL after this many requests (the REPL never frees envs)", group="pool")
     queue_wait: float = _setting(120.0, "seconds a request may wait for a free REPL before it is answered 'overloaded'", group="pool")
-    sandbox: str = _setting("auto", "isolation for checked code: auto, bwrap, rlimit or none", group="pool")
+    sandbox: str = _setting("auto", f"isolation for checked code: {', '.join(SANDBOX_MODES)}", group="pool")
     max_procs: int = _setting(256, "process-count limit inside a sandboxed REPL", group="pool")
     max_file_mb: int = _setting(512, "largest file a sandboxed REPL may write, in MB", group="pool")
     allow_root_repl: bool = _setting(False, "accept REPLs that keep root's user id (without capabilities) when no unprivileged user can reach the REPL; checked code can then read and write what root owns", group="pool")
@@ -63,11 +66,14 @@ class Config:
     max_batch: int = _setting(10000, "most snippets in one verification request (more: 413)")
     max_headers_per_request: int = _setting(8, "most distinct headers (import blocks) in one verification request (more: 422); each costs an import")
     shutdown_grace: float = _setting(10.0, "seconds in-flight requests may run after SIGTERM before their REPLs are killed and they are answered 'server shutting down'")
-    strict: bool = _setting(False, "audit axioms of every theorem by default (`#print axioms`)")
+    trust: Trust = _setting(Trust.STRICT, "trust level of a verification request that names none: lenient (no error, no sorry), strict (+ source policy, axiom audit, statement checked by Lean) or sealed (+ kernel re-check of the compiled module); see docs/verdicts.md", enum=Trust)
+    wire: str = _setting("leanstep", "answer shape of /verify and /api/check when a request names none: leanstep (Kimina's fields plus verdict, reasons, trust, cached, limits) or kimina-exact (Kimina's JSON exactly: no leanstep-only keys, Kimina's env numbering)")
+    allow_import: tuple[str, ...] | None = _setting(None, "modules a snippet may import at strict and sealed, comma-separated; a module allows its submodules (default: what the warm headers import; with no warm headers, any)", sep=",")
+    allow_native_decide: bool = _setting(False, "accept native_decide and Lean.ofReduceBool at strict and sealed (they trust the compiler, not the kernel)")
     # Generation
     backend: str = _setting("hf", "generation backend: hf, vllm, openai, or hint (a fixed tactic list, no model)", group="generate")
     hint_tactics: tuple[str, ...] = _setting(DEFAULT_HINT_TACTICS, "tactics the hint backend suggests, in order, separated by ';;'", group="generate")
-    hf_model: str = _setting("kaiyuy/leandojo-lean4-tacgen-byt5-small", "model path or hub id", group="generate")
+    hf_model: str = _setting(DEFAULT_HF_MODEL, "model path or hub id", group="generate")
     prompt_format: str | None = _setting(None, "prompt format: proofstep, state or chat (default: chosen from the model)", group="generate")
     num_samples: int = _setting(8, "candidates generated per request", group="generate")
     temperatures: tuple[float, ...] = _setting((0.5,), "sampling temperatures, comma-separated (0 = greedy)", group="generate")
@@ -92,6 +98,9 @@ def _field_type(f: Any) -> str:
 
 def _parse_value(f: Any, raw: str) -> Any:
     kind = _field_type(f)
+    choices = f.metadata.get("enum")
+    if choices is not None:
+        return parse_enum(choices, raw)
     if kind.startswith("Path"):
         return Path(raw).expanduser()
     if kind.startswith("tuple[float"):
@@ -109,6 +118,18 @@ def _parse_value(f: Any, raw: str) -> Any:
     if kind.startswith("float"):
         return float(raw)
     return raw
+
+
+EnumT = TypeVar("EnumT", bound=Enum)
+
+
+def parse_enum(choices: type[EnumT], raw: str, what: str = "") -> EnumT:
+    """``raw`` as a member of ``choices``, or a ValueError listing them."""
+    try:
+        return choices(raw)
+    except ValueError:
+        where = f"{what}: " if what else ""
+        raise ValueError(f"{where}expected one of {', '.join(str(c.value) for c in choices)}, got {raw!r}") from None
 
 
 def env_var(name: str) -> str:
@@ -157,8 +178,8 @@ def _validate(config: Config) -> None:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
-    if config.sandbox not in ("auto", "bwrap", "rlimit", "none"):
-        raise ValueError(f"--sandbox must be auto, bwrap, rlimit or none, got {config.sandbox!r}")
+    if config.sandbox not in SANDBOX_MODES:
+        raise ValueError(f"--sandbox must be one of {', '.join(SANDBOX_MODES)}, got {config.sandbox!r}")
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if not 0 < config.port < 65536:

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -51,7 +52,7 @@ def _lake_check() -> Check:
     if lake is None:
         return Check("lake", "fail", "not found on PATH or in ~/.elan/bin", f"install elan: {ELAN_INSTALL}")
     try:
-        proc = subprocess.run([lake, "--version"], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([lake, "--version"], capture_output=True, text=True, timeout=60, check=False)
         version = (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr).strip() else lake
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Check("lake", "fail", f"{lake} does not run: {exc}", "reinstall elan: " + ELAN_INSTALL)
@@ -148,10 +149,8 @@ def sandbox_check(config: Config) -> Check:
         repl_command(config)
     except SetupError as exc:
         mode = config.sandbox
-        try:
+        with suppress(SandboxError):  # a mode this machine cannot give: show the one asked for
             mode = SandboxPolicy(config.sandbox).resolved_mode()
-        except SandboxError:
-            pass
         return Check("sandbox", "warn", f"{mode}; whether REPLs run unprivileged depends on the REPL, "
                                         "which is not configured yet", str(exc))
     try:
@@ -159,7 +158,8 @@ def sandbox_check(config: Config) -> Check:
     except SetupError as exc:
         return Check("sandbox", "fail", "REPLs would run as root: the server refuses to start", str(exc))
     if plan.mode == "none":
-        return Check("sandbox", "warn", plan.describe(), "drop --sandbox none (install bubblewrap for the strongest mode)")
+        return Check("sandbox", "warn", plan.describe(),
+                     "drop --sandbox none (install bubblewrap for the strongest mode)")
     if not plan.unprivileged:
         return Check("sandbox", "warn", plan.describe(), "make the REPL readable by others and drop --allow-root-repl")
     if plan.mode == "rlimit":
@@ -207,6 +207,6 @@ def run_doctor(url: str | None, workspace: Path | None, model: str | None, out: 
     checks = doctor_checks(url, Path(workspace) if workspace is not None else None, model, config)
     print(format_table(checks), file=out)
     failed = [c for c in checks if c.status == "fail"]
-    print("", file=out)
+    print(file=out)
     print(f"{len(failed)} problem(s) found" if failed else "all required checks passed", file=out)
     return 1 if failed else 0

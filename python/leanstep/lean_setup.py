@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import TextIO
 
 from leanstep.workspace import (
-    LEANSTEP_ROOT, REPL_BINARY_CANDIDATES, STANDALONE_REPL_DIR, find_lake, find_repl_binary, has_lakefile,
-    is_leanstep_itself, read_toolchain, workspace_depends_on,
+    LEANSTEP_ROOT,
+    REPL_BINARY_CANDIDATES,
+    STANDALONE_REPL_DIR,
+    find_lake,
+    find_repl_binary,
+    has_lakefile,
+    is_leanstep_itself,
+    read_toolchain,
+    workspace_depends_on,
 )
 
 REPL_REPO = "https://github.com/leanprover-community/repl"
@@ -36,7 +43,7 @@ def _toolchain_tag(toolchain: str) -> str | None:
 def _run(cmd: Sequence[str], cwd: Path, out: TextIO) -> int:
     print(f"$ (cd {cwd} && {' '.join(cmd)})", file=out, flush=True)
     try:
-        return subprocess.run(list(cmd), cwd=cwd, timeout=SETUP_TIMEOUT_S).returncode
+        return subprocess.run(list(cmd), cwd=cwd, timeout=SETUP_TIMEOUT_S, check=False).returncode
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=out)
         return 127

@@ -11,8 +11,10 @@ is refused: a timeout of a nanosecond checks nothing and only kills REPLs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-REQUEST, SERVER, DEFAULT = "request", "server", "default"
+# Why a limit is the one that applies: the client's own value, the server's, or the route's default.
+LimitSource = Literal["request", "server", "default"]
 
 
 class LimitError(ValueError):
@@ -30,16 +32,16 @@ class AppliedTimeout:
 
     seconds: float
     requested: float | None
-    source: str
+    source: LimitSource
     ceiling: float
     ceiling_flag: str
     floor: float | None = None
 
     def describe(self) -> str:
         """Which limit this is, in words, for a timeout reason."""
-        if self.source == REQUEST:
+        if self.source == "request":
             return "the request's timeout"
-        if self.source == DEFAULT:
+        if self.source == "default":
             return f"this route's default of {self.seconds:g} s"
         asked = f"; the request asked for {self.requested:g} s" if self.requested is not None else ""
         return f"the server's limit {self.ceiling_flag} {self.ceiling:g} s{asked}"
@@ -53,11 +55,11 @@ def bounded_timeout(requested: float | None, *, ceiling: float, ceiling_flag: st
     """
     if requested is None:
         if default is not None and default <= ceiling:
-            return AppliedTimeout(default, None, DEFAULT, ceiling, ceiling_flag, floor)
-        return AppliedTimeout(ceiling, None, SERVER, ceiling, ceiling_flag, floor)
+            return AppliedTimeout(default, None, "default", ceiling, ceiling_flag, floor)
+        return AppliedTimeout(ceiling, None, "server", ceiling, ceiling_flag, floor)
     if floor is not None and requested < floor:
         raise LimitError(f"{requested:g} s is below the server's minimum of {floor:g} s ({floor_flag}); "
                          f"ask for at least {floor:g} s")
     if requested > ceiling:
-        return AppliedTimeout(ceiling, requested, SERVER, ceiling, ceiling_flag, floor)
-    return AppliedTimeout(requested, requested, REQUEST, ceiling, ceiling_flag, floor)
+        return AppliedTimeout(ceiling, requested, "server", ceiling, ceiling_flag, floor)
+    return AppliedTimeout(requested, requested, "request", ceiling, ceiling_flag, floor)

@@ -18,36 +18,31 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from leanstep.check.tactics import (
-    CLOSES_GOAL,
-    INVALID,
-    UNCHECKED,
-    VALID,
-    CheckedCandidate,
-    CheckReport,
-    TacticChecker,
-)
-from leanstep.check.source import ContextError, build_goal_context
+from leanstep.check.source import ContextError, GoalContext, build_goal_context
+from leanstep.check.tactics import CandidateStatus, CheckedCandidate, CheckReport, GoalReading, TacticChecker
 from leanstep.config import Config
 from leanstep.generate.base import Candidate, GenerationRequest, Generator
 from leanstep.limits import AppliedTimeout, bounded_timeout
 from leanstep.repl.pool import ReplPool
 
-RANK = {CLOSES_GOAL: 0, VALID: 1, UNCHECKED: 2, INVALID: 3}
+RANK = {status: rank for rank, status in enumerate(CandidateStatus)}
 # Never suggested: they "close" any goal without proving it.
 DROPPED_TEXTS = frozenset({"sorry", "admit", "exact sorry"})
 MIN_SCORE = -1e9  # JSON has no -Infinity; scores below this are clamped
+MIN_CHECK_SECONDS = 0.001  # what checking gets when reading the goal used up the budget
 
 
 @dataclass(frozen=True)
 class SuggestRequest:
     """One ``llmstep`` call. ``position`` is (1-based line, 0-based code-point column) in ``source``.
 
+    ``tactic_state``: the goal; None to have it read from Lean at the call
+    (``context``, or ``source`` + ``position``), within the checking budget.
     ``n``: candidates to sample (default: the config's ``num_samples``);
     ``timeout``: checking budget in seconds (default and most: ``check_timeout``).
     """
 
-    tactic_state: str
+    tactic_state: str | None = None
     prefix: str = ""
     context: str | None = None
     source: str | None = None
@@ -62,7 +57,7 @@ class SuggestRequest:
 @dataclass(frozen=True)
 class Suggestion:
     text: str
-    status: str
+    status: CandidateStatus
     goals: tuple[str, ...] = ()
     score: float = 0.0
     message: str | None = None
@@ -72,7 +67,7 @@ class Suggestion:
 @dataclass(frozen=True)
 class Timings:
     generation_ms: float = 0.0
-    checking_ms: float = 0.0
+    checking_ms: float = 0.0  # reading the goal (when the request had none) and checking the candidates
     total_ms: float = 0.0
     setup_ms: float = 0.0  # until the first REPL had the goal's proof state
 
@@ -83,24 +78,25 @@ class SuggestResult:
 
     suggestions: tuple[Suggestion, ...]
     timings: Timings
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[CandidateStatus, int] = field(default_factory=dict)
     goal: str | None = None
     checked: bool = False
     context_error: str | None = None
     report: CheckReport | None = field(default=None, compare=False, repr=False)
     budget: AppliedTimeout | None = None  # the checking budget that applied, when candidates were checked
 
-    def texts(self) -> list[str]:
-        return [s.text for s in self.suggestions]
-
 
 def rank(checked: Sequence[CheckedCandidate]) -> list[CheckedCandidate]:
     """closes_goal, valid (progress before no-op), unchecked, invalid; by score within a group (stable)."""
-    return sorted(checked, key=lambda c: (RANK.get(c.status, 9), not c.progress, -_finite(c.score)))
+    return sorted(checked, key=lambda c: (RANK[c.status], not c.progress, -_finite(c.score)))
 
 
 def _finite(score: float) -> float:
     return score if math.isfinite(score) and score > MIN_SCORE else MIN_SCORE
+
+
+def _unchecked(candidates: Sequence[Candidate], message: str | None) -> list[CheckedCandidate]:
+    return [CheckedCandidate(c.text, CandidateStatus.UNCHECKED, (), message, c.score) for c in candidates]
 
 
 class Suggester:
@@ -115,9 +111,10 @@ class Suggester:
             checker = TacticChecker(pool, budget=config.check_timeout, prepare_timeout=config.timeout)
         self.checker = checker
 
-    def generate(self, request: SuggestRequest) -> list[Candidate]:
+    def generate(self, request: SuggestRequest, tactic_state: str) -> list[Candidate]:
+        """The model's distinct candidates for ``tactic_state``, best first, without the ones never suggested."""
         generation = GenerationRequest(
-            tactic_state=request.tactic_state,
+            tactic_state=tactic_state,
             prefix=request.prefix,
             num_samples=request.n or self.config.num_samples,
             temperatures=self.config.temperatures,
@@ -135,46 +132,72 @@ class Suggester:
 
     def suggest(self, request: SuggestRequest) -> SuggestResult:
         started = time.monotonic()
-        candidates = self.generate(request)
-        generated = time.monotonic()
-        report: CheckReport | None = None
-        budget: AppliedTimeout | None = None
+        goal_context: GoalContext | None = None
         context_error: str | None = None
-        if not request.check:
-            checked = [CheckedCandidate(c.text, UNCHECKED, (), None, c.score) for c in candidates]
-            context_error = "checking was not requested"
-        elif self.checker is None:
-            checked = [CheckedCandidate(c.text, UNCHECKED, (), "not checked: no REPL pool", c.score)
-                       for c in candidates]
-            context_error = "no REPL pool"
-        else:
+        if self.checker is not None and (request.check or request.tactic_state is None):
             try:
                 goal_context = build_goal_context(request.context, request.source, request.position,
                                                   self.config.heartbeats)
             except ContextError as exc:
-                goal_context = None
                 context_error = str(exc)
-            if goal_context is None:
-                checked = [CheckedCandidate(c.text, UNCHECKED, (), f"not checked: {context_error}", c.score)
-                           for c in candidates]
-            else:
-                budget = bounded_timeout(request.timeout, ceiling=self.checker.budget, ceiling_flag="--check-timeout")
-                report = self.checker.check(goal_context, candidates, budget=budget.seconds)
-                checked = list(report.candidates)
-                context_error = report.context_error
+        budget = (bounded_timeout(request.timeout, ceiling=self.checker.budget, ceiling_flag="--check-timeout")
+                  if self.checker is not None and goal_context is not None else None)
+        tactic_state = request.tactic_state
+        reading: GoalReading | None = None
+        if tactic_state is None:
+            reading = self._read_goal(goal_context, budget, context_error)
+            if reading.goal is None:
+                return self._no_goal(reading, budget, started)
+            tactic_state = reading.goal
+        generation_started = time.monotonic()
+        candidates = self.generate(request, tactic_state)
+        generated = time.monotonic()
+        report: CheckReport | None = None
+        if not request.check:
+            checked = _unchecked(candidates, None)
+            context_error = "checking was not requested"
+        elif self.checker is None:
+            checked = _unchecked(candidates, "not checked: no REPL pool")
+            context_error = "no REPL pool"
+        elif goal_context is None or budget is None:
+            checked = _unchecked(candidates, f"not checked: {context_error}")
+        else:  # reading the goal, when the request had none, spent part of the one checking budget
+            spent = reading.seconds if reading is not None else 0.0
+            report = self.checker.check(goal_context, candidates,
+                                        budget=max(budget.seconds - spent, MIN_CHECK_SECONDS))
+            checked = list(report.candidates)
+            context_error = report.context_error
         finished = time.monotonic()
-        counts = {status: 0 for status in RANK}
+        counts = dict.fromkeys(CandidateStatus, 0)
         for c in checked:
-            counts[c.status] = counts.get(c.status, 0) + 1
-        ranked = [c for c in rank(checked) if request.include_invalid or c.status != INVALID]
+            counts[c.status] += 1
+        ranked = [c for c in rank(checked) if request.include_invalid or c.status != CandidateStatus.INVALID]
         suggestions = tuple(Suggestion(c.text, c.status, c.goals, _finite(c.score), c.message, c.time * 1000)
                             for c in ranked)
+        goal_read_ms = reading.seconds * 1000 if reading is not None else 0.0
         timings = Timings(
-            generation_ms=(generated - started) * 1000,
-            checking_ms=(finished - generated) * 1000,
+            generation_ms=(generated - generation_started) * 1000,
+            checking_ms=goal_read_ms + (finished - generated) * 1000,
             total_ms=(finished - started) * 1000,
-            setup_ms=(report.setup_time * 1000) if report is not None else 0.0,
+            setup_ms=goal_read_ms or ((report.setup_time * 1000) if report is not None else 0.0),
         )
-        return SuggestResult(suggestions, timings, counts, report.goal if report else None,
+        goal = reading.goal if reading is not None else report.goal if report is not None else None
+        return SuggestResult(suggestions, timings, counts, goal,
                              checked=report is not None and report.context_error is None, context_error=context_error,
-                             report=report, budget=budget)
+                             report=report, budget=budget if report is not None else None)
+
+    def _read_goal(self, context: GoalContext | None, budget: AppliedTimeout | None,
+                   context_error: str | None) -> GoalReading:
+        """The goal at the call, from Lean, for a request that did not send it."""
+        if self.checker is None:
+            return GoalReading(None, "no REPL pool to read the goal from", 0.0)
+        if context is None or budget is None:
+            return GoalReading(None, context_error or "no context", 0.0)
+        return self.checker.read_goal(context, budget.seconds)
+
+    @staticmethod
+    def _no_goal(reading: GoalReading, budget: AppliedTimeout | None, started: float) -> SuggestResult:
+        """Nothing to suggest for: the request sent no goal and Lean's could not be read."""
+        timings = Timings(checking_ms=reading.seconds * 1000, total_ms=(time.monotonic() - started) * 1000)
+        return SuggestResult((), timings, dict.fromkeys(CandidateStatus, 0),
+                             context_error=f"no goal to suggest for: {reading.error}", budget=budget)

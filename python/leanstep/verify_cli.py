@@ -34,6 +34,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from leanstep import config as config_mod
 from leanstep.api.records import result_record, snippet_from_record
+from leanstep.check.trust import checks_from_config
+from leanstep.check.verdict import Trust
 from leanstep.check.verify import VERDICTS, BatchVerifier, Snippet, Verifier, VerifyOptions, VerifyResult
 from leanstep.cli import add_ray_arguments, ray_target
 from leanstep.repl.launch import SetupError, make_pool
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 # The pool flags of `leanstep verify`: a local pool's, or each node's with --ray.
 POOL_SETTINGS = ("repl", "workspace", "max_repls", "sandbox", "import_timeout")
+# The trust flags (the server's, applied locally): the level, the import allowlist, native_decide.
+TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
 
 
 class UsageError(ValueError):
@@ -50,13 +54,14 @@ class UsageError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="a .jsonl file ({id, code} per line), a .lean file, or a directory of .lean files")
+    parser.add_argument("input",
+                        help="a .jsonl file ({id, code} per line), a .lean file, or a directory of .lean files")
     parser.add_argument("--url", default=None, help="verify on this running server instead of a local pool")
     parser.add_argument("--api-key", default=None, help="API key for --url (default: $LEANSTEP_API_KEY)")
     parser.add_argument("-o", "--output", default=None, help="write JSON-lines results here (default: stdout)")
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock seconds per proof (default: 60)")
     parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
-                        help="audit axioms: reject sorryAx, native_decide (Lean.ofReduceBool) and declared axioms")
+                        help="the same as --trust strict (--no-strict: --trust lenient)")
     parser.add_argument("--infotree", default=None, choices=["full", "tactics", "original", "substantive"],
                         help="include the REPL's infotree in each result")
     parser.add_argument("--no-cache", action="store_true", help="check duplicates again instead of reusing results")
@@ -65,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=5,
                         help="retries of a batch on a connection error, 429 or 5xx with --url, with backoff")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    trust = parser.add_argument_group("trust (docs/verdicts.md)")
+    config_mod.add_arguments(trust, ("server",), names=TRUST_SETTINGS)
     pool = parser.add_argument_group("REPL pool (without --url: a local one, or one per node with --ray)")
     config_mod.add_arguments(pool, ("pool",), names=POOL_SETTINGS)
     add_ray_arguments(parser)
@@ -156,12 +163,29 @@ def summary_line(counts: Counter[str], total: int, elapsed: float) -> str:
 def _run_on_pools(args: argparse.Namespace, snippets: list[Snippet],
                   on_result: Callable[[int, VerifyResult], None]) -> None:
     """Verify on a local pool, or with ``--ray`` on one per node: the same flags and options either way."""
-    config = config_mod.load({k: getattr(args, k) for k in POOL_SETTINGS if getattr(args, k, None) is not None})
+    config = config_mod.load({k: getattr(args, k) for k in (*POOL_SETTINGS, *TRUST_SETTINGS)
+                              if getattr(args, k, None) is not None})
     timeout = args.timeout if args.timeout is not None else config.timeout
-    strict = config.strict if args.strict is None else args.strict
-    options = VerifyOptions(timeout=timeout, infotree=args.infotree, strict=strict, use_cache=not args.no_cache)
+    options = VerifyOptions(timeout=timeout, infotree=args.infotree, trust=requested_trust(args) or config.trust,
+                            use_cache=not args.no_cache)
     with _open_verifier(args, config) as verifier:
         verifier.verify_batch(snippets, options, on_result)
+
+
+def requested_trust(args: argparse.Namespace) -> Trust | None:
+    """``--trust``, or ``--strict``/``--no-strict`` (strict/lenient); None: neither, so the configured default."""
+    trust = getattr(args, "trust", None)
+    if isinstance(trust, str):
+        try:
+            trust = config_mod.parse_enum(Trust, trust, "--trust")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if args.strict is None:
+        return trust
+    alias = Trust.STRICT if args.strict else Trust.LENIENT
+    if trust is not None and trust is not alias:
+        raise UsageError(f"--{'' if args.strict else 'no-'}strict means --trust {alias}, but --trust {trust} was given")
+    return alias
 
 
 @contextmanager
@@ -177,7 +201,7 @@ def _open_verifier(args: argparse.Namespace, config: config_mod.Config) -> Itera
     pool = make_pool(config)
     pool.start()
     try:
-        with Verifier(pool, cache_size=config.cache_size) as verifier:
+        with Verifier(pool, cache_size=config.cache_size, checks=checks_from_config(config)) as verifier:
             yield verifier
     finally:
         pool.shutdown()
@@ -222,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"leanstep verify: {exc}", file=sys.stderr)
         return 2
     out: IO[str]
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115 - closed below
     writer = OrderedWriter(out, len(snippets))
     bar = None
     if not args.no_progress:

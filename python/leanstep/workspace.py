@@ -87,7 +87,8 @@ def is_leanstep_itself(workspace: Path) -> bool:
         text = lakefile.read_text()
     except OSError:
         return False
-    return (Path(workspace) / "LeanTactic.lean").is_file() and re.search(r"^\s*package\s+leanstep\b", text, re.M) is not None
+    is_package = re.search(r"^\s*package\s+leanstep\b", text, re.MULTILINE) is not None
+    return is_package and (Path(workspace) / "LeanTactic.lean").is_file()
 
 
 def has_lakefile(workspace: Path) -> bool:

@@ -6,11 +6,17 @@ Shared so that a wrong field gets the same 422 message, and a failure the same
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from leanstep.check.verdict import Reason, Trust
 from leanstep.limits import AppliedTimeout
+from leanstep.repl.protocol import Pos
+
+log = logging.getLogger(__name__)
 
 
 class StrictModel(BaseModel):
@@ -71,4 +77,41 @@ def applied_timeout_json(limit: AppliedTimeout) -> dict[str, Any]:
     return out
 
 
-__all__ = ["StrictModel", "applied_timeout_json", "describe_errors", "error_json", "lean_text", "parse"]
+def reason_json(reason: Reason) -> dict[str, Any]:
+    """A reason on every wire (our answers, our JSONL records): ``{"code", "message"}``, and the ``line`` and
+    ``column`` in the snippet as it was sent when one place is to blame (``docs/verdicts.md``)."""
+    out: dict[str, Any] = {"code": reason.code, "message": reason.message}
+    if reason.pos is not None:
+        out["line"], out["column"] = reason.pos.line, reason.pos.column
+    return out
+
+
+def reasons_from_json(items: Iterable[Any]) -> tuple[Reason, ...]:
+    """Reasons read back from an answer or a record; one this version cannot read (a code a newer server
+    added, a bare string from an older one) is left out and logged: the verdict beside it still holds."""
+    return tuple(r for r in map(_reason_from_json, items) if r is not None)
+
+
+def _reason_from_json(item: Any) -> Reason | None:
+    try:
+        line, column = item.get("line"), item.get("column")
+        pos = Pos.from_json({"line": line, "column": column}) if line is not None and column is not None else None
+        return Reason(item["code"], item["message"], pos)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        log.warning("ignoring a reason this client cannot read (%s): %r", exc, item)
+        return None
+
+
+def trust_from_json(value: Any) -> Trust | None:
+    """The ``trust`` an answer or a record names (None when it names none, or one this version does not know)."""
+    try:
+        return Trust(value) if value is not None else None
+    except ValueError:
+        log.warning("ignoring an unknown trust level %r", value)
+        return None
+
+
+__all__ = [
+    "StrictModel", "applied_timeout_json", "describe_errors", "error_json", "lean_text", "parse", "reason_json",
+    "reasons_from_json", "trust_from_json",
+]

@@ -7,12 +7,10 @@ tactic cannot use them and has no field to say why).
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import field_validator
 
 from leanstep.api.common import StrictModel, lean_text
-from leanstep.check.tactics import INVALID
+from leanstep.check.tactics import CandidateStatus
 from leanstep.suggest import SuggestRequest, SuggestResult
 
 
@@ -32,8 +30,8 @@ class LlmstepBody(StrictModel):
         return SuggestRequest(tactic_state=self.tactic_state, prefix=self.prefix, context=self.context)
 
 
-def llmstep_answer_json(result: SuggestResult) -> dict[str, Any]:
-    return {"suggestions": [s.text for s in result.suggestions if s.status != INVALID]}
+def llmstep_answer_json(result: SuggestResult) -> dict[str, list[str]]:
+    return {"suggestions": [s.text for s in result.suggestions if s.status != CandidateStatus.INVALID]}
 
 
 __all__ = ["LlmstepBody", "llmstep_answer_json"]

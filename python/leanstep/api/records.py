@@ -2,7 +2,9 @@
 
 A snippet record may use the field names of the data people bring: ``id``,
 ``custom_id`` (Kimina's) or ``name`` for the id, and ``code``, ``proof``
-(Kimina's) or ``full_proof`` for the text; the first one present wins. The CLI
+(Kimina's) or ``full_proof`` for the text, and ``statement`` or
+``formal_statement`` (the datasets' name) for the formal statement the proof
+must prove; the first one present wins. The CLI
 reads its JSONL input with it, and the Python APIs (``Client.verify``,
 ``RayVerifier.verify``) accept such dicts next to the domain's own inputs.
 """
@@ -12,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from leanstep.api.common import reason_json
 from leanstep.check.verify import Snippet, SnippetLike, VerifyResult, as_snippet
 
 ID_FIELDS = ("id", "custom_id", "name")
 CODE_FIELDS = ("code", "proof", "full_proof")
+STATEMENT_FIELDS = ("statement", "formal_statement")
 
 
 def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Snippet:
@@ -24,7 +28,10 @@ def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Sni
     code = next((record[k] for k in CODE_FIELDS if k in record), None)
     if not isinstance(code, str):
         raise ValueError(f"snippet {str(sid)!r} has no `code` (or `proof`) string")  # noqa: TRY004
-    return Snippet(str(sid), code)
+    statement = next((record[k] for k in STATEMENT_FIELDS if record.get(k) is not None), None)
+    if statement is not None and not isinstance(statement, str):
+        raise ValueError(f"snippet {str(sid)!r}: `statement` must be a string")
+    return Snippet(str(sid), code, statement)
 
 
 def snippet_of(item: SnippetLike | Mapping[str, Any], index: int) -> Snippet:
@@ -35,10 +42,13 @@ def snippet_of(item: SnippetLike | Mapping[str, Any], index: int) -> Snippet:
 
 
 def result_record(result: VerifyResult) -> dict[str, Any]:
-    """Our flat record of a result: Kimina's fields without its nesting, plus ``verdict`` and ``reasons``."""
-    out: dict[str, Any] = {"id": result.id, "verdict": result.verdict, "time": round(result.time, 6)}
+    """Our flat record of a result: Kimina's fields without its nesting, plus ``verdict``, the ``trust`` it was
+    checked at and its ``reasons`` (``{"code", "message"}`` objects, as in the server's answers)."""
+    out: dict[str, Any] = {"id": result.id, "verdict": str(result.verdict), "time": round(result.time, 6)}
+    if result.trust is not None:
+        out["trust"] = str(result.trust)
     if result.reasons:
-        out["reasons"] = list(result.reasons)
+        out["reasons"] = [reason_json(r) for r in result.reasons]
     if result.error is not None:
         out["error"] = result.error
     if result.repl_message is not None:
@@ -54,4 +64,4 @@ def result_record(result: VerifyResult) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CODE_FIELDS", "ID_FIELDS", "result_record", "snippet_from_record", "snippet_of"]
+__all__ = ["CODE_FIELDS", "ID_FIELDS", "STATEMENT_FIELDS", "result_record", "snippet_from_record", "snippet_of"]

@@ -2,8 +2,10 @@
 
 The request carries the goal (``tactic_state``), the prefix, and either the
 file text before the call (``context``) or the whole file and the call's
-position (``source``, ``position``). The answer lists every suggestion with
-its ``status``, remaining ``goals``, ``score`` and timings, best first.
+position (``source``, ``position``). A request that says where the call is may
+leave the goal out: the server then reads it from Lean. The answer lists every
+suggestion with its ``status``, remaining ``goals``, ``score`` and timings,
+best first.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class Position(StrictModel):
 class SuggestBody(StrictModel):
     """``POST /suggest`` (DESIGN §3.1)."""
 
-    tactic_state: str
+    tactic_state: str | None = None
     prefix: str = ""
     context: str | None = None
     source: str | None = None
@@ -50,6 +52,9 @@ class SuggestBody(StrictModel):
         if (self.source is None) != (self.position is None):
             missing = "position" if self.position is None else "source"
             raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        if self.tactic_state is None and self.source is None and self.context is None:
+            raise ValueError("tactic_state: field required (or send `source` and `position`, or `context`, "
+                             "for the server to read the goal from Lean)")
         return self
 
     def to_request(self) -> SuggestRequest:
@@ -68,7 +73,7 @@ class SuggestBody(StrictModel):
 
 
 def _suggestion_json(s: Suggestion) -> dict[str, Any]:
-    out: dict[str, Any] = {"text": s.text, "status": s.status, "goals": list(s.goals), "score": s.score,
+    out: dict[str, Any] = {"text": s.text, "status": s.status.value, "goals": list(s.goals), "score": s.score,
                            "time_ms": round(s.time_ms, 3)}
     if s.message is not None:
         out["message"] = s.message
@@ -85,7 +90,7 @@ def suggest_answer_json(result: SuggestResult) -> dict[str, Any]:
     out: dict[str, Any] = {
         "suggestions": [_suggestion_json(s) for s in result.suggestions],
         "timings": _timings_json(result.timings),
-        "counts": dict(result.counts),
+        "counts": {status.value: count for status, count in result.counts.items()},
         "checked": result.checked,
     }
     if result.goal is not None:

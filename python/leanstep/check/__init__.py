@@ -2,7 +2,15 @@
 
 from leanstep.check.source import Declaration, SourceSplit, declarations, split_source
 from leanstep.check.verify import (
-    ALLOWED_AXIOMS, VERDICTS, ResultCache, Snippet, Verifier, VerifyOptions, VerifyResult, verify_batch, verify_code,
+    ALLOWED_AXIOMS,
+    VERDICTS,
+    ResultCache,
+    Snippet,
+    Verifier,
+    VerifyOptions,
+    VerifyResult,
+    verify_batch,
+    verify_code,
 )
 
 __all__ = [

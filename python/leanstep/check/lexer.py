@@ -17,7 +17,6 @@ import unicodedata
 from dataclasses import dataclass, field
 
 
-
 @dataclass(frozen=True)
 class Token:
     """One code token: an identifier (``«»`` removed from its parts), a ``#command``, a bracket or ``@[``.
@@ -62,7 +61,8 @@ def _id_rest(ch: str) -> bool:
 _RAW_STRING = re.compile(r'r(#*)"')
 # Runs of characters that start nothing: not a letter, «, a comment or literal opener, #, `, @, a bracket or
 # a letter-like symbol (the id-first ranges of _id_first), or a digit run.
-_BORING = re.compile("(?:[^\\w«\\-/\"'#`@(){}\\[\\]⟨⟩⦃⦄⟦⟧\u2100-\u214F\U0001D49C-\U0001D59F\u1F00-\u1FFE]|\\d|-(?!-)|/(?!-))*")
+_BORING = re.compile(
+    "(?:[^\\w«\\-/\"'#`@(){}\\[\\]⟨⟩⦃⦄⟦⟧\u2100-\u214F\U0001D49C-\U0001D59F\u1F00-\u1FFE]|\\d|-(?!-)|/(?!-))*")
 _ID_REST_RUN = re.compile(r"[\w'!?]*")  # most of _id_rest, matched at C speed
 
 

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from leanstep.check.lexer import Token, tokens
+from leanstep.check.verdict import Reason
+from leanstep.repl.protocol import Pos
 
 # --------------------------------------------------------------------------- #
 # Rules
@@ -78,6 +80,10 @@ NAME_RULES: dict[str, Rule] = {
     **_rules(["sorryAx"], "the axiom behind sorry", MANUAL),
     **_rules(["unsafeCast", "unsafeBaseIO", "unsafeIO", "unsafeEIO"], "unsafe primitives", "SafeVerify"),
 }
+RESERVED_PREFIX = "leanstep_"
+RESERVED_RULE = Rule("forbidden:reserved_name", "names starting with `leanstep_` are the verifier's own (the audit's "
+                                                "example aliases, the statement check's reference)",
+                     "leanstep audit design")
 NATIVE_NAMES = frozenset({"native_decide", "ofReduceBool", "ofReduceNat", "trustCompiler", "native"})
 OPTION_RULE = Rule("forbidden:debug.*", "debug options switch checks off (debug.skipKernelTC skips the kernel)",
                    MANUAL)
@@ -106,6 +112,9 @@ class Violation:
     def message(self) -> str:
         return f"{self.rule.code}: `{self.token}` at line {self.line}, column {self.column}: {self.rule.what}"
 
+    def reason(self) -> Reason:
+        return Reason(self.rule.code, f"`{self.token}`: {self.rule.what}", Pos(self.line, self.column))
+
 
 @dataclass(frozen=True)
 class SourcePolicy:
@@ -116,9 +125,13 @@ class SourcePolicy:
     allow_native: bool = False
 
     def violations(self, code: str) -> list[Violation]:
-        """Every broken rule in ``code`` (a whole submission, header included), in source order."""
-        found: list[Violation] = []
+        """Every broken rule in ``code`` (a whole submission, or its header or body alone), in source order."""
         toks = tokens(code)
+        return sorted([*self._token_violations(toks), *self._import_violations(toks)],
+                      key=lambda v: (v.line, v.column))
+
+    def _token_violations(self, toks: list[Token]) -> list[Violation]:
+        found: list[Violation] = []
         for k, tok in enumerate(toks):
             rule = self._rule_for(tok)
             if rule is not None:
@@ -127,8 +140,7 @@ class SourcePolicy:
                 option = toks[k + 1]
                 found.append(Violation(Rule(f"forbidden:{option.text}", OPTION_RULE.what, OPTION_RULE.source),
                                        option.text, option.line, option.column))
-        found += self._import_violations(toks)
-        return sorted(found, key=lambda v: (v.line, v.column))
+        return found
 
     def _rule_for(self, tok: Token) -> Rule | None:
         if tok.kind == "ambiguous":
@@ -141,6 +153,8 @@ class SourcePolicy:
         if rule is not None:
             return rule
         last = tok.text.rsplit(".", 1)[-1]
+        if any(part.startswith(RESERVED_PREFIX) for part in tok.text.split(".")):
+            return RESERVED_RULE
         if self.allow_native and last in NATIVE_NAMES:
             return None
         return NAME_RULES.get(last)
@@ -154,6 +168,13 @@ class SourcePolicy:
             module = next((t for t in toks[k + 1:k + 3] if t.kind == "ident" and t.text != "all"), None)
             if module is not None and not module_allowed(module.text, self.allowed_imports):
                 yield Violation(IMPORT_RULE, module.text, module.line, module.column)
+
+
+def early_exits(code: str) -> list[Violation]:
+    """``#exit`` anywhere in ``code``: at every trust level it ends elaboration, so what follows is never checked."""
+    rule = COMMAND_RULES["#exit"]
+    return [Violation(rule, tok.text, tok.line, tok.column) for tok in tokens(code)
+            if tok.kind == "command" and tok.text == "#exit"]
 
 
 def module_allowed(module: str, allowed: frozenset[str]) -> bool:

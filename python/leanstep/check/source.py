@@ -146,8 +146,8 @@ _DECL = re.compile(
     + r"(?P<rest>[^\n]*)",
     re.MULTILINE,
 )
-_SCOPE = re.compile(r"^[ \t]*(?:noncomputable\s+)?(?P<kw>namespace|section|mutual|end)\b[ \t]*(?P<name>" + _IDENT + r")?",
-                    re.MULTILINE)
+_SCOPE = re.compile(
+    r"^[ \t]*(?:noncomputable\s+)?(?P<kw>namespace|section|mutual|end)\b[ \t]*(?P<name>" + _IDENT + r")?", re.MULTILINE)
 _INSTANCE_PRIORITY = re.compile(r"^\s*\(\s*priority\s*:=[^)]*\)")
 _NAME_AT = re.compile(r"\s*(?P<name>" + _IDENT + r")")
 
@@ -176,11 +176,8 @@ def declarations(code: str) -> list[Declaration]:
     attributes, modifiers and ``open ... in``), and tracks ``namespace``/``section``/``end``.
     """
     text = blank_comments(code)
-    events: list[tuple[int, str, re.Match[str]]] = []
-    for m in _SCOPE.finditer(text):
-        events.append((m.start("kw"), "scope", m))
-    for m in _DECL.finditer(text):
-        events.append((m.start("kind"), "decl", m))
+    events = [(m.start("kw"), "scope", m) for m in _SCOPE.finditer(text)]
+    events += [(m.start("kind"), "decl", m) for m in _DECL.finditer(text)]
     events.sort(key=lambda e: e[0])
     scopes: list[tuple[str, str | None]] = []  # ("namespace", "A.B") or ("section", name)
     found: list[Declaration] = []
@@ -336,11 +333,10 @@ def _build(before: str, heartbeats: int) -> GoalContext:
     closers = "".join(OPENERS[b] for b in reversed(open_brackets(lex(decl_prefix).tokens)))
     # The call replaced by `sorry`; the rest of the line and of the file is dropped.
     declaration = decl_prefix + "sorry" + closers
-    line = decl_prefix.count("\n") + 1
-    column = len(decl_prefix) - (decl_prefix.rfind("\n") + 1)
-    extra = 1 if heartbeats > 0 else 0
+    sorry_line = decl_prefix.count("\n") + 1 + (1 if heartbeats > 0 else 0)  # + the set_option line
+    sorry_column = len(decl_prefix) - (decl_prefix.rfind("\n") + 1)
     return GoalContext(header=header, preamble=preamble + "\n" if preamble else "", declaration=declaration,
-                       sorry_pos=Pos(line + extra, column), heartbeats=heartbeats)
+                       sorry_pos=Pos(sorry_line, sorry_column), heartbeats=heartbeats)
 
 
 def goal_context_from_context(context: str, heartbeats: int = 0) -> GoalContext:
@@ -353,7 +349,7 @@ def goal_context_from_context(context: str, heartbeats: int = 0) -> GoalContext:
         raise ContextError("no context given")
     text = context.replace("\r\n", "\n")
     last_line_start = text.rfind("\n") + 1
-    match = re.search(r"\bllmstep\b", text[last_line_start:])
+    match = re.search(rf"\b{CALL_TOKEN}\b", text[last_line_start:])
     if match is not None:
         text = text[: last_line_start + match.start()]
     return _build(text, heartbeats)
@@ -368,7 +364,7 @@ def goal_context_from_source(source: str, line: int, column: int, heartbeats: in
         raise ContextError(f"position line {line} is outside the source ({len(lines)} lines)")
     if not 0 <= column <= len(lines[line - 1]):
         raise ContextError(f"position column {column} is outside line {line} ({len(lines[line - 1])} characters)")
-    before = "\n".join(lines[: line - 1] + [lines[line - 1][:column]])
+    before = "\n".join([*lines[: line - 1], lines[line - 1][:column]])
     return _build(before, heartbeats)
 
 

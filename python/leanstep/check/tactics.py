@@ -50,36 +50,48 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from leanstep.check.source import ContextError, GoalContext, build_goal_context
+from leanstep.check.source import GoalContext
+from leanstep.check.verdict import TextEnum
 from leanstep.repl.pool import GoalState, PoolClosed, PoolOverloaded, Priority, ReplPool, Worker
 from leanstep.repl.process import ReplError, ReplTimeout
 from leanstep.repl.protocol import (
     COMPLETED,
+    LEAN_ERROR_PREFIX,
     CommandRequest,
     CommandResponse,
     ErrorResponse,
     ProtocolError,
+    Response,
     TacticRequest,
     TacticResponse,
 )
 
 log = logging.getLogger(__name__)
 
-CLOSES_GOAL = "closes_goal"
-VALID = "valid"
-INVALID = "invalid"
-UNCHECKED = "unchecked"
-STATUSES = (CLOSES_GOAL, VALID, UNCHECKED, INVALID)
 
-LEAN_ERROR_PREFIX = "Lean error:\n"
+class CandidateStatus(TextEnum):
+    """What checking found out about one candidate (see Classification above); declared best first."""
+
+    CLOSES_GOAL = "closes_goal"
+    VALID = "valid"
+    UNCHECKED = "unchecked"
+    INVALID = "invalid"
+
+
 MAX_ATTEMPTS = 3  # REPLs one lane may go through (a crash or a lost process costs one)
+
 # --------------------------------------------------------------------------- #
 # Results
 
 
 class CandidateLike(Protocol):
-    text: str
-    score: float
+    """What checking needs of a candidate (a generator's ``Candidate``, or a test's)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -87,12 +99,21 @@ class CheckedCandidate:
     """One candidate and its verdict; ``time`` is seconds of REPL time spent on it."""
 
     text: str
-    status: str
+    status: CandidateStatus
     goals: tuple[str, ...] = ()
     message: str | None = None
     score: float = 0.0
     time: float = 0.0
     progress: bool = True  # False: ran without error but left the goal unchanged
+
+
+@dataclass(frozen=True)
+class GoalReading:
+    """The goal at a call as Lean states it (``goal``), or why it could not be read (``error``)."""
+
+    goal: str | None
+    error: str | None
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -119,30 +140,41 @@ class CheckReport:
     timed_out: int = 0
 
 
-def classify(response: object, text: str, score: float, elapsed: float, goal: str | None) -> CheckedCandidate:
+def classify(response: Response, text: str, score: float, elapsed: float, goal: str | None) -> CheckedCandidate:
     """Turn a REPL answer to a tactic into a verdict (both error channels, protocol §5.9-5.10)."""
+
+    def invalid(message: str, goals: tuple[str, ...] = ()) -> CheckedCandidate:
+        return CheckedCandidate(text, CandidateStatus.INVALID, goals, message, score, elapsed)
+
     if isinstance(response, ErrorResponse):
-        message = response.message
-        if message.startswith(LEAN_ERROR_PREFIX):
-            message = message[len(LEAN_ERROR_PREFIX):]
-        return CheckedCandidate(text, INVALID, (), message.strip() or "Lean error", score, elapsed)
+        return invalid(response.message.removeprefix(LEAN_ERROR_PREFIX).strip() or "Lean error")
     if not isinstance(response, TacticResponse):
-        return CheckedCandidate(text, INVALID, (), f"unexpected REPL answer {type(response).__name__}", score, elapsed)
+        return invalid(f"unexpected REPL answer {type(response).__name__}")
     errors = [m.data for m in response.messages if m.is_error]
     goals = tuple(response.goals)
     if errors:
-        return CheckedCandidate(text, INVALID, goals, "\n".join(errors), score, elapsed)
+        return invalid("\n".join(errors), goals)
     if response.sorries:
-        return CheckedCandidate(text, INVALID, goals, "the tactic uses `sorry`", score, elapsed)
+        return invalid("the tactic uses `sorry`", goals)
     if response.proof_status == COMPLETED:
-        return CheckedCandidate(text, CLOSES_GOAL, (), None, score, elapsed)
-    if goals:
-        if "sorry" in response.proof_status:
-            return CheckedCandidate(text, INVALID, goals, "the tactic uses `sorry`", score, elapsed)
-        progress = not (goal is not None and goals == (goal,))
-        return CheckedCandidate(text, VALID, goals, None if progress else "no progress: the goal is unchanged",
-                                score, elapsed, progress)
-    return CheckedCandidate(text, INVALID, goals, f"proof not accepted: {response.proof_status}", score, elapsed)
+        return CheckedCandidate(text, CandidateStatus.CLOSES_GOAL, (), None, score, elapsed)
+    if not goals:
+        return invalid(f"proof not accepted: {response.proof_status}")
+    if "sorry" in response.proof_status:
+        return invalid("the tactic uses `sorry`", goals)
+    progress = not (goal is not None and goals == (goal,))
+    message = None if progress else "no progress: the goal is unchanged"
+    return CheckedCandidate(text, CandidateStatus.VALID, goals, message, score, elapsed, progress)
+
+
+def _unchecked(candidate: CandidateLike, reason: str, elapsed: float = 0.0) -> CheckedCandidate:
+    return CheckedCandidate(candidate.text, CandidateStatus.UNCHECKED, (), f"not checked: {reason}", candidate.score,
+                            elapsed)
+
+
+def _not_ready(budget: float) -> str:
+    return (f"the goal context was not ready within the checking budget ({budget:g} s); "
+            "it keeps elaborating and later calls reuse it")
 
 
 # --------------------------------------------------------------------------- #
@@ -150,7 +182,10 @@ def classify(response: object, text: str, score: float, elapsed: float, goal: st
 
 
 class _Run:
-    """Shared state of one check: a work queue of candidate indices and the verdicts so far."""
+    """Shared state of one check: a work queue of candidate indices and the verdicts so far.
+
+    A run without candidates only reads the goal: its work is done once the goal is known.
+    """
 
     def __init__(self, candidates: Sequence[CandidateLike], deadline: float, budget: float,
                  totals: _Totals | None = None) -> None:
@@ -187,7 +222,11 @@ class _Run:
 
     def has_work(self) -> bool:
         with self.cond:
-            return self.context_error is None and self.next_index < len(self.candidates) and self.remaining() > 0
+            if self.context_error is not None or self.remaining() <= 0:
+                return False
+            if not self.candidates:
+                return self.goal is None
+            return self.next_index < len(self.candidates)
 
     def put(self, index: int, result: CheckedCandidate) -> None:
         with self.cond:
@@ -255,12 +294,35 @@ class TacticChecker:
         self.priority = priority
         self.cache_preamble = cache_preamble
         self._totals = _Totals()
-        # worker -> {context key: (proof state id, goal)}; dropped with the worker when it is replaced.
 
     def totals(self) -> dict[str, int]:
         """Cumulative REPL requests of this checker by kind (``preamble``, ``declaration``, ``tactic``)
         and preamble cache hits (``reused``), background work included."""
         return self._totals.snapshot()
+
+    def read_goal(self, context: GoalContext, budget: float | None = None) -> GoalReading:
+        """The goal at the call as Lean states it, read within ``budget`` seconds.
+
+        For callers that know where the call is but not its goal. The proof
+        state stays cached on the REPL that built it, so checking candidates
+        on the same context right after costs no second declaration there.
+        """
+        started = time.monotonic()
+        budget = self.budget if budget is None else budget
+        run = _Run((), started + budget, budget, self._totals)
+        with run.cond:
+            run.lanes_alive = 1
+        threading.Thread(target=self._lane, args=(run, context), name="goal-lane", daemon=True).start()
+        with run.cond:
+            while run.goal is None and run.context_error is None and run.lanes_alive > 0:
+                remaining = run.remaining()
+                if remaining <= 0:
+                    break
+                run.cond.wait(remaining)
+            if run.goal is not None:
+                return GoalReading(run.goal, None, time.monotonic() - started)
+            error = run.context_error or run.failure or _not_ready(budget)
+            return GoalReading(None, error, time.monotonic() - started)
 
     def check(self, context: GoalContext | None, candidates: Sequence[CandidateLike],
               budget: float | None = None) -> CheckReport:
@@ -339,7 +401,7 @@ class TacticChecker:
             try:
                 request = TacticRequest(candidate.text, proof_state)
             except ProtocolError as exc:
-                run.put(index, CheckedCandidate(candidate.text, INVALID, (), f"not sent to Lean: {exc}",
+                run.put(index, CheckedCandidate(candidate.text, CandidateStatus.INVALID, (), f"not sent to Lean: {exc}",
                                                 candidate.score, 0.0))
                 continue
             run.count(tactic=1)
@@ -348,17 +410,17 @@ class TacticChecker:
             except ReplTimeout:
                 elapsed = time.monotonic() - t0
                 run.put(index, CheckedCandidate(
-                    candidate.text, INVALID, (),
+                    candidate.text, CandidateStatus.INVALID, (),
                     f"timeout: still running after {elapsed:.2f} s (checking budget {run.budget:g} s); "
                     "its REPL was stopped", candidate.score, elapsed))
                 return run.has_work()
             except ReplError as exc:
                 if self.pool.closed:  # the shutdown killed the REPL: the tactic is not at fault
-                    run.put(index, CheckedCandidate(candidate.text, UNCHECKED, (), "not checked: server shutting down",
-                                                    candidate.score, time.monotonic() - t0))
+                    run.put(index, _unchecked(candidate, "server shutting down", time.monotonic() - t0))
                     return False
-                run.put(index, CheckedCandidate(candidate.text, INVALID, (), f"the REPL crashed on this tactic: {exc}",
-                                                candidate.score, time.monotonic() - t0))
+                run.put(index, CheckedCandidate(candidate.text, CandidateStatus.INVALID, (),
+                                                f"the REPL crashed on this tactic: {exc}", candidate.score,
+                                                time.monotonic() - t0))
                 return True
             run.put(index, classify(response, candidate.text, candidate.score, time.monotonic() - t0, run.goal))
 
@@ -375,6 +437,7 @@ class TacticChecker:
             return known.proof_state
         timeout = max(run.remaining(), self.prepare_timeout)
         env = worker.header_env
+        response: Response
         if context.preamble.strip():
             if self.cache_preamble:
                 elaborated = worker.preamble(context.preamble, timeout)
@@ -413,6 +476,7 @@ class TacticChecker:
                 run.goal = goal
             if run.ready_at is None:
                 run.ready_at = time.monotonic()
+            run.cond.notify_all()
 
     @staticmethod
     def _context_error(run: _Run, reason: str) -> None:
@@ -435,22 +499,20 @@ class TacticChecker:
                     timed_out += 1
                 out.append(result)
             elif run.context_error is not None:
-                out.append(CheckedCandidate(candidate.text, UNCHECKED, (), f"not checked: {run.context_error}",
-                                            candidate.score))
+                out.append(_unchecked(candidate, run.context_error))
             elif index in run.running:
                 timed_out += 1
                 elapsed = now - run.running[index]
                 out.append(CheckedCandidate(
-                    candidate.text, INVALID, (),
+                    candidate.text, CandidateStatus.INVALID, (),
                     f"timeout: still running after {elapsed:.2f} s when the checking budget ({run.budget:g} s) ended; "
                     "its REPL is being stopped", candidate.score, elapsed))
             else:
                 if run.ready_at is None:
-                    reason = run.failure or (f"the goal context was not ready within the checking budget "
-                                             f"({run.budget:g} s); it keeps elaborating and later calls reuse it")
+                    reason = run.failure or _not_ready(run.budget)
                 else:
                     reason = run.failure or f"the checking budget ({run.budget:g} s) ended before this candidate ran"
-                out.append(CheckedCandidate(candidate.text, UNCHECKED, (), f"not checked: {reason}", candidate.score))
+                out.append(_unchecked(candidate, reason))
         return CheckReport(
             candidates=tuple(out),
             goal=run.goal,
@@ -469,24 +531,5 @@ class TacticChecker:
 
     @staticmethod
     def _unchecked(candidates: Sequence[CandidateLike], reason: str, started: float) -> CheckReport:
-        return CheckReport(
-            tuple(CheckedCandidate(c.text, UNCHECKED, (), f"not checked: {reason}", c.score) for c in candidates),
-            context_error=reason, total_time=time.monotonic() - started)
-
-
-def check_candidates(
-    pool: ReplPool,
-    candidates: Sequence[CandidateLike],
-    *,
-    context: str | None = None,
-    source: str | None = None,
-    position: tuple[int, int] | None = None,
-    budget: float = 5.0,
-    heartbeats: int = 0,
-) -> CheckReport:
-    """One-shot helper: build the goal context and check; context problems give ``unchecked``."""
-    try:
-        goal_context = build_goal_context(context, source, position, heartbeats)
-    except ContextError as exc:
-        return TacticChecker._unchecked(candidates, str(exc), time.monotonic())
-    return TacticChecker(pool, budget=budget).check(goal_context, candidates)
+        return CheckReport(tuple(_unchecked(c, reason) for c in candidates), context_error=reason,
+                           total_time=time.monotonic() - started)

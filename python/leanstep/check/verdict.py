@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from leanstep.repl.protocol import Pos
+
 
 class TextEnum(str, Enum):
     """An enum whose members are their strings, in JSON and in f-strings alike."""
@@ -19,7 +21,8 @@ class TextEnum(str, Enum):
     def __str__(self) -> str:
         return str(self.value)
 
-    __format__ = str.__format__
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class Verdict(TextEnum):
@@ -42,7 +45,6 @@ class Trust(TextEnum):
 
 
 NOTHING_TO_CHECK = "nothing_to_check"
-ENDS_EARLY = "ends_early"
 LEAN_ERROR = "lean_error"
 HEADER_ERROR = "header_error"
 USES_SORRY = "uses_sorry"
@@ -62,11 +64,11 @@ RESTART_LIMITED = "restart_limited"
 SHUTTING_DOWN = "shutting_down"
 INVALID_SNIPPET = "invalid_snippet"
 INTERNAL_ERROR = "internal_error"
+CLUSTER_LOST = "cluster_lost"
 FORBIDDEN_PREFIX = "forbidden:"
 
 REASON_CODES: dict[str, str] = {
     NOTHING_TO_CHECK: "the snippet declares nothing that could be a proof (empty, comments, imports only)",
-    ENDS_EARLY: "a command (`#exit`) ends elaboration early, so what follows it is never checked",
     LEAN_ERROR: "Lean reported an error-severity message for the body",
     HEADER_ERROR: "Lean reported an error while importing the header",
     USES_SORRY: "the proof uses sorry (a reported sorry or the `declaration uses 'sorry'` warning)",
@@ -86,23 +88,30 @@ REASON_CODES: dict[str, str] = {
     SHUTTING_DOWN: "the server is shutting down",
     INVALID_SNIPPET: "the snippet cannot be sent to Lean (not a string, NUL, lone surrogate)",
     INTERNAL_ERROR: "a bug in leanstep; the message has the exception",
+    CLUSTER_LOST: "the cluster node checking it was lost (or none is alive) and the retries are spent",
     FORBIDDEN_PREFIX + "<token>": "the source policy forbids this construct (one code per rule)",
 }
 
 
 @dataclass(frozen=True)
 class Reason:
-    """Why a verdict is not ``valid``: a stable ``code`` to filter on and a ``message`` that says where and what."""
+    """Why a verdict is not ``valid``: a stable ``code`` to filter on, a ``message`` for people, and where.
+
+    ``pos`` (1-based line, 0-based code-point column, in the user's own text) is set when one place is to
+    blame: the token a policy rule forbids, the theorem whose statement differs.
+    """
 
     code: str
     message: str
+    pos: Pos | None = None
 
     def __post_init__(self) -> None:
         if self.code not in REASON_CODES and not self.code.startswith(FORBIDDEN_PREFIX):
             raise ValueError(f"unknown reason code {self.code!r}")
 
     def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+        where = f" (line {self.pos.line}, column {self.pos.column})" if self.pos is not None else ""
+        return f"{self.code}: {self.message}{where}"
 
 
 __all__ = ["REASON_CODES", "Reason", "TextEnum", "Trust", "Verdict"]

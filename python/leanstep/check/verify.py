@@ -36,26 +36,48 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
 
+import leanstep.check.verdict as codes
+from leanstep.check.policy import SourcePolicy, early_exits
 from leanstep.check.source import SourceSplit, declarations, line_count, split_source
-from leanstep.repl.pool import HeaderImportTimeout, PoolClosed, PoolOverloaded, Priority, ReplPool, RestartLimited
+from leanstep.check.statement import Statement, StatementError, new_nonce, parse_statement, text_mismatch
+from leanstep.check.verdict import Reason, Trust, Verdict
+from leanstep.repl.pool import (
+    IMPORT_TIMEOUT_ORIGIN,
+    HeaderImportTimeout,
+    ImportLimit,
+    PoolClosed,
+    PoolOverloaded,
+    Priority,
+    ReplPool,
+    RestartLimited,
+)
 from leanstep.repl.process import ReplError, ReplLost, ReplTimeout
 from leanstep.repl.protocol import (
-    INFOTREE_KINDS, CommandRequest, CommandResponse, ErrorResponse, Message, Pos, ProtocolError, Sorry,
+    INFOTREE_KINDS,
+    CommandRequest,
+    CommandResponse,
+    ErrorResponse,
+    Message,
+    Pos,
+    ProtocolError,
+    Sorry,
 )
 
 log = logging.getLogger(__name__)
 
-VALID, INVALID, ERROR, TIMEOUT = "valid", "invalid", "error", "timeout"
-VERDICTS = (VALID, INVALID, ERROR, TIMEOUT)
+VALID, INVALID, ERROR, TIMEOUT = Verdict.VALID, Verdict.INVALID, Verdict.ERROR, Verdict.TIMEOUT
+VERDICTS = tuple(Verdict)
 ALLOWED_AXIOMS = frozenset({"propext", "Classical.choice", "Quot.sound"})
+NATIVE_AXIOMS = frozenset({"Lean.ofReduceBool", "Lean.ofReduceNat", "Lean.trustCompiler"})
 AUDITED_KINDS = frozenset({"theorem", "lemma", "def", "abbrev", "instance", "opaque", "example"})
+PROOF_KINDS = AUDITED_KINDS  # a snippet that declares none of these has nothing to check
 _SORRY_WARNING = re.compile(r"declaration uses ['`]sorry['`]")
-_AXIOMS_LINE = re.compile(r"^'(?P<name>.+)' (?:depends on axioms: \[(?P<axioms>[^\]]*)\]|does not depend on any axioms)",
-                          re.DOTALL)
+_AXIOMS_LINE = re.compile(
+    r"^'(?P<name>.+)' (?:depends on axioms: \[(?P<axioms>[^\]]*)\]|does not depend on any axioms)", re.DOTALL)
 EXAMPLE_PREFIX = "leanstep_example_"
 SHUTTING_DOWN = "server shutting down"
 
@@ -66,8 +88,11 @@ SHUTTING_DOWN = "server shutting down"
 
 @dataclass(frozen=True)
 class Snippet:
+    """A submission: its id, its Lean code, and optionally the formal statement it had to prove."""
+
     id: str
     code: str
+    statement: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +106,7 @@ class VerifyOptions:
     timeout: float = 60.0
     timeout_origin: str = "wall-clock limit"
     infotree: str | None = None
-    strict: bool = False
+    trust: Trust = Trust.STRICT
     use_cache: bool = True  # False: no result cache and no de-duplication (Kimina's disable_cache / reuse=false)
     debug: bool = False  # record per-snippet diagnostics (worker name, RSS)
 
@@ -90,6 +115,14 @@ class VerifyOptions:
             raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
         if self.infotree is not None and self.infotree not in INFOTREE_KINDS:
             raise ValueError(f"infotree must be one of {', '.join(INFOTREE_KINDS)} or null, got {self.infotree!r}")
+        if not isinstance(self.trust, Trust):
+            raise ValueError(  # noqa: TRY004 - one error type for every bad option, as the API layer expects
+                f"trust must be one of {', '.join(t.value for t in Trust)}, got {self.trust!r}")
+
+    @property
+    def strict(self) -> bool:
+        """Whether the checks of ``strict`` (and so of ``sealed``) run."""
+        return self.trust.rank >= Trust.STRICT.rank
 
 
 @dataclass(frozen=True)
@@ -97,7 +130,7 @@ class VerifyResult:
     """One snippet's answer; positions are in the user's own lines."""
 
     id: str
-    verdict: str
+    verdict: Verdict
     messages: tuple[Message, ...] = ()
     sorries: tuple[Sorry, ...] = ()
     time: float = 0.0  # wall seconds of the REPL commands for this snippet (0 when none ran)
@@ -105,10 +138,11 @@ class VerifyResult:
     repl_message: str | None = None  # the REPL's own {"message": ...} answer, if it gave one
     env: int | None = None
     infotree: list[Any] | None = None
-    axioms: dict[str, list[str]] | None = None  # strict mode: axioms of each audited declaration
-    reasons: tuple[str, ...] = ()  # why the verdict is not `valid`
+    axioms: dict[str, list[str]] | None = None  # strict and sealed: axioms of each audited declaration
+    reasons: tuple[Reason, ...] = ()  # why the verdict is not `valid`
     cached: bool = False
     diagnostics: dict[str, Any] | None = None
+    trust: Trust | None = None  # the level it was checked at (None: not checked, e.g. unreadable input)
 
     @property
     def ok(self) -> bool:
@@ -127,7 +161,7 @@ class Outcome:
     snippet with the same header and body, however its text places them (see ``BatchPlan``).
     """
 
-    verdict: str
+    verdict: Verdict
     body_messages: tuple[Message, ...] = ()
     header_messages: tuple[Message, ...] = ()
     sorries: tuple[Sorry, ...] = ()
@@ -137,16 +171,19 @@ class Outcome:
     env: int | None = None
     infotree: list[Any] | None = None
     axioms: dict[str, list[str]] | None = None
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()  # positions in body lines
     diagnostics: dict[str, Any] | None = None
+    trust: Trust | None = None
+    header_reasons: tuple[Reason, ...] = ()  # the source policy's findings in the header, in header lines
 
     @property
     def cacheable(self) -> bool:
         return self.verdict in (VALID, INVALID) and self.error is None
 
 
-def _failure(verdict: str, error: str, elapsed: float = 0.0) -> Outcome:
-    return Outcome(verdict, time=elapsed, error=error, reasons=(error,))
+def _failure(verdict: Verdict, code: str, error: str, elapsed: float = 0.0,
+             diagnostics: dict[str, Any] | None = None) -> Outcome:
+    return Outcome(verdict, time=elapsed, error=error, reasons=(Reason(code, error),), diagnostics=diagnostics)
 
 
 def _shift_pos(pos: Pos | None, map_line: Callable[[int], int]) -> Pos | None:
@@ -156,7 +193,7 @@ def _shift_pos(pos: Pos | None, map_line: Callable[[int], int]) -> Pos | None:
 def _shift_message(m: Message, map_line: Callable[[int], int]) -> Message:
     if m.pos.line == 0:  # no source position
         return m
-    return Message(m.severity, _shift_pos(m.pos, map_line), _shift_pos(m.end_pos, map_line), m.data)
+    return Message(m.severity, Pos(map_line(m.pos.line), m.pos.column), _shift_pos(m.end_pos, map_line), m.data)
 
 
 def _shift_sorry(s: Sorry, map_line: Callable[[int], int]) -> Sorry:
@@ -172,12 +209,12 @@ def _shift_tree(node: Any, offset: int) -> Any:
     out = {}
     for key, value in node.items():
         if key == "range" and isinstance(value, dict):
-            value = dict(value)
+            shifted = dict(value)
             for end in ("start", "finish"):
-                p = value.get(end)
+                p = shifted.get(end)
                 if isinstance(p, dict) and isinstance(p.get("line"), int):
-                    value[end] = {**p, "line": p["line"] + offset}
-            out[key] = value
+                    shifted[end] = {**p, "line": p["line"] + offset}
+            out[key] = shifted
         else:
             out[key] = _shift_tree(value, offset)
     return out
@@ -192,11 +229,13 @@ def _to_user(outcome: Outcome, split: SourceSplit, snippet_id: str, cached: bool
     messages = tuple(_shift_message(m, split.user_header_line) for m in outcome.header_messages) + \
         tuple(_shift_message(m, body_line) for m in outcome.body_messages)
     sorries = tuple(_shift_sorry(s, body_line) for s in outcome.sorries)
+    reasons = tuple(replace(r, pos=_shift_pos(r.pos, split.user_header_line)) for r in outcome.header_reasons) + \
+        tuple(replace(r, pos=_shift_pos(r.pos, body_line)) for r in outcome.reasons)
     tree = None if outcome.infotree is None else (_shift_tree(outcome.infotree, offset) if offset else outcome.infotree)
     return VerifyResult(
         id=snippet_id, verdict=outcome.verdict, messages=messages, sorries=sorries, time=outcome.time,
         error=outcome.error, repl_message=outcome.repl_message, env=outcome.env, infotree=tree,
-        axioms=outcome.axioms, reasons=outcome.reasons, cached=cached, diagnostics=outcome.diagnostics,
+        axioms=outcome.axioms, reasons=reasons, cached=cached, diagnostics=outcome.diagnostics, trust=outcome.trust,
     )
 
 
@@ -204,17 +243,20 @@ def _to_user(outcome: Outcome, split: SourceSplit, snippet_id: str, cached: bool
 # The verdict
 
 
-def judge(messages: Iterable[Message], sorries: Sequence[Sorry]) -> list[str]:
+def judge(messages: Iterable[Message], sorries: Sequence[Sorry]) -> list[Reason]:
     """Reasons a command response is not a valid proof (empty: valid)."""
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     messages = list(messages)
     errors = [m for m in messages if m.is_error]
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        reasons.append(f"error: {first.data.splitlines()[0] if first.data else '(no text)'}{more}")
-    if sorries or any(_SORRY_WARNING.search(m.data) for m in messages if m.severity == "warning"):
-        reasons.append("uses sorry")
+        text = first.data.splitlines()[0] if first.data else "(no text)"
+        reasons.append(Reason(codes.LEAN_ERROR, f"{text}{more}", first.pos if first.pos.line else None))
+    warnings = [m for m in messages if m.severity == "warning" and _SORRY_WARNING.search(m.data)]
+    if sorries or warnings:
+        where = sorries[0].pos if sorries else warnings[0].pos
+        reasons.append(Reason(codes.USES_SORRY, "the proof uses sorry", where))
     return reasons
 
 
@@ -233,22 +275,22 @@ class _AuditPlan:
     command: str  # sent to the REPL
     on_header_env: bool  # True: run on the header env (examples renamed); False: on the body's env
     lines: dict[int, str]  # line of each `#print axioms` in `command` -> the user's name for it
-    declared_axioms: tuple[str, ...]
 
 
 def plan_audit(body: str) -> _AuditPlan | None:
     """The `#print axioms` commands that audit every declaration of ``body`` (None: nothing to audit).
 
-    Named declarations are audited in the env the body produced. An ``example``
-    has no name, so when there is one the body is re-run with each ``example``
-    keyword replaced by ``noncomputable def leanstep_example_N`` (examples are
-    anonymous defs) and the audit runs on that copy instead.
+    Named declarations are audited in the env the body produced, by their full
+    names under ``_root_`` (so a namespace the body left open cannot redirect
+    them). An ``example`` has no name, so when there is one the body is re-run
+    with each ``example`` keyword replaced by ``noncomputable def
+    leanstep_example_N`` (examples are anonymous defs) and the audit runs on
+    that copy instead.
     """
     decls = declarations(body)
-    declared_axioms = tuple(d.name or "?" for d in decls if d.kind == "axiom")
     audited = [d for d in decls if d.kind in AUDITED_KINDS and (d.name or d.kind == "example")]
     if not audited:
-        return None if not declared_axioms else _AuditPlan("", False, {}, declared_axioms)
+        return None
     examples = [d for d in audited if d.kind == "example"]
     names: list[tuple[str, str]] = []  # (name to print, name to report)
     text = body
@@ -265,11 +307,11 @@ def plan_audit(body: str) -> _AuditPlan | None:
                 printed = f"{d.namespace}.{alias}" if d.namespace else alias
                 names.append((printed, f"example@{d.line}"))
             else:
-                names.append((d.name, d.name))
+                names.append((d.name or "", d.name or ""))
         text = "\n".join(lines)
     else:
-        names = [(d.name, d.name) for d in audited]
-    prints = [f"#print axioms {printed}" for printed, _ in names]
+        names = [(d.name or "", d.name or "") for d in audited]
+    prints = [f"#print axioms _root_.{printed}" for printed, _ in names]
     if examples:
         sep = "" if text.endswith("\n") else "\n"
         command = text + sep + "\n".join(prints)
@@ -278,7 +320,7 @@ def plan_audit(body: str) -> _AuditPlan | None:
         command = "\n".join(prints)
         first_line = 1
     line_map = {first_line + k: reported for k, (_, reported) in enumerate(names)}
-    return _AuditPlan(command, bool(examples), line_map, declared_axioms)
+    return _AuditPlan(command, bool(examples), line_map)
 
 
 def _read_audit(plan: _AuditPlan, response: CommandResponse) -> tuple[dict[str, list[str]], list[str]]:
@@ -329,8 +371,8 @@ class ResultCache:
         self.batch_duplicates = 0
 
     @staticmethod
-    def key(header: str, body: str, options: VerifyOptions) -> str:
-        raw = json.dumps([header, body, options.infotree, options.strict], ensure_ascii=True)
+    def key(header: str, body: str, options: VerifyOptions, statement: str | None = None) -> str:
+        raw = json.dumps([header, body, options.infotree, options.trust.value, statement], ensure_ascii=True)
         return hashlib.sha256(raw.encode("ascii")).hexdigest()
 
     def get(self, key: str, timeout: float) -> Outcome | None:
@@ -372,6 +414,58 @@ class ResultCache:
 # Running one snippet
 
 
+class SealedCheck(Protocol):
+    """The ``sealed`` level's kernel re-check outside the elaborator (``leanstep.check.sealed.SealedChecker``)."""
+
+    def unavailable(self) -> str | None:
+        """Why it cannot run (a missing tool), or None."""
+        ...
+
+    def check(self, header: str, body: str, names: Sequence[str], timeout: float) -> RecheckReport:
+        ...
+
+
+class RecheckReport(Protocol):
+    """What a sealed re-check found (``leanstep.check.sealed.SealedReport``)."""
+
+    @property
+    def axioms(self) -> dict[str, list[str]]: ...
+
+    @property
+    def error(self) -> str | None:
+        """The re-check could not run to the end (a tool crashed or timed out)."""
+        ...
+
+    @property
+    def rejected(self) -> str | None:
+        """The compiler or the kernel re-check rejected the module."""
+        ...
+
+    @property
+    def time(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One distinct check: the split source and, when the snippet carries one, the statement it must prove."""
+
+    split: SourceSplit
+    statement: str | None = None
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What a checker applies besides Lean: the strict level's source policy and the sealed re-check."""
+
+    policy: SourcePolicy = field(default_factory=SourcePolicy)
+    sealed: SealedCheck | None = None
+    allow_native: bool = False  # Lean.ofReduceBool (native_decide) passes the axiom audit
+
+    @property
+    def allowed_axioms(self) -> frozenset[str]:
+        return ALLOWED_AXIOMS | NATIVE_AXIOMS if self.allow_native else ALLOWED_AXIOMS
+
+
 def _validate_text(text: str) -> str | None:
     """Why ``text`` cannot be sent to a REPL, or None."""
     try:
@@ -381,105 +475,261 @@ def _validate_text(text: str) -> str | None:
     return None
 
 
-def _run(pool: ReplPool, split: SourceSplit, options: VerifyOptions, priority: Priority) -> Outcome:
-    """Run one (header, body) pair; every failure becomes an outcome, never an exception."""
+@dataclass(frozen=True)
+class Screening:
+    """What is known before any REPL runs: reasons to reject, and the statement to check by Lean."""
+
+    reasons: tuple[Reason, ...]  # in body lines
+    header_reasons: tuple[Reason, ...]  # in header lines
+    statement: Statement | None
+    failure: Outcome | None = None  # no verdict can be reached (an unreadable statement)
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.reasons or self.header_reasons)
+
+
+def screen(submission: Submission, options: VerifyOptions, checks: Checks) -> Screening:
+    """The text-only rules (cheap, before any REPL): nothing to check, ``#exit``, the strict policy, the statement."""
+    split = submission.split
+    reasons: list[Reason] = []
+    header_reasons: list[Reason] = []
+    if not any(d.kind in PROOF_KINDS for d in declarations(split.body)):
+        reasons.append(Reason(codes.NOTHING_TO_CHECK, "the snippet declares no theorem, lemma, example or "
+                                                      "definition: there is nothing to check"))
+    if options.strict:
+        reasons += [v.reason() for v in checks.policy.violations(split.body)]
+        header_reasons += [v.reason() for v in checks.policy.violations(split.header)]
+    else:
+        reasons += [v.reason() for v in early_exits(split.body)]
+    statement = None
+    if submission.statement is not None:
+        try:
+            statement = parse_statement(submission.statement)
+        except StatementError as exc:
+            message = f"the statement cannot be read: {exc}"
+            return Screening((), (), None, _failure(ERROR, codes.STATEMENT_UNREADABLE, message))
+        mismatch = text_mismatch(split.body, statement)
+        if mismatch is not None:
+            reasons.append(Reason(codes.STATEMENT_MISMATCH, mismatch))
+    return Screening(tuple(reasons), tuple(header_reasons), statement)
+
+
+def _run(pool: ReplPool, submission: Submission, options: VerifyOptions, priority: Priority,
+         checks: Checks) -> Outcome:
+    """Run one submission; every failure becomes an outcome, never an exception."""
+    split = submission.split
     problem = _validate_text(split.body) or _validate_text(split.header)
     if problem is not None:
-        return _failure(ERROR, f"invalid snippet: {problem}")
+        return _failure(ERROR, codes.INVALID_SNIPPET, f"invalid snippet: {problem}")
+    if options.trust is Trust.SEALED:
+        why = "no kernel re-checker is configured" if checks.sealed is None else checks.sealed.unavailable()
+        if why is not None:
+            return _failure(ERROR, codes.SEALED_UNAVAILABLE, f"sealed checking unavailable: {why}")
+    screening = screen(submission, options, checks)
+    if screening.failure is not None:
+        return screening.failure
     started = time.monotonic()
     try:
-        acquired = pool.acquire(split.header, priority)
+        acquired = pool.acquire(split.header, priority,
+                                import_limit=ImportLimit(options.timeout, options.timeout_origin))
         worker = acquired.__enter__()
     except RestartLimited as exc:
-        return _failure(ERROR, f"REPL restart limit reached: {exc}")
+        return _failure(ERROR, codes.RESTART_LIMITED, f"REPL restart limit reached: {exc}")
     except PoolOverloaded as exc:
-        return _failure(ERROR, f"overloaded: {exc}")
+        return _failure(ERROR, codes.OVERLOADED, f"overloaded: {exc}")
     except PoolClosed:
-        return _failure(ERROR, f"{SHUTTING_DOWN}: the check had not started")
+        return _failure(ERROR, codes.SHUTTING_DOWN, f"{SHUTTING_DOWN}: the check had not started")
     except ReplError as exc:
         if pool.closed:
-            return _failure(ERROR, f"{SHUTTING_DOWN}: the REPL for this header was stopped while it started")
+            return _failure(ERROR, codes.SHUTTING_DOWN,
+                            f"{SHUTTING_DOWN}: the REPL for this header was stopped while it started")
         if isinstance(exc, HeaderImportTimeout):
-            return _failure(TIMEOUT, f"header import timed out in {exc.limit:g} seconds (the server's "
-                                     "--import-timeout; the proof was not checked)", time.monotonic() - started)
-        return _failure(ERROR, f"could not start a REPL for this header: {exc}")
+            whose = "the server's --import-timeout" if exc.origin == IMPORT_TIMEOUT_ORIGIN else exc.origin
+            return _failure(TIMEOUT, codes.HEADER_TIMEOUT,
+                            f"header import timed out in {exc.limit:g} seconds ({whose}; the REPL was killed "
+                            "and replaced; the proof was not checked)", time.monotonic() - started,
+                            {"repl_uuid": exc.worker})
+        return _failure(ERROR, codes.REPL_ERROR, f"could not start a REPL for this header: {exc}")
     try:
-        outcome = _run_on(worker, split, options)
+        outcome = _Run(worker, split, options, checks, screening).outcome()
     except BaseException as exc:
         acquired.__exit__(type(exc), exc, exc.__traceback__)
         if isinstance(exc, Exception):
             log.exception("verification failed unexpectedly")
-            return _failure(ERROR, f"internal error: {type(exc).__name__}: {exc}", time.monotonic() - started)
+            return _failure(ERROR, codes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}",
+                            time.monotonic() - started)
         raise
     acquired.__exit__(None, None, None)
     if outcome.verdict == ERROR and outcome.error is not None and pool.closed:
-        return _failure(ERROR, f"{SHUTTING_DOWN}: the check was stopped before it finished", outcome.time)
-    return outcome
+        return _failure(ERROR, codes.SHUTTING_DOWN, f"{SHUTTING_DOWN}: the check was stopped before it finished",
+                        outcome.time)
+    if outcome.verdict == VALID and options.trust is Trust.SEALED and checks.sealed is not None:
+        return _sealed(checks, split, options, outcome)
+    return replace(outcome, trust=options.trust)
 
 
-def _run_on(worker: Any, split: SourceSplit, options: VerifyOptions) -> Outcome:
-    header_messages = tuple(worker.header_messages)
-    diagnostics = {"repl_uuid": worker.name} if options.debug else None
-    t0 = time.monotonic()
-    try:
-        response = worker.run(CommandRequest(split.body, env=worker.header_env, infotree=options.infotree),
-                              options.timeout)
-    except ReplTimeout as exc:
-        return _failure(TIMEOUT, f"Lean REPL command timed out in {exc.limit:g} seconds "
-                                 f"({options.timeout_origin}; the REPL was killed and replaced)", time.monotonic() - t0)
-    except ReplLost as exc:
-        return _failure(ERROR, f"REPL process lost while checking this snippet: {exc} (it was replaced)",
-                        time.monotonic() - t0)
-    elapsed = time.monotonic() - t0
-    if options.debug:
-        diagnostics["memory_max"] = worker.rss_bytes()
-    if isinstance(response, ErrorResponse):
-        return Outcome(ERROR, header_messages=header_messages, time=elapsed, repl_message=response.message,
-                       reasons=(f"REPL error: {response.message}",), diagnostics=diagnostics)
-    if not isinstance(response, CommandResponse):
-        return _failure(ERROR, f"unexpected REPL answer {type(response).__name__}", elapsed)
+def _sealed(checks: Checks, split: SourceSplit, options: VerifyOptions, outcome: Outcome) -> Outcome:
+    """The kernel re-check of a snippet the REPL found valid; its axioms replace the audit's."""
+    assert checks.sealed is not None
+    names = [d.name for d in declarations(split.body) if d.kind in AUDITED_KINDS and d.name]
+    report = checks.sealed.check(split.header, split.body, names, options.timeout)
+    elapsed = outcome.time + report.time
+    if report.error is not None:
+        return replace(outcome, verdict=ERROR, time=elapsed, error=report.error, trust=options.trust,
+                       reasons=(Reason(codes.SEALED_UNAVAILABLE, f"sealed re-check failed: {report.error}"),))
+    if report.rejected is not None:
+        return replace(outcome, verdict=INVALID, time=elapsed, trust=options.trust,
+                       reasons=(Reason(codes.SEALED_REJECTED, report.rejected),))
+    reasons = _axiom_reasons(report.axioms, checks.allowed_axioms)
+    examples = {k: v for k, v in (outcome.axioms or {}).items() if k.startswith("example@")}  # no name to load
+    return replace(outcome, verdict=INVALID if reasons else VALID, time=elapsed,
+                   axioms={**examples, **report.axioms}, reasons=tuple(reasons), trust=options.trust)
+
+
+def _axiom_reasons(axioms: dict[str, list[str]], allowed: frozenset[str]) -> list[Reason]:
     reasons = []
-    header_errors = [m for m in header_messages if m.is_error]
-    if header_errors:
-        reasons.append(f"header error: {header_errors[0].data.splitlines()[0]}")
-    reasons += judge(response.messages, response.sorries)
-    tree = None if response.infotree is None else [t.to_json() for t in response.infotree]
-    axioms = None
-    verdict = INVALID if reasons else VALID
-    if options.strict:
-        plan = plan_audit(split.body)
-        if plan is not None:
-            if plan.declared_axioms:
-                reasons.append("declares axiom " + ", ".join(plan.declared_axioms))
-            if plan.command and verdict == VALID:
-                env = worker.header_env if plan.on_header_env else response.env
-                t1 = time.monotonic()
-                try:
-                    audit = worker.run(CommandRequest(plan.command, env=env), options.timeout)
-                except ReplTimeout as exc:
-                    return _failure(TIMEOUT, f"Lean REPL command timed out in {exc.limit:g} seconds during the "
-                                             f"axiom audit ({options.timeout_origin}; the REPL was killed and "
-                                             "replaced)",
-                                    elapsed + time.monotonic() - t1)
-                except ReplLost as exc:
-                    return _failure(ERROR, f"REPL process lost during the axiom audit: {exc} (it was replaced)",
-                                    elapsed + time.monotonic() - t1)
-                elapsed += time.monotonic() - t1
-                if not isinstance(audit, CommandResponse):
-                    return _failure(ERROR, f"axiom audit failed: {getattr(audit, 'message', audit)!r}", elapsed)
-                axioms, unresolved = _read_audit(plan, audit)
-                for name, used in axioms.items():
-                    bad = [a for a in used if a not in ALLOWED_AXIOMS]
-                    if bad:
-                        reasons.append(f"{name} depends on disallowed axioms: {', '.join(bad)}")
-                if unresolved and not reasons:
-                    return Outcome(ERROR, response.messages, header_messages, response.sorries, elapsed,
-                                   env=response.env, infotree=tree, axioms=axioms,
-                                   reasons=("axiom audit incomplete: " + "; ".join(unresolved),),
-                                   diagnostics=diagnostics)
-        verdict = INVALID if reasons else VALID
-    return Outcome(verdict, response.messages, header_messages, response.sorries, elapsed, env=response.env,
-                   infotree=tree, axioms=axioms, reasons=tuple(reasons), diagnostics=diagnostics)
+    for name, used in axioms.items():
+        bad = [a for a in used if a not in allowed]
+        if bad:
+            reasons.append(Reason(codes.DISALLOWED_AXIOM, f"{name} depends on disallowed axioms: {', '.join(bad)}"))
+    return reasons
+
+
+class _Failed(Exception):
+    """A REPL command of the check failed: ``outcome`` is the answer."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.error)
+        self.outcome = outcome
+
+
+class _Run:
+    """One submission on one worker: the reference statement (strict), the body, then the audits.
+
+    Each REPL command is timed into ``elapsed``; a timeout or a lost REPL ends the run with that
+    outcome (``_Failed``), with the diagnostics gathered so far.
+    """
+
+    def __init__(self, worker: Any, split: SourceSplit, options: VerifyOptions, checks: Checks,
+                 screening: Screening) -> None:
+        self.worker = worker
+        self.split = split
+        self.options = options
+        self.checks = checks
+        self.screening = screening
+        self.elapsed = 0.0
+        # always kept (a cached answer or a timeout can then name its REPL); shown only when debug asks
+        self.diagnostics: dict[str, Any] = {"repl_uuid": worker.name}
+
+    def command(self, text: str, env: int | None, during: str, infotree: str | None = None) -> Any:
+        t0 = time.monotonic()
+        try:
+            return self.worker.run(CommandRequest(text, env=env, infotree=infotree), self.options.timeout)
+        except ReplTimeout as exc:
+            raise _Failed(_failure(TIMEOUT, codes.TIMEOUT,
+                                   f"Lean REPL command timed out in {exc.limit:g} seconds{during} "
+                                   f"({self.options.timeout_origin}; the REPL was killed and replaced)",
+                                   self.elapsed + time.monotonic() - t0, self.diagnostics)) from None
+        except ReplLost as exc:
+            raise _Failed(_failure(ERROR, codes.REPL_LOST,
+                                   f"REPL process lost{during or ' while checking this snippet'}: {exc} "
+                                   "(it was replaced)", self.elapsed + time.monotonic() - t0,
+                                   self.diagnostics)) from None
+        finally:
+            self.elapsed += time.monotonic() - t0
+
+    def outcome(self) -> Outcome:
+        try:
+            return self._outcome()
+        except _Failed as failed:
+            return failed.outcome
+
+    def _outcome(self) -> Outcome:
+        worker, options, screening = self.worker, self.options, self.screening
+        header_messages = tuple(worker.header_messages)
+        statement = screening.statement if options.strict and not screening.rejected else None
+        nonce = new_nonce()
+        env = worker.header_env
+        if statement is not None and statement.name is not None:
+            reference = self.command(statement.reference_command(nonce), env, " elaborating the statement")
+            problem = _reference_problem(reference)
+            if problem is not None:
+                return _failure(ERROR, codes.STATEMENT_UNREADABLE,
+                                f"the statement does not elaborate on this header: {problem}",
+                                self.elapsed, self.diagnostics)
+            env = reference.env
+        response = self.command(self.split.body, env, "", options.infotree)
+        if options.debug:
+            self.diagnostics["memory_max"] = worker.rss_bytes()
+        if isinstance(response, ErrorResponse):
+            return Outcome(ERROR, header_messages=header_messages, time=self.elapsed, repl_message=response.message,
+                           reasons=(Reason(codes.REPL_ERROR, f"REPL error: {response.message}"),),
+                           diagnostics=self.diagnostics)
+        if not isinstance(response, CommandResponse):
+            return _failure(ERROR, codes.REPL_ERROR, f"unexpected REPL answer {type(response).__name__}",
+                            self.elapsed, self.diagnostics)
+        reasons = list(screening.reasons)
+        header_errors = [m for m in header_messages if m.is_error]
+        if header_errors:
+            reasons.append(Reason(codes.HEADER_ERROR, header_errors[0].data.splitlines()[0]))
+        reasons += judge(response.messages, response.sorries)
+        tree = None if response.infotree is None else [t.to_json() for t in response.infotree]
+        axioms = None
+        if options.strict and not reasons and not screening.header_reasons:
+            axioms, audit_reasons, incomplete = self._audit(response)
+            reasons += audit_reasons
+            if statement is not None and statement.name is not None and not reasons:
+                reasons += self._compare(statement, nonce, response.env)
+            if incomplete is not None and not reasons:
+                return Outcome(ERROR, response.messages, header_messages, response.sorries, self.elapsed,
+                               env=response.env, infotree=tree, axioms=axioms, reasons=(incomplete,),
+                               diagnostics=self.diagnostics)
+        verdict = INVALID if reasons or screening.header_reasons else VALID
+        return Outcome(verdict, response.messages, header_messages, response.sorries, self.elapsed,
+                       env=response.env, infotree=tree, axioms=axioms, reasons=tuple(reasons),
+                       diagnostics=self.diagnostics, header_reasons=screening.header_reasons)
+
+    def _audit(self, response: CommandResponse) -> tuple[dict[str, list[str]] | None, list[Reason], Reason | None]:
+        """Axioms per declaration, the reasons they give, and why the audit is incomplete (None: it is not)."""
+        plan = plan_audit(self.split.body)
+        if plan is None:
+            return None, [], None
+        env = self.worker.header_env if plan.on_header_env else response.env
+        audit = self.command(plan.command, env, " during the axiom audit")
+        if not isinstance(audit, CommandResponse):
+            raise _Failed(_failure(ERROR, codes.REPL_ERROR,
+                                   f"axiom audit failed: {getattr(audit, 'message', audit)!r}", self.elapsed,
+                                   self.diagnostics))
+        axioms, unresolved = _read_audit(plan, audit)
+        incomplete = Reason(codes.AUDIT_INCOMPLETE, "axiom audit incomplete: " + "; ".join(unresolved)) \
+            if unresolved else None
+        return axioms, _axiom_reasons(axioms, self.checks.allowed_axioms), incomplete
+
+    def _compare(self, statement: Statement, nonce: str, env: int | None) -> list[Reason]:
+        """Lean's half of the statement check (see ``check.statement``): the submitted constant must prove the
+        reference elaborated before it."""
+        answer = self.command(statement.check_command(nonce), env, " comparing the statement")
+        if not isinstance(answer, CommandResponse):
+            raise _Failed(_failure(ERROR, codes.REPL_ERROR,
+                                   f"statement check failed: {getattr(answer, 'message', answer)!r}", self.elapsed,
+                                   self.diagnostics))
+        errors = [m for m in answer.messages if m.is_error]
+        if not errors:
+            return []
+        text = " ".join(errors[0].data.split())
+        return [Reason(codes.STATEMENT_MISMATCH, f"statement differs: Lean does not accept `{statement.name}` as a "
+                                                 f"proof of the statement: {text}")]
+
+
+def _reference_problem(response: Any) -> str | None:
+    """Why the reference statement did not elaborate, or None."""
+    if isinstance(response, ErrorResponse):
+        return response.message
+    if not isinstance(response, CommandResponse) or response.env is None:
+        return f"unexpected REPL answer {type(response).__name__}"
+    errors = [m for m in response.messages if m.is_error]
+    return errors[0].data.splitlines()[0] if errors else None
 
 
 # --------------------------------------------------------------------------- #
@@ -513,7 +763,7 @@ class VerifierStats:
     """What a verifier has answered since it started (``/health`` and ``/metrics`` read it)."""
 
     snippets: int
-    verdicts: dict[str, int]  # each of VERDICTS -> snippets answered with it
+    verdicts: dict[Verdict, int]  # each of VERDICTS -> snippets answered with it
     cache: CacheStats
 
 
@@ -539,7 +789,11 @@ class PendingCheck:
     """A distinct snippet of a batch that the cache could not answer: checked once for all its copies."""
 
     key: str
-    split: SourceSplit
+    submission: Submission
+
+    @property
+    def split(self) -> SourceSplit:
+        return self.submission.split
 
 
 class Deduplicator:
@@ -554,7 +808,7 @@ class Deduplicator:
     def __init__(self, cache: ResultCache) -> None:
         self.cache = cache
         self._lock = threading.Lock()
-        self._verdicts = {v: 0 for v in VERDICTS}
+        self._verdicts = dict.fromkeys(VERDICTS, 0)
         self._snippets = 0
 
     def plan(self, snippets: Sequence[Snippet], options: VerifyOptions,
@@ -592,13 +846,17 @@ class BatchPlan:
         self._copies: dict[str, tuple[list[int], list[SourceSplit]]] = {}
         self.answered: list[tuple[int, VerifyResult]] = []
         self.checks: list[PendingCheck] = []
+        statements: dict[str, str | None] = {}
         for index, snippet in enumerate(snippets):
             if not isinstance(snippet.code, str):
                 self.answered += self._answer([index], [SourceSplit("", "", 0)],
-                                              _failure(ERROR, "invalid snippet: code must be a string"), False)
+                                              _failure(ERROR, codes.INVALID_SNIPPET,
+                                                       "invalid snippet: code must be a string"), False)
                 continue
             split = split_source(snippet.code)
-            key = ResultCache.key(split.header, split.body, options) if options.use_cache else f"#{index}"
+            key = ResultCache.key(split.header, split.body, options, snippet.statement) if options.use_cache \
+                else f"#{index}"
+            statements.setdefault(key, snippet.statement)
             indices, splits = self._copies.setdefault(key, ([], []))
             indices.append(index)
             splits.append(split)
@@ -610,7 +868,7 @@ class BatchPlan:
             if hit is not None:
                 self.answered += self._answer(self._copies[key][0], splits, hit, True)
             else:
-                self.checks.append(PendingCheck(key, splits[0]))
+                self.checks.append(PendingCheck(key, Submission(splits[0], statements[key])))
 
     def resolve(self, check: PendingCheck, outcome: Outcome) -> list[tuple[int, VerifyResult]]:
         """Cache ``check``'s outcome and answer every copy of it; returns the ``(index, result)`` pairs."""
@@ -619,9 +877,9 @@ class BatchPlan:
         indices, splits = self._copies[check.key]
         return self._answer(indices, splits, outcome, False)
 
-    def fail(self, check: PendingCheck, error: str) -> list[tuple[int, VerifyResult]]:
-        """Answer every copy of ``check`` with verdict ``error``: it could not be checked."""
-        return self.resolve(check, _failure(ERROR, error))
+    def fail(self, check: PendingCheck, code: str, error: str) -> list[tuple[int, VerifyResult]]:
+        """Answer every copy of ``check`` with verdict ``error`` (reason ``code``): it could not be checked."""
+        return self.resolve(check, _failure(ERROR, code, error))
 
     def results(self) -> list[VerifyResult]:
         """Every answer in input order, once every check is resolved."""
@@ -646,25 +904,27 @@ class BatchPlan:
 
 
 class PoolChecker:
-    """Checks distinct (header, body) pairs on a pool, over a bounded thread pool shared by all callers.
+    """Checks distinct submissions on a pool, over a bounded thread pool shared by all callers.
 
     No cache and no de-duplication: its callers (a :class:`Verifier`, a cluster node answering
-    the router) get only distinct snippets.
+    the router) get only distinct snippets. ``checks``: the source policy and sealed re-check.
     """
 
-    def __init__(self, pool: ReplPool, *, threads: int | None = None, priority: Priority = Priority.BATCH) -> None:
+    def __init__(self, pool: ReplPool, *, threads: int | None = None, priority: Priority = Priority.BATCH,
+                 checks: Checks | None = None) -> None:
         self.pool = pool
         self.priority = priority
+        self.checks = checks or Checks()
         self.threads = threads or max(2, 2 * pool.settings.max_repls)
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="verify")
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def check(self, splits: Sequence[SourceSplit], options: VerifyOptions,
+    def check(self, submissions: Sequence[Submission], options: VerifyOptions,
               on_outcome: Callable[[int, Outcome], object] | None = None) -> list[Outcome]:
-        """One outcome per split, in order, ``on_outcome(index, outcome)`` as each finishes; never raises for one."""
-        outcomes: list[Outcome | None] = [None] * len(splits)
+        """One outcome per submission, in order, ``on_outcome(index, outcome)`` as each finishes; never raises."""
+        outcomes: list[Outcome | None] = [None] * len(submissions)
         done = threading.Condition()
         pending = [0]
         limit = threading.BoundedSemaphore(self.threads)
@@ -676,20 +936,20 @@ class PoolChecker:
 
         def job(index: int) -> None:
             try:
-                outcome = _run(self.pool, splits[index], options, self.priority)
-            except BaseException as exc:  # never lose a snippet
-                outcome = _failure(ERROR, f"internal error: {type(exc).__name__}: {exc}")
+                outcome = _run(self.pool, submissions[index], options, self.priority, self.checks)
+            except BaseException as exc:  # noqa: BLE001 - never lose a snippet, whatever went wrong
+                outcome = _failure(ERROR, codes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
             finish(index, outcome)
 
         def finished(index: int, future: Future) -> None:
             if future.cancelled():  # close() cancelled it before it ran
-                finish(index, _failure(ERROR, f"{SHUTTING_DOWN}: the check had not started"))
+                finish(index, _failure(ERROR, codes.SHUTTING_DOWN, f"{SHUTTING_DOWN}: the check had not started"))
             limit.release()
             with done:
                 pending[0] -= 1
                 done.notify_all()
 
-        for index in range(len(splits)):
+        for index in range(len(submissions)):
             limit.acquire()
             with done:
                 pending[0] += 1
@@ -699,7 +959,7 @@ class PoolChecker:
                 limit.release()
                 with done:
                     pending[0] -= 1
-                finish(index, _failure(ERROR, f"{SHUTTING_DOWN}: {exc}"))
+                finish(index, _failure(ERROR, codes.SHUTTING_DOWN, f"{SHUTTING_DOWN}: {exc}"))
                 continue
             future.add_done_callback(partial(finished, index))
         with done:
@@ -715,10 +975,10 @@ class Verifier:
     """Checks batches on a pool: repeats answered by a :class:`Deduplicator`, the rest by a :class:`PoolChecker`."""
 
     def __init__(self, pool: ReplPool, *, cache: ResultCache | None = None, cache_size: int = 10000,
-                 threads: int | None = None, priority: Priority = Priority.BATCH) -> None:
+                 threads: int | None = None, priority: Priority = Priority.BATCH, checks: Checks | None = None) -> None:
         self.pool = pool
         self.dedup = Deduplicator(cache if cache is not None else ResultCache(cache_size))
-        self.checker = PoolChecker(pool, threads=threads, priority=priority)
+        self.checker = PoolChecker(pool, threads=threads, priority=priority, checks=checks)
 
     def close(self) -> None:
         self.checker.close()
@@ -738,7 +998,8 @@ class Verifier:
         options = options or VerifyOptions()
         plan = self.dedup.plan([as_snippet(s, i) for i, s in enumerate(snippets)], options, on_result)
         checks = plan.checks
-        self.checker.check([c.split for c in checks], options, lambda i, outcome: plan.resolve(checks[i], outcome))
+        self.checker.check([c.submission for c in checks], options,
+                           lambda i, outcome: plan.resolve(checks[i], outcome))
         return plan.results()
 
     def stats(self) -> VerifierStats:
@@ -747,16 +1008,17 @@ class Verifier:
 
 def verify_batch(pool: ReplPool, snippets: Sequence[SnippetLike], options: VerifyOptions | None = None, *,
                  on_result: ResultCallback | None = None, cache: ResultCache | None = None,
-                 max_workers: int | None = None, **option_fields: Any) -> list[VerifyResult]:
+                 max_workers: int | None = None, checks: Checks | None = None,
+                 **option_fields: Any) -> list[VerifyResult]:
     """One-shot batch check on ``pool`` (a :class:`Verifier` with a private cache unless one is given).
 
-    Options may be passed as a :class:`VerifyOptions` or as keywords (timeout=, infotree=, strict=, use_cache=).
+    Options may be passed as a :class:`VerifyOptions` or as keywords (timeout=, infotree=, trust=, use_cache=).
     """
     if options is None:
         options = VerifyOptions(**option_fields)
     elif option_fields:
         options = replace(options, **option_fields)
-    with Verifier(pool, cache=cache, threads=max_workers) as verifier:
+    with Verifier(pool, cache=cache, threads=max_workers, checks=checks) as verifier:
         return verifier.verify_batch(snippets, options, on_result)
 
 
@@ -767,7 +1029,8 @@ def verify_code(pool: ReplPool, code: str, **option_fields: Any) -> VerifyResult
 
 __all__ = [
     "ALLOWED_AXIOMS", "ERROR", "INVALID", "SHUTTING_DOWN", "TIMEOUT", "VALID", "VERDICTS", "BatchPlan",
-    "BatchVerifier", "CacheStats", "Deduplicator", "Outcome", "PendingCheck", "PoolChecker", "ResultCache",
-    "Snippet", "Verifier", "VerifierStats", "VerifyOptions", "VerifyResult", "as_snippet", "distinct_headers",
+    "BatchVerifier", "CacheStats", "Checks", "Deduplicator", "Outcome", "PendingCheck", "PoolChecker",
+    "RecheckReport", "ResultCache", "SealedCheck", "Snippet", "Submission", "Verifier", "VerifierStats",
+    "VerifyOptions", "VerifyResult", "as_snippet", "distinct_headers",
     "judge", "parse_axioms", "plan_audit", "verify_batch", "verify_code",
 ]

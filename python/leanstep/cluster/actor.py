@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from leanstep.check.source import SourceSplit
-from leanstep.check.verify import Outcome, PoolChecker, VerifyOptions
+from leanstep.check.trust import checks_from_config
+from leanstep.check.verify import Outcome, PoolChecker, Submission, VerifyOptions
 from leanstep.config import Config
 
 RAY_MISSING = "Ray is not installed: pip install leanstep[ray]  (or: pip install 'ray>=2.30')"
@@ -29,6 +29,15 @@ def import_ray() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(RAY_MISSING) from exc
     return ray
+
+
+def _node_id() -> str:
+    """The Ray node this process runs on, or "" outside Ray (asking Ray then would start a local instance)."""
+    try:
+        ray = import_ray()
+    except ImportError:
+        return ""
+    return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
 
 
 @dataclass(frozen=True)
@@ -65,36 +74,31 @@ class VerifierActor:
         self.slot = slot
         self.pool = make_pool(config)
         self.pool.start()
-        self.checker = PoolChecker(self.pool)
+        self.checker = PoolChecker(self.pool, checks=checks_from_config(config))
         self._lock = threading.Lock()
         self._in_flight_snippets = 0
         self._in_flight_batches = 0
         self._verified = 0
 
-    def check(self, splits: list[SourceSplit], options: VerifyOptions) -> list[Outcome]:
-        """Check a sub-batch of distinct snippets on this node; one outcome per split, in order."""
+    def check(self, submissions: list[Submission], options: VerifyOptions) -> list[Outcome]:
+        """Check a sub-batch of distinct snippets on this node; one outcome per submission, in order."""
         with self._lock:
-            self._in_flight_snippets += len(splits)
+            self._in_flight_snippets += len(submissions)
             self._in_flight_batches += 1
         try:
-            return self.checker.check(splits, options)
+            return self.checker.check(submissions, options)
         finally:
             with self._lock:
-                self._in_flight_snippets -= len(splits)
+                self._in_flight_snippets -= len(submissions)
                 self._in_flight_batches -= 1
-                self._verified += len(splits)
+                self._verified += len(submissions)
 
     def status(self) -> ActorStatus:
         stats = self.pool.stats()
         with self._lock:
             in_flight, batches, verified = self._in_flight_snippets, self._in_flight_batches, self._verified
-        node_id = ""
-        try:
-            node_id = import_ray().get_runtime_context().get_node_id()
-        except Exception:  # not inside Ray
-            pass
         return ActorStatus(
-            slot=self.slot, node_id=node_id, hostname=socket.gethostname(), pid=os.getpid(),
+            slot=self.slot, node_id=_node_id(), hostname=socket.gethostname(), pid=os.getpid(),
             max_repls=stats.max_repls, in_flight_snippets=in_flight, in_flight_batches=batches,
             queue_depth=stats.queue_depth, workers_by_state=dict(stats.workers_by_state),
             warm_headers=dict(stats.workers_by_header), verified=verified,

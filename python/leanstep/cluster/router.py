@@ -19,6 +19,7 @@ max_workers=...)`` call as :class:`leanstep.client.Client`, and adds a streaming
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -29,10 +30,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import leanstep.check.verdict as codes
 from leanstep.api.records import snippet_of
+from leanstep.check.verdict import Trust
 from leanstep.check.verify import (
-    BatchPlan, Deduplicator, Outcome, PendingCheck, ResultCache, ResultCallback, SnippetLike, VerifierStats,
-    VerifyOptions, VerifyResult,
+    BatchPlan,
+    Deduplicator,
+    Outcome,
+    PendingCheck,
+    ResultCache,
+    ResultCallback,
+    SnippetLike,
+    VerifierStats,
+    VerifyOptions,
+    VerifyResult,
 )
 from leanstep.cluster.actor import ActorStatus, import_ray, remote_actor_class
 from leanstep.config import Config
@@ -176,7 +187,7 @@ class RayVerifier:
         self._affinity: dict[str, list[int]] = {}
         # whole-cluster repeats are answered here, with no round trip to an actor at all
         self._dedup = Deduplicator(ResultCache(config.cache_size if cache_size is None else cache_size))
-        self._counts = dict(sub_batches=0, retried_sub_batches=0, actors_recreated=0)
+        self._counts = {"sub_batches": 0, "retried_sub_batches": 0, "actors_recreated": 0}
         self._closed = False
 
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0)
@@ -197,7 +208,7 @@ class RayVerifier:
         return len(self._slots)
 
     def verify(self, snippets: Sequence[SnippetLike], *, timeout: float | None = None, batch_size: int | None = None,
-               max_workers: int | None = None, strict: bool | None = None, infotree: str | None = None,
+               max_workers: int | None = None, trust: Trust | None = None, infotree: str | None = None,
                reuse: bool = True, progress: bool = False,
                on_batch: Callable[[list[VerifyResult]], None] | None = None) -> list[VerifyResult]:
         """``Client.verify`` on the cluster: one ``VerifyResult`` per snippet, in input order.
@@ -206,11 +217,11 @@ class RayVerifier:
         or a bare string (id = its index). ``timeout``: seconds per proof (default: the config's).
         ``batch_size``: most distinct snippets per sub-batch sent to one actor (default: sized so
         every actor's REPLs stay busy and the tail stays short). ``max_workers``: most sub-batches
-        in flight over the cluster (default: actors x actor concurrency). ``strict`` (None: the
+        in flight over the cluster (default: actors x actor concurrency). ``trust`` (None: the
         config's), ``infotree``, ``reuse`` (False: no cache, no de-duplication) as for the server.
         ``on_batch`` gets each group of results as it completes.
         """
-        plan = self._plan(snippets, self._make_options(timeout, strict, infotree, reuse))
+        plan = self._plan(snippets, self._make_options(timeout, trust, infotree, reuse))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -228,10 +239,10 @@ class RayVerifier:
         return plan.results()
 
     def verify_iter(self, snippets: Sequence[SnippetLike], *, timeout: float | None = None,
-                    batch_size: int | None = None, max_workers: int | None = None, strict: bool | None = None,
+                    batch_size: int | None = None, max_workers: int | None = None, trust: Trust | None = None,
                     infotree: str | None = None, reuse: bool = True) -> Iterator[tuple[int, VerifyResult]]:
         """Like :meth:`verify`, but yield ``(index, VerifyResult)`` as results arrive; each index once."""
-        plan = self._plan(snippets, self._make_options(timeout, strict, infotree, reuse))
+        plan = self._plan(snippets, self._make_options(timeout, trust, infotree, reuse))
         return (pair for burst in self._run(plan, batch_size, max_workers) for pair in burst)
 
     def verify_batch(self, snippets: Sequence[SnippetLike], options: VerifyOptions,
@@ -277,10 +288,8 @@ class RayVerifier:
         self._closed = True
         ray = self._ray
         refs = [slot.handle.shutdown.remote() for slot in self._slots if slot.handle is not None]
-        try:
+        with contextlib.suppress(Exception):  # best effort; the kill below is what counts
             ray.get(refs, timeout=30)
-        except Exception:  # noqa: BLE001 - best effort; the kill below is what counts
-            pass
         for slot in self._slots:
             if slot.handle is not None:
                 ray.kill(slot.handle, no_restart=True)
@@ -295,10 +304,10 @@ class RayVerifier:
 
     # -- batches ----------------------------------------------------------------------------------
 
-    def _make_options(self, timeout: float | None, strict: bool | None, infotree: str | None,
+    def _make_options(self, timeout: float | None, trust: Trust | None, infotree: str | None,
                       reuse: bool) -> VerifyOptions:
         return VerifyOptions(timeout=float(timeout if timeout is not None else self.config.timeout),
-                             infotree=infotree, strict=self.config.strict if strict is None else strict,
+                             infotree=infotree, trust=self.config.trust if trust is None else trust,
                              use_cache=reuse)
 
     def _plan(self, snippets: Sequence[SnippetLike], options: VerifyOptions,
@@ -348,11 +357,11 @@ class RayVerifier:
                     slot = self._choose(chunk)
                     if slot is None:  # every actor is gone: answer what is left with errors
                         for check in chunk.checks:
-                            burst += plan.fail(check, "no Ray verifier actor is alive")
+                            burst += plan.fail(check, codes.CLUSTER_LOST, "no Ray verifier actor is alive")
                         continue
                     chunk.attempts += 1
                     chunk.tried.add(slot.index)
-                    ref = slot.handle.check.remote([c.split for c in chunk.checks], opts)
+                    ref = slot.handle.check.remote([c.submission for c in chunk.checks], opts)
                     in_flight[ref] = (chunk, slot, slot.generation)
                     deadlines[ref] = time.monotonic() + overdue_after
                     with self._lock:
@@ -383,17 +392,17 @@ class RayVerifier:
                         message = (f"the Ray verifier actor was lost {chunk.attempts} times while checking this "
                                    f"snippet ({type(exc).__name__}: {str(exc)[:500]})")
                         for check in chunk.checks:
-                            burst += plan.fail(check, message)
+                            burst += plan.fail(check, codes.CLUSTER_LOST, message)
                         continue
                     except ray.exceptions.RayError as exc:  # the checker itself raised: answer each snippet
                         message = f"internal error on the Ray verifier actor: {str(exc)[:1000]}"
                         for check in chunk.checks:
-                            burst += plan.fail(check, message)
+                            burst += plan.fail(check, codes.INTERNAL_ERROR, message)
                         continue
                     with self._lock:
                         slot.failures = 0
                     finished.append(chunk.header)
-                    for check, outcome in zip(chunk.checks, outcomes):
+                    for check, outcome in zip(chunk.checks, outcomes, strict=True):
                         burst += plan.resolve(check, outcome)
                 if burst:
                     yield burst
@@ -413,8 +422,8 @@ class RayVerifier:
         if slot.node_id is not None:
             # soft: if the node is gone, the replacement goes wherever Ray has room
             strategy = NodeAffinitySchedulingStrategy(node_id=slot.node_id, soft=True)
-        options = dict(num_cpus=self.actor_num_cpus, max_concurrency=self.actor_concurrency + 2,
-                       max_restarts=0, scheduling_strategy=strategy)
+        options = {"num_cpus": self.actor_num_cpus, "max_concurrency": self.actor_concurrency + 2,
+                   "max_restarts": 0, "scheduling_strategy": strategy}
         slot.handle = remote_actor_class().options(**options).remote(slot.index, self._actor_config(slot),
                                                                      self.actor_env)
         slot.generation += 1
@@ -446,10 +455,8 @@ class RayVerifier:
             ray.get(refs, timeout=timeout + 30)
         except Exception as exc:
             for slot in self._slots:
-                try:
+                with contextlib.suppress(Exception):  # already gone
                     ray.kill(slot.handle, no_restart=True)
-                except Exception:  # noqa: BLE001
-                    pass
             if self._owns_ray:
                 ray.shutdown()
             raise RuntimeError(f"Ray verifier actors failed to start: {exc}") from exc
@@ -506,10 +513,8 @@ class RayVerifier:
             else:
                 self._create(slot)
                 self._counts["actors_recreated"] += 1
-        try:
+        with contextlib.suppress(Exception):  # already gone
             self._ray.kill(old, no_restart=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
 
 
 def sim_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -10,25 +10,25 @@ import torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import (
     BACKENDS,
+    DEFAULT_HF_MODEL,
+    Backend,
     Candidate,
     GenerationRequest,
     Generator,
     GeneratorSettings,
+    backend_named,
     cut_tactic,
     merge,
     postprocess,
 )
 from .prompts import FORMATS, Prompt, get_format, render
 
-# LeanCopilot's ByT5 tactic generator (about 300M parameters): small enough for
-# a laptop CPU, trained on Lean 4 (LeanDojo) states, input = the goal text.
-DEFAULT_MODEL = "kaiyuy/leandojo-lean4-tacgen-byt5-small"
-DEFAULT_PROMPT_FORMAT = "state"
-# llmstep's fine-tuned Pythia 2.8B: better suggestions, wants a GPU.
-GPU_MODEL = "wellecks/llmstep-mathlib4-pythia2.8b"
-GPU_PROMPT_FORMAT = "proofstep"
+if TYPE_CHECKING:  # the configuration module imports this package's base; no cycle at run time
+    from leanstep.config import Config
 
 
 def guess_prompt_format(model: str) -> str:
@@ -41,10 +41,10 @@ def guess_prompt_format(model: str) -> str:
     return "chat"
 
 
-def settings_from_config(config) -> GeneratorSettings:
+def settings_from_config(config: Config) -> GeneratorSettings:
     """Generator settings from the server's :class:`leanstep.config.Config`."""
     return GeneratorSettings(
-        backend=config.backend, model=config.hf_model,
+        backend=backend_named(config.backend), model=config.hf_model,
         prompt_format=config.prompt_format or guess_prompt_format(config.hf_model),
         num_samples=config.num_samples, temperatures=config.temperatures, max_new_tokens=config.max_new_tokens,
         device=config.device, dtype=config.dtype, num_beams=config.num_beams,
@@ -77,16 +77,15 @@ def make_generator(settings: GeneratorSettings) -> Generator:
 
 __all__ = [
     "BACKENDS",
-    "Candidate",
-    "DEFAULT_MODEL",
-    "DEFAULT_PROMPT_FORMAT",
+    "DEFAULT_HF_MODEL",
     "FORMATS",
-    "GPU_MODEL",
-    "GPU_PROMPT_FORMAT",
+    "Backend",
+    "Candidate",
     "GenerationRequest",
     "Generator",
     "GeneratorSettings",
     "Prompt",
+    "backend_named",
     "cut_tactic",
     "get_format",
     "guess_prompt_format",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 # Text that ends a tactic when a model keeps writing past it: the next prompt
 # marker of the proofstep format, end-of-text markers of common tokenizers and
@@ -28,7 +28,22 @@ END_MARKERS: tuple[str, ...] = (
     "```",
 )
 
-BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai", "hint")
+# Where candidates come from: transformers in process, vLLM in process, an
+# OpenAI-compatible completions server, or a fixed tactic list (no model).
+Backend = Literal["hf", "vllm", "openai", "hint"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+# LeanCopilot's ByT5 tactic generator (about 300M parameters): small enough for
+# a laptop CPU, trained on Lean 4 (LeanDojo) states, input = the goal text.
+DEFAULT_HF_MODEL = "kaiyuy/leandojo-lean4-tacgen-byt5-small"
+
+
+def backend_named(name: str) -> Backend:
+    """The backend called ``name`` (a flag's or a setting's text); a ValueError lists the known ones otherwise."""
+    for backend in BACKENDS:
+        if backend == name:
+            return backend
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
 @dataclass(frozen=True)
@@ -85,8 +100,8 @@ class GeneratorSettings:
     new cache-length bucket, so it suits long-running servers that warm up).
     """
 
-    backend: str = "hf"
-    model: str = "kaiyuy/leandojo-lean4-tacgen-byt5-small"
+    backend: Backend = "hf"
+    model: str = DEFAULT_HF_MODEL
     prompt_format: str = "state"
     num_samples: int = 8
     temperatures: tuple[float, ...] = (0.5,)
@@ -104,8 +119,7 @@ class GeneratorSettings:
     extra: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        backend_named(self.backend)
         if self.num_beams < 0:
             raise ValueError(f"num_beams must be >= 0, got {self.num_beams}")
         object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
@@ -154,13 +168,11 @@ def postprocess(prefix: str, outputs: Iterable[tuple[str, float]]) -> list[Candi
     order of first appearance, so greedy/beam order survives).
     """
     best: dict[str, float] = {}
-    for continuation, score in outputs:
+    for continuation, raw_score in outputs:
         text = (prefix + cut_tactic(continuation)).strip()
         if not text:
             continue
-        score = float(score)
-        if math.isnan(score):
-            score = -math.inf
+        score = -math.inf if math.isnan(raw_score) else float(raw_score)
         if text not in best or score > best[text]:
             best[text] = score
     ranked = sorted(best.items(), key=lambda kv: -kv[1])

@@ -118,10 +118,9 @@ def _make_static_cache(config: Any, batch: int, length: int, device: torch.devic
     from transformers import StaticCache
 
     params = inspect.signature(StaticCache.__init__).parameters
+    optional = {"max_batch_size": batch, "batch_size": batch, "device": device, "dtype": dtype}
     kwargs: dict[str, Any] = {"config": config, "max_cache_len": length}
-    for name, value in (("max_batch_size", batch), ("batch_size", batch), ("device", device), ("dtype", dtype)):
-        if name in params:
-            kwargs[name] = value
+    kwargs.update({name: value for name, value in optional.items() if name in params})
     return StaticCache(**kwargs)
 
 
@@ -215,7 +214,7 @@ class _GraphEntry:
         positions = torch.arange(prompt_len, device=self.owner.device)
         for layer in range(self.owner.num_layers):
             k, v = _kv_of(prefill_cache, layer)
-            shape = (self.batch,) + tuple(k.shape[1:])
+            shape = (self.batch, *k.shape[1:])
             self.cache.update(
                 k.expand(shape), v.expand(shape), layer, {"cache_position": positions}
             )
@@ -332,6 +331,7 @@ class GraphDecoder:
         num_samples: int,
         temperature: float,
         max_new_tokens: int,
+        *,
         min_new_tokens: int = 0,
         check_every: int = 8,
     ) -> DecodeResult:
@@ -391,13 +391,13 @@ class HFGenerator:
         tok = AutoTokenizer.from_pretrained(s.model, trust_remote_code=trust)
         auto = AutoModelForSeq2SeqLM if self.is_seq2seq else AutoModelForCausalLM
         model = auto.from_pretrained(s.model, trust_remote_code=trust, **_dtype_kwarg(self.dtype))
-        model.to(self.device)
+        # transformers types .to() through a decorator that loses the bound model
+        model.to(self.device)  # type: ignore[arg-type]
         model.eval()
         if not self.is_seq2seq:
             tok.padding_side = "left"
-        if tok.pad_token_id is None:
-            if tok.eos_token is not None:
-                tok.pad_token = tok.eos_token
+        if tok.pad_token_id is None and tok.eos_token is not None:
+            tok.pad_token = tok.eos_token
         eos = _eos_ids(model, tok)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else 0)
         self.stop_ids = sorted(set(eos) | set(newline_token_ids(tok)))
@@ -412,7 +412,7 @@ class HFGenerator:
             if reason is None:
                 try:
                     self.graph_decoder = GraphDecoder(model, self.stop_ids, compile=s.compile)
-                except Exception as exc:  # pragma: no cover - depends on the model
+                except Exception as exc:  # noqa: BLE001  # pragma: no cover - any failure falls back to generate()
                     log.warning("fast GPU decoding unavailable, using generate(): %s", exc)
             else:
                 log.info("fast GPU decoding not used: %s", reason)
@@ -510,18 +510,18 @@ class HFGenerator:
             start = self.model.config.decoder_start_token_id
             if start is None:
                 start = self.pad_id
-            inputs["decoder_input_ids"] = torch.tensor([[start] + dec], device=dev)
-            context = [start] + dec
+            context = [start, *dec]
+            inputs["decoder_input_ids"] = torch.tensor([context], device=dev)
             skip = len(context)
         else:
             context = ids[-_CONTEXT_TOKENS:]
             skip = len(ids)
-        kwargs: dict[str, Any] = dict(
-            max_new_tokens=request.max_new_tokens,
-            eos_token_id=self.stop_ids,
-            pad_token_id=self.pad_id,
-            return_dict_in_generate=True,
-        )
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": request.max_new_tokens,
+            "eos_token_id": self.stop_ids,
+            "pad_token_id": self.pad_id,
+            "return_dict_in_generate": True,
+        }
         if not request.prefix:
             kwargs["min_new_tokens"] = 1  # an immediate newline would be an empty tactic
         if beams > 0:
@@ -538,19 +538,18 @@ class HFGenerator:
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         seqs = out.sequences[:, skip:].tolist()
-        results: list[tuple[str, float]] = []
         if beams > 0:
             scores = out.sequences_scores.float().tolist()
-            for toks, score in zip(seqs, scores):
-                results.append((self._decode(context, self._cut(toks)), score))
-            return results
+            return [(self._decode(context, self._cut(toks)), score) for toks, score in zip(seqs, scores, strict=True)]
         logits = out.logits
         steps = len(logits)
         new = out.sequences[:, skip : skip + steps]
         logp = torch.stack(
-            [torch.log_softmax(lg.float(), dim=-1).gather(1, new[:, t : t + 1]).squeeze(1) for t, lg in enumerate(logits)],
+            [torch.log_softmax(lg.float(), dim=-1).gather(1, new[:, t : t + 1]).squeeze(1)
+             for t, lg in enumerate(logits)],
             dim=1,
         ).cpu()
+        results: list[tuple[str, float]] = []
         for i, toks in enumerate(seqs):
             kept = self._cut(toks[:steps])
             length = max(1, len(kept))

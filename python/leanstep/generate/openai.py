@@ -59,7 +59,8 @@ class OpenAIGenerator:
             "logprobs": 1,
         }
         if self.settings.num_beams > 0:  # vLLM's extension of the completions API
-            body.update(n=self.settings.num_beams, use_beam_search=True, best_of=self.settings.num_beams, temperature=0.0)
+            body.update(n=self.settings.num_beams, use_beam_search=True, best_of=self.settings.num_beams,
+                        temperature=0.0)
         return body
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +85,6 @@ class OpenAIGenerator:
         outputs: list[tuple[str, float]] = []
         for temperature in temperatures:
             data = self._post(self.payload(request, temperature))
-            for choice in data["choices"]:
-                if isinstance(choice, dict) and isinstance(choice.get("text"), str):
-                    outputs.append((choice["text"], _choice_score(choice)))
+            outputs += [(choice["text"], _choice_score(choice)) for choice in data["choices"]
+                        if isinstance(choice, dict) and isinstance(choice.get("text"), str)]
         return postprocess(request.prefix, outputs)

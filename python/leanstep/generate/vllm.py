@@ -21,11 +21,11 @@ def _mean_logprob(output: Any) -> float:
     n = len(getattr(output, "token_ids", ()) or ())
     if total is None:
         logprobs = getattr(output, "logprobs", None) or []
-        values = []
-        for tok, entry in zip(getattr(output, "token_ids", ()), logprobs):
+        values: list[float] = []
+        for tok, entry in zip(getattr(output, "token_ids", ()), logprobs, strict=False):  # logprobs may stop early
             lp = entry.get(tok) if isinstance(entry, dict) else None
-            if lp is not None:
-                values.append(getattr(lp, "logprob", lp))
+            if lp is not None:  # a vLLM Logprob, or a bare float from older versions
+                values.append(float(lp.logprob if hasattr(lp, "logprob") else lp))
         if not values:
             return 0.0
         total, n = sum(values), len(values)
@@ -81,7 +81,7 @@ class VLLMGenerator:
         out = []
         for seq in result.sequences:
             # Beam sequences hold the prompt too; keep what follows it.
-            body = seq.text[len(text):] if seq.text.startswith(text) else seq.text
+            body = seq.text.removeprefix(text)
             n = max(1, len(seq.tokens) - len(self.tokenizer(text)["input_ids"]))
             out.append((body, float(seq.cum_logprob) / n))
         return out

@@ -21,7 +21,12 @@ import leanstep
 from leanstep.config import Config
 from leanstep.repl.pool import PoolSettings, ReplPool
 from leanstep.repl.sandbox import (
-    SandboxError, SandboxPlan, SandboxPolicy, plan_sandbox, sweep_stale_cgroups, sweep_stale_workdirs,
+    SandboxError,
+    SandboxPlan,
+    SandboxPolicy,
+    plan_sandbox,
+    sweep_stale_cgroups,
+    sweep_stale_workdirs,
 )
 from leanstep.workspace import find_lake, find_repl_binary, workspace_has_mathlib
 
@@ -38,8 +43,8 @@ def repl_command(config: Config) -> tuple[tuple[str, ...], Path | None]:
     if config.repl == "lake":
         workspace = config.workspace
         if workspace is None:
-            raise SetupError("no Lean workspace given: pass --workspace DIR (a Lake project) or set LEANSTEP_WORKSPACE; "
-                             "for a dry run without Lean use --repl sim")
+            raise SetupError("no Lean workspace given: pass --workspace DIR (a Lake project) or set "
+                             "LEANSTEP_WORKSPACE; for a dry run without Lean use --repl sim")
         if not (workspace / "lakefile.lean").exists() and not (workspace / "lakefile.toml").exists():
             raise SetupError(f"{workspace} is not a Lake project (no lakefile.lean or lakefile.toml)")
         lake = find_lake()

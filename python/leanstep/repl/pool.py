@@ -40,11 +40,11 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import Enum, IntEnum
 from pathlib import Path
 
 from leanstep.repl.process import LaunchSpec, ReplError, ReplLost, ReplProcess, ReplTimeout
@@ -77,14 +77,26 @@ class PoolClosed(RuntimeError):
     """The pool is shutting down."""
 
 
+IMPORT_TIMEOUT_ORIGIN = "--import-timeout"
+
+
+@dataclass(frozen=True)
+class ImportLimit:
+    """The wall-clock limit of one header import and whose limit it is, for the message of its timeout."""
+
+    seconds: float
+    origin: str = IMPORT_TIMEOUT_ORIGIN
+
+
 class HeaderImportTimeout(ReplTimeout):
     """A header import did not finish within ``import_timeout``; the REPL was killed."""
 
-    def __init__(self, limit: float, header: str, *, worker: str = "repl") -> None:
-        ReplError.__init__(self, f"header import did not finish within {limit:g} s (--import-timeout); "
+    def __init__(self, limit: float, header: str, *, worker: str = "repl", origin: str = IMPORT_TIMEOUT_ORIGIN) -> None:
+        ReplError.__init__(self, f"header import did not finish within {limit:g} s ({origin}); "
                                  "process killed", worker=worker)
         self.limit = limit
         self.header = header
+        self.origin = origin
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,9 @@ Launcher = Callable[[Path], LaunchSpec]
 """Builds the launch spec of a new REPL given the worker's own temporary directory."""
 
 
-class WorkerState:
+class WorkerState(Enum):
+    """Where a worker is in its life; ``PoolStats`` reports the live ones by their values."""
+
     STARTING = "starting"
     IDLE = "idle"
     BUSY = "busy"
@@ -130,7 +144,7 @@ class PoolCounters:
 @dataclass(frozen=True)
 class PoolStats:
     max_repls: int
-    workers_by_state: dict[str, int]
+    workers_by_state: dict[str, int]  # WorkerState values (starting, idle, busy) -> workers
     workers_by_header: dict[str, int]
     queue_depth: int
     counters: PoolCounters
@@ -203,6 +217,8 @@ class Worker:
 
     def run(self, request: Request, timeout: float) -> Response:
         """Send one request; a timeout or a lost process marks this worker dead and re-raises."""
+        if self.process is None:
+            raise ReplLost("the REPL was never started", worker=self.name)
         try:
             return self.process.send(request, timeout)
         except ReplError as exc:
@@ -244,24 +260,26 @@ class Worker:
         """Resident memory of this worker's REPL (and its children) now."""
         return self.process.rss_bytes() if self.process is not None else 0
 
-    def start(self, launcher: Launcher, spawn: Callable[[Callable[[], object]], object], import_timeout: float) -> None:
+    def start(self, launcher: Launcher, spawn: Callable[[Callable[[], object]], object], limit: ImportLimit) -> None:
         process = ReplProcess(launcher(self.workdir), name=self.name)
         with self._lifecycle:
             if self._stopped:
                 raise ReplLost("the pool shut down before this REPL started", worker=self.name)
             self.process = process
             spawn(process.start)
-        self.load_header(self.header, import_timeout)
+        self.load_header(self.header, limit)
 
-    def load_header(self, header: str, timeout: float) -> HeaderEnv:
-        """Import ``header`` in this REPL (a request without env) and remember its env; at most ``timeout`` s."""
+    def load_header(self, header: str, limit: ImportLimit) -> HeaderEnv:
+        """Import ``header`` in this REPL (a request without env) and remember its env; within ``limit``."""
         started = time.monotonic()
         try:
-            response = self.run(CommandRequest(header), timeout)
+            response = self.run(CommandRequest(header), limit.seconds)
         except ReplTimeout:
-            raise HeaderImportTimeout(timeout, header, worker=self.name) from None
+            raise HeaderImportTimeout(limit.seconds, header, worker=self.name, origin=limit.origin) from None
         if isinstance(response, ErrorResponse):
             raise ReplLost(f"header was refused: {response.message}", worker=self.name)
+        if not isinstance(response, CommandResponse):
+            raise ReplLost(f"header import answered {type(response).__name__}", worker=self.name)
         loaded = HeaderEnv(response.env, response.messages, time.monotonic() - started)
         self.envs[header] = loaded
         return loaded
@@ -341,9 +359,17 @@ class ReplPool:
             return True
 
     @contextmanager
-    def acquire(self, header: str, priority: Priority = Priority.BATCH, wait: float | None = None) -> Iterator[Worker]:
-        """Hold a worker whose header env is ``header``'s; released (or replaced) on exit."""
-        worker = self._take(header, priority, self.settings.queue_wait if wait is None else wait)
+    def acquire(self, header: str, priority: Priority = Priority.BATCH, wait: float | None = None,
+                import_limit: ImportLimit | None = None) -> Iterator[Worker]:
+        """Hold a worker whose header env is ``header``'s; released (or replaced) on exit.
+
+        An import this acquisition starts runs within ``import_limit`` when it is shorter than
+        ``--import-timeout`` (a request's own timeout bounds its header too, as Kimina's does).
+        """
+        limit = self._import_limit
+        if import_limit is not None and import_limit.seconds < limit.seconds:
+            limit = import_limit
+        worker = self._take(header, priority, self.settings.queue_wait if wait is None else wait, limit)
         try:
             yield worker
         finally:
@@ -351,10 +377,10 @@ class ReplPool:
 
     def stats(self) -> PoolStats:
         with self._cond:
-            by_state: dict[str, int] = {s: 0 for s in (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)}
+            by_state = dict.fromkeys((WorkerState.STARTING.value, WorkerState.IDLE.value, WorkerState.BUSY.value), 0)
             by_header: dict[str, int] = {}
             for w in self._workers:
-                by_state[w.state] = by_state.get(w.state, 0) + 1
+                by_state[w.state.value] = by_state.get(w.state.value, 0) + 1
                 for header in w.envs or (w.header,):
                     by_header[header] = by_header.get(header, 0) + 1
             rss = sum(w.rss for w in self._workers)
@@ -414,7 +440,11 @@ class ReplPool:
 
     # -- acquisition ---------------------------------------------------------
 
-    def _take(self, header: str, priority: Priority, wait: float) -> Worker:
+    @property
+    def _import_limit(self) -> ImportLimit:
+        return ImportLimit(self.settings.import_timeout)
+
+    def _take(self, header: str, priority: Priority, wait: float, limit: ImportLimit) -> Worker:
         deadline = time.monotonic() + wait
         with self._cond:
             if self._closed:
@@ -449,10 +479,10 @@ class ReplPool:
                     self._waiters.remove(waiter)
             worker = waiter.worker
         if waiter.must_start:
-            self._start_worker(worker)
+            self._start_worker(worker, limit)
         elif waiter.must_import:
             try:
-                loaded = worker.load_header(header, self.settings.import_timeout)
+                loaded = worker.load_header(header, limit)
             except ReplError:
                 # the replacement serves what this REPL held before, never another try at the failed header
                 worker.header = next(reversed(worker.envs), worker.header)
@@ -484,17 +514,17 @@ class ReplPool:
             wanting = sum(1 for x in self._waiters if x.worker is None and x.header == waiter.header and x < waiter)
             if starting > wanting:
                 continue  # a worker for this header is on its way; it will be ours
-            worker = self._make_room(waiter)
-            if worker is None:
+            room = self._make_room(waiter)
+            if room is None:
                 capacity_blocked = True  # lower-priority waiters may not take capacity ahead of this one
                 continue
-            if worker.state == WorkerState.IDLE:  # an idle REPL with room imports this header too
+            if room.state == WorkerState.IDLE:  # an idle REPL with room imports this header too
                 waiter.must_import = True
             else:
                 waiter.must_start = True
-            worker.state = WorkerState.BUSY
-            worker.header = waiter.header
-            waiter.worker = worker
+            room.state = WorkerState.BUSY
+            room.header = waiter.header
+            waiter.worker = room
 
     def import_seconds(self, header: str) -> float:
         """What starting a worker for ``header`` cost last time (a guess before the first start)."""
@@ -593,10 +623,10 @@ class ReplPool:
         return (f"serving header {header[:80]!r} needs a new REPL, and the {limit} REPL restarts per minute "
                 f"(--max-restarts-per-minute) are spent: {when}; retry later")
 
-    def _start_worker(self, worker: Worker) -> None:
+    def _start_worker(self, worker: Worker, limit: ImportLimit | None = None) -> None:
         """Start the REPL and import the header (outside the lock). Failure frees the slot and re-raises."""
         try:
-            worker.start(self._launcher, self._spawn, self.settings.import_timeout)
+            worker.start(self._launcher, self._spawn, limit or self._import_limit)
         except ReplError as exc:
             log.log(logging.DEBUG if self._closed else logging.WARNING, "REPL start failed for header %r: %s",
                     worker.header[:80], exc)

@@ -17,8 +17,10 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, BinaryIO
 
 import psutil
 
@@ -69,6 +71,13 @@ class LaunchSpec:
     cleanup: Callable[[], None] | None = field(default=None, compare=False)
 
 
+def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    """stdin and stdout of a process started with both piped (as every REPL is)."""
+    if proc.stdin is None or proc.stdout is None:
+        raise RuntimeError("the REPL process was started without pipes")
+    return proc.stdin, proc.stdout
+
+
 class ReplProcess:
     """A REPL child process in its own session (process group), spoken to one request at a time."""
 
@@ -77,7 +86,7 @@ class ReplProcess:
         self.name = name
         self.requests_sent = 0
         self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr_file: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self._stderr_file: BinaryIO | None = None
         self._buffer = bytearray()
         self._selector: selectors.BaseSelector | None = None
 
@@ -86,21 +95,26 @@ class ReplProcess:
     def start(self) -> ReplProcess:
         if self._proc is not None:
             raise RuntimeError(f"{self.name}: already started")
-        self._stderr_file = tempfile.TemporaryFile(prefix="leanstep-stderr-")
+        # kept open for the life of the process (stderr_tail reads it); _release closes it
+        stderr_file = tempfile.TemporaryFile(prefix="leanstep-stderr-")  # noqa: SIM115
+        self._stderr_file = stderr_file
         try:
+            # the sandbox's limits are set in the child before exec; the pool starts every REPL from one
+            # dedicated thread, so no other thread of the server holds a lock the child could need
             self._proc = subprocess.Popen(
                 list(self.spec.argv), cwd=self.spec.cwd, env=None if self.spec.env is None else dict(self.spec.env),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr_file,
-                start_new_session=True, preexec_fn=self.spec.preexec, close_fds=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_file,
+                start_new_session=True, preexec_fn=self.spec.preexec, close_fds=True,  # noqa: PLW1509
             )
         except (OSError, subprocess.SubprocessError) as exc:  # a failing pre-exec hook is a SubprocessError
-            self._stderr_file.close()
+            stderr_file.close()
             if self.spec.cleanup is not None:
                 self.spec.cleanup()
             raise ReplLost(f"cannot start {self.spec.argv[0]!r}: {exc}", worker=self.name) from exc
-        os.set_blocking(self._proc.stdout.fileno(), False)
+        stdout = _pipes(self._proc)[1]
+        os.set_blocking(stdout.fileno(), False)
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self._proc.stdout.fileno(), selectors.EVENT_READ)
+        self._selector.register(stdout.fileno(), selectors.EVENT_READ)
         return self
 
     @property
@@ -117,11 +131,9 @@ class ReplProcess:
         if proc is None:
             return
         if proc.poll() is None:
-            try:
-                proc.stdin.close()
+            with suppress(OSError, subprocess.TimeoutExpired):
+                _pipes(proc)[0].close()
                 proc.wait(timeout=grace)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
         self._kill_group()
         self._release()
 
@@ -152,26 +164,26 @@ class ReplProcess:
         return self._exchange(payload, timeout)
 
     def _exchange(self, payload: bytes, timeout: float) -> Response:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
+        proc, selector = self._proc, self._selector
+        if proc is None or selector is None or proc.poll() is not None:
             raise self._lost("process is not running")
         if self._buffer:
             raise self._lost("unexpected output between requests (desynchronised)")
         deadline = time.monotonic() + timeout
         self.requests_sent += 1
+        stdin, stdout = _pipes(proc)
         try:
-            proc.stdin.write(payload)
-            proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+            stdin.write(payload)
+            stdin.flush()
+        except OSError:
             raise self._lost("stdin closed while sending") from None
-        raw = self._read_frame(deadline, timeout)
+        raw = self._read_frame(stdout.fileno(), selector, deadline, timeout)
         try:
             return decode_response(raw)
         except ProtocolError as exc:
             raise self._lost(f"output is not a REPL response: {exc}") from None
 
-    def _read_frame(self, deadline: float, timeout: float) -> bytes:
-        fd = self._proc.stdout.fileno()
+    def _read_frame(self, fd: int, selector: selectors.BaseSelector, deadline: float, timeout: float) -> bytes:
         scan_from = 0
         while True:
             end = self._buffer.find(DELIMITER, scan_from)
@@ -188,7 +200,7 @@ class ReplProcess:
             if remaining <= 0:
                 self.kill()
                 raise ReplTimeout(timeout, worker=self.name)
-            if not self._selector.select(remaining):
+            if not selector.select(remaining):
                 continue
             try:
                 chunk = os.read(fd, 1 << 20)
@@ -202,16 +214,15 @@ class ReplProcess:
 
     def rss_bytes(self) -> int:
         """Resident memory of the process and its children (``lake env`` runs the REPL as a child)."""
-        if not self.alive:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
             return 0
         try:
-            root = psutil.Process(self._proc.pid)
+            root = psutil.Process(proc.pid)
             total = root.memory_info().rss
             for child in root.children(recursive=True):
-                try:
+                with suppress(psutil.Error):  # a child that just exited
                     total += child.memory_info().rss
-                except psutil.Error:
-                    pass
             return total
         except psutil.Error:
             return 0
@@ -232,10 +243,8 @@ class ReplProcess:
         proc = self._proc
         returncode = None
         if proc is not None:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 returncode = proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
         tail = self.stderr_tail()
         self.kill()
         return ReplLost(reason, worker=self.name, stderr_tail=tail, returncode=returncode)
@@ -244,23 +253,18 @@ class ReplProcess:
         proc = self._proc
         if proc is None:
             return
-        try:
+        with suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
     def _release(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
             for stream in (proc.stdin, proc.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+                if stream is not None:
+                    with suppress(OSError):
+                        stream.close()
         if self._stderr_file is not None:
             self._stderr_file.close()
             self._stderr_file = None

@@ -12,14 +12,18 @@ checks on real Lean output.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 JsonObject = dict[str, Any]
 
-INFOTREE_KINDS = ("full", "tactics", "original", "substantive")
+# How much of Lean's info tree a command's answer carries (the REPL's ``infotree`` option).
+InfotreeKind = Literal["full", "tactics", "original", "substantive"]
+INFOTREE_KINDS: tuple[InfotreeKind, ...] = get_args(InfotreeKind)
 SEVERITIES = ("info", "warning", "error", "trace")
 COMPLETED = "Completed"
+LEAN_ERROR_PREFIX = "Lean error:"  # starts the message of an ErrorResponse for a tactic that threw
 
 
 class ProtocolError(ValueError):
@@ -60,10 +64,13 @@ def _text(value: Any, field: str, *, nonempty: bool = False) -> str:
     return value
 
 
-def _infotree(value: Any) -> str | None:
-    if value is not None and value not in INFOTREE_KINDS:
+def _infotree(value: object) -> InfotreeKind | None:
+    for kind in INFOTREE_KINDS:
+        if value == kind:
+            return kind
+    if value is not None:
         raise ProtocolError(f"infotree must be one of {', '.join(INFOTREE_KINDS)}, got {value!r}")
-    return value
+    return None
 
 
 def _drop_none(obj: JsonObject) -> JsonObject:
@@ -187,10 +194,10 @@ class UnpickleProofStateRequest:
         return _drop_none({"unpickleProofStateFrom": self.unpickle_proof_state_from, "env": self.env})
 
 
-Request = Union[
-    CommandRequest, FileRequest, TacticRequest, PickleEnvRequest, UnpickleEnvRequest,
-    PickleProofStateRequest, UnpickleProofStateRequest,
-]
+Request = (
+    CommandRequest | FileRequest | TacticRequest | PickleEnvRequest | UnpickleEnvRequest
+    | PickleProofStateRequest | UnpickleProofStateRequest
+)
 
 
 def encode_request(request: Request) -> bytes:
@@ -204,7 +211,7 @@ def check_frame(line: str) -> None:
     """Reject a raw request line the REPL would skip (no reply) or mis-join."""
     if not line.strip():
         raise ProtocolError("empty request: the REPL would die on a blank request")
-    if line.startswith("#") or line.startswith("--"):
+    if line.startswith(("#", "--")):
         raise ProtocolError("request text starts with '#' or '--': the REPL skips it and never answers")
     if "\n" in line or "\r" in line:
         raise ProtocolError("raw line break in a request: the REPL joins lines and would corrupt it")
@@ -228,8 +235,8 @@ def decode_request(obj: Any) -> Request:
         return PickleProofStateRequest(obj["proofState"], obj["pickleTo"])
     if has("unpickleProofStateFrom"):
         return UnpickleProofStateRequest(obj["unpickleProofStateFrom"], obj.get("env"))
-    options = dict(env=obj.get("env"), all_tactics=obj.get("allTactics"),
-                   root_goals=obj.get("rootGoals"), infotree=obj.get("infotree"))
+    options = {"env": obj.get("env"), "all_tactics": obj.get("allTactics"), "root_goals": obj.get("rootGoals"),
+               "infotree": obj.get("infotree")}
     if has("cmd"):
         return CommandRequest(obj["cmd"], **options)
     if has("path"):
@@ -247,13 +254,15 @@ class Pos:
     column: int
 
     @classmethod
-    def from_json(cls, obj: Any) -> Pos | None:
-        if obj is None:
-            return None
+    def from_json(cls, obj: JsonObject) -> Pos:
         return cls(_nat(obj["line"], "line"), _nat(obj["column"], "column"))
 
     def to_json(self) -> JsonObject:
         return {"line": self.line, "column": self.column}
+
+
+def _opt_pos(obj: JsonObject | None) -> Pos | None:
+    return None if obj is None else Pos.from_json(obj)
 
 
 def _pos_json(pos: Pos | None) -> JsonObject | None:
@@ -278,7 +287,7 @@ class Message:
         severity = obj["severity"]
         if severity not in SEVERITIES:
             raise ProtocolError(f"unknown message severity {severity!r}")
-        return cls(severity, Pos.from_json(obj["pos"]), Pos.from_json(obj.get("endPos")), _text(obj["data"], "data"))
+        return cls(severity, Pos.from_json(obj["pos"]), _opt_pos(obj.get("endPos")), _text(obj["data"], "data"))
 
     def to_json(self) -> JsonObject:
         return {"severity": self.severity, "pos": self.pos.to_json(),
@@ -297,7 +306,7 @@ class Sorry:
     @classmethod
     def from_json(cls, obj: JsonObject) -> Sorry:
         return cls(obj["goal"], _opt_nat(obj.get("proofState"), "proofState"),
-                   Pos.from_json(obj.get("pos")), Pos.from_json(obj.get("endPos")))
+                   _opt_pos(obj.get("pos")), _opt_pos(obj.get("endPos")))
 
     def to_json(self) -> JsonObject:
         out: JsonObject = {"goal": self.goal, "proofState": self.proof_state}
@@ -350,13 +359,21 @@ class InfoTree:
         return {"kind": self.kind, "node": self.node, "children": [c.to_json() for c in self.children]}
 
 
-def _items(obj: JsonObject, key: str, cls: Any) -> tuple:
+_Item = TypeVar("_Item", Message, Sorry, Tactic)
+
+
+class _JsonItem(Protocol):
+    def to_json(self) -> JsonObject: ...
+
+
+def _items(obj: JsonObject, key: str, cls: type[_Item]) -> tuple[_Item, ...]:
     return tuple(cls.from_json(item) for item in obj.get(key) or ())
 
 
-def _put_items(out: JsonObject, key: str, items: tuple) -> None:
-    if items:
-        out[key] = [item.to_json() for item in items]
+def _put_items(out: JsonObject, key: str, items: Iterable[_JsonItem]) -> None:
+    listed = [item.to_json() for item in items]
+    if listed:
+        out[key] = listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,13 +452,13 @@ class ErrorResponse:
 
     @property
     def is_lean_error(self) -> bool:
-        return self.message.startswith("Lean error:")
+        return self.message.startswith(LEAN_ERROR_PREFIX)
 
     def to_json(self) -> JsonObject:
         return {"message": self.message}
 
 
-Response = Union[CommandResponse, TacticResponse, ErrorResponse]
+Response = CommandResponse | TacticResponse | ErrorResponse
 
 
 def response_from_json(obj: Any) -> Response:

@@ -12,10 +12,20 @@ import argparse
 import difflib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leanstep.repl.protocol import ProtocolError, decode_request, response_from_json, split_frames
+from leanstep.repl.protocol import (
+    ProtocolError,
+    Request,
+    Response,
+    decode_request,
+    response_from_json,
+    split_frames,
+)
+
+Decoder = Callable[[object], Request | Response]
 
 
 @dataclass
@@ -33,7 +43,7 @@ def _pretty(value: object) -> list[str]:
     return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).splitlines()
 
 
-def _check(kind: str, index: int, original: object, decode, report: ReplayReport) -> None:
+def _check(kind: str, index: int, original: object, decode: Decoder, report: ReplayReport) -> None:
     try:
         again = decode(original).to_json()
     except (ProtocolError, KeyError, TypeError) as exc:
@@ -47,8 +57,9 @@ def _check(kind: str, index: int, original: object, decode, report: ReplayReport
 def replay(requests_path: Path, responses_path: Path) -> ReplayReport:
     """Round-trip every request and response of one transcript pair."""
     report = ReplayReport()
-    for kind, path, decode in (("request", requests_path, decode_request),
-                               ("response", responses_path, response_from_json)):
+    passes: tuple[tuple[str, Path, Decoder], ...] = (("request", requests_path, decode_request),
+                                                     ("response", responses_path, response_from_json))
+    for kind, path, decode in passes:
         for index, block in enumerate(split_frames(path.read_text(encoding="utf-8")), start=1):
             try:
                 original = json.loads(block)

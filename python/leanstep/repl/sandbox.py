@@ -58,6 +58,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def bwrap_usable() -> bool:
         _BWRAP_OK = False
         if path and (os.geteuid() != 0 or shutil.which("setpriv")):
             probe = subprocess.run([path, "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-net", "--unshare-pid",
-                                    "--die-with-parent", "true"], capture_output=True, timeout=10)
+                                    "--die-with-parent", "true"], capture_output=True, timeout=10, check=False)
             _BWRAP_OK = probe.returncode == 0
     return _BWRAP_OK
 
@@ -234,9 +235,9 @@ def _next_worker_id() -> int:
 
 def _pids_cgroup_root() -> Path | None:
     for root in CGROUP_ROOTS:
-        if (root / "cgroup.procs").exists() and os.access(root, os.W_OK):
-            if root.name == "pids" or "pids" in (root / "cgroup.controllers").read_text(errors="ignore").split():
-                return root
+        if (root / "cgroup.procs").exists() and os.access(root, os.W_OK) and (
+                root.name == "pids" or "pids" in (root / "cgroup.controllers").read_text(errors="ignore").split()):
+            return root
     return None
 
 
@@ -252,10 +253,8 @@ def _empty_and_remove(path: Path, deadline: float) -> bool:
     while True:
         pids = _cgroup_pids(path)
         for pid in pids:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if not pids:
             try:
                 path.rmdir()
@@ -501,7 +500,7 @@ def plan_sandbox(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str
     if mode == "none":
         return SandboxPlan(mode, argv, cwd, env, policy, unprivileged=os.geteuid() != 0, per_worker_ids=False)
     root = os.geteuid() == 0
-    needed = _needed_paths(argv, cwd or workdir_parent, env) + [workdir_parent]
+    needed = [*_needed_paths(argv, cwd or workdir_parent, env), workdir_parent]
     masked: list[Path] = []
     exposed: list[Path] = []
     if mode == "bwrap" and root:

@@ -33,7 +33,7 @@ from leanstep.server.verify_routes import verify_blueprint
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/health", "/health/"})  # GET / (Kimina's health alias) shares POST / with llmstep, so it is keyed
+OPEN_PATHS = frozenset({"/health", "/health/"})  # not GET /, Kimina's health alias: it shares POST / with llmstep
 PREFLIGHT_HEADERS = {  # what an allowed page's CORS preflight is told it may send
     "Access-Control-Allow-Methods": "GET, POST",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, X-API-Key",
@@ -134,7 +134,7 @@ def create_app(services: Services) -> Flask:
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception) -> Response:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
         return error_response(500, "internal server error", f"{type(exc).__name__}: {exc}")
 
     app.register_blueprint(verify_blueprint(state))

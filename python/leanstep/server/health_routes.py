@@ -1,9 +1,17 @@
 """``GET /health`` (the pool's real state) and ``GET /metrics`` (Prometheus text, one registry per app).
 
+``status`` is liveness: ``ok`` (200) while the server accepts work, even while
+every REPL is starting or being replaced (work then waits for one), and
+``shutting down`` (503) once it stops. Readiness is ``ready``: false while no
+REPL can take work yet because every one is starting. ``GET /`` is Kimina's
+alias of ``/health``; under ``--wire kimina-exact`` it answers Kimina's
+``{"status": "ok"}`` and nothing more.
+
 ``/health`` without the API key (when one is set) answers a public view:
-``status``, ``suggest`` and the pool's ``max_repls``, ``workers`` and
-``queue_depth``, counts only, never the header texts clients sent. ``/metrics``
-reads the pool, the verifier's cache and its verdict counts at scrape time.
+``status``, ``ready``, ``suggest`` and the pool's ``max_repls``, ``workers``
+and ``queue_depth``, counts only, never the header texts clients sent.
+``/metrics`` reads the pool, the verifier's cache and its verdict counts at
+scrape time.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from leanstep.api.kimina import KIMINA_EXACT
 from leanstep.check.verify import VERDICTS
 from leanstep.server.jsonio import json_response
 
@@ -79,26 +88,31 @@ def health_blueprint(state: AppState) -> Blueprint:
     services = state.services
     state.registry.register(_ServicesCollector(services))
 
+    kimina_root = services.config.wire == KIMINA_EXACT
+
+    @bp.get("/")
+    def root() -> Response:
+        """Kimina's health alias."""
+        if kimina_root:
+            return json_response({"status": "shutting down"}, 503) if state.closing else \
+                json_response({"status": "ok"})
+        return health()
+
     @bp.get("/health")
     @bp.get("/health/")
-    @bp.get("/")
     def health() -> Response:
         stats = services.pool.stats()
         by_state = stats.workers_by_state
-        ready = by_state.get("idle", 0) + by_state.get("busy", 0)
-        if state.closing:
-            status, code = "shutting down", 503
-        elif ready == 0 and by_state.get("starting", 0):
-            status, code = "starting", 200
-        else:
-            status, code = "ok", 200
+        ready = by_state.get("idle", 0) + by_state.get("busy", 0) > 0 or not by_state.get("starting", 0)
+        status, code = ("shutting down", 503) if state.closing else ("ok", 200)
         suggest = services.suggester is not None
         public_pool = {"max_repls": stats.max_repls, "workers": by_state, "queue_depth": stats.queue_depth}
         if not g.get("authenticated", False):  # liveness and load only: header texts are what clients sent
-            return json_response({"status": status, "pool": public_pool, "suggest": suggest}, code)
+            return json_response({"status": status, "ready": ready, "pool": public_pool, "suggest": suggest}, code)
         c = stats.counters
         return json_response({
             "status": status,
+            "ready": ready,
             "pool": {
                 **public_pool,
                 "warm_headers": stats.workers_by_header,

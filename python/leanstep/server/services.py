@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from leanstep.check.trust import checks_from_config
 from leanstep.check.verify import BatchVerifier, Verifier
 from leanstep.cluster.router import RayTarget, make_verifier
 from leanstep.config import Config
@@ -61,7 +62,7 @@ def build_services(config: Config, *, cluster: RayTarget | None = None, suggest:
         if cluster is not None:
             verifier = make_verifier(cluster, config)
         else:
-            verifier = Verifier(pool, cache_size=config.cache_size)
+            verifier = Verifier(pool, cache_size=config.cache_size, checks=checks_from_config(config))
         suggester = _suggester(config, pool, generator) if suggest else None
     except BaseException:
         if verifier is not None:

@@ -11,8 +11,9 @@ errors: the suggestions come back ``unchecked``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, Response
 
 from leanstep.api.llmstep import LlmstepBody, llmstep_answer_json
 from leanstep.api.suggest import SuggestBody, suggest_answer_json
@@ -26,7 +27,7 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
     """Routes bound to one suggester (its model, pool and configuration)."""
     bp = Blueprint("suggest", __name__)
 
-    def run(body):
+    def run(body: SuggestBody | LlmstepBody) -> tuple[Any, Response | None]:
         try:
             return suggester.suggest(body.to_request()), None
         except Exception as exc:  # the model or its server failed; the editor gets a clear 503
@@ -34,7 +35,7 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
             return None, error_response(503, "suggestion failed", f"{type(exc).__name__}: {exc}")
 
     @bp.post("/suggest")
-    def suggest():
+    def suggest() -> Response:
         payload, error = read_json_body()
         if error:
             return error
@@ -47,7 +48,7 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
         return json_response(suggest_answer_json(result))
 
     @bp.post("/")
-    def llmstep_compatible():
+    def llmstep_compatible() -> Response:
         """llmstep's server contract: ``{"suggestions": [str, ...]}``, best first, invalid ones left out."""
         payload, error = read_json_body()
         if error:

@@ -6,6 +6,10 @@ distinct headers than ``--max-headers-per-request`` are refused (422), more
 snippets than ``--max-batch`` get 413, and each answer's ``limits`` says which
 timeout applied and why (``leanstep.limits``). Once the server is shutting down
 they answer 503. Problems with one snippet become that snippet's result.
+
+Each request is checked at its ``trust`` (or ``strict``) level, else the
+server's ``--trust``, and answered in its ``wire`` shape, else the server's
+``--wire`` (``leanstep.api.kimina``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response
 
-from leanstep.api.kimina import CHECK_DEFAULT_TIMEOUT_S, CheckBody, VerifyBody
+from leanstep.api.kimina import CHECK_DEFAULT_TIMEOUT_S, WIRES, CheckBody, VerifyBody, Wire
+from leanstep.check.verdict import Trust
 from leanstep.check.verify import SHUTTING_DOWN, distinct_headers
 from leanstep.limits import LimitError, bounded_timeout
 from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
@@ -29,6 +34,10 @@ def verify_blueprint(state: AppState) -> Blueprint:
     config = state.services.config
     verifier = state.services.verifier
     import_limit = bounded_timeout(None, ceiling=config.import_timeout, ceiling_flag="--import-timeout")
+    server_trust = Trust(config.trust)
+    if config.wire not in WIRES:
+        raise ValueError(f"--wire must be one of {', '.join(WIRES)}, got {config.wire!r}")
+    server_wire: Wire = config.wire  # narrowed by the check above
 
     def read_json(list_field: str) -> tuple[Any, Response | None]:
         """The body (see ``read_json_body``), or 413 when ``list_field`` holds more than ``max_batch`` entries."""
@@ -71,8 +80,8 @@ def verify_blueprint(state: AppState) -> Blueprint:
                 f"the snippets import {len(headers)} distinct headers; the server allows "
                 f"{config.max_headers_per_request} per request (--max-headers-per-request), as each one costs a "
                 "REPL import: group the snippets by header and send the groups as separate requests")
-        results = verifier.verify_batch(snippets, body.to_options(timeout, config.strict))
-        return json_response(body.answer_json(results, timeout, import_limit))
+        results = verifier.verify_batch(snippets, body.to_options(timeout, server_trust))
+        return json_response(body.answer_json(results, timeout, import_limit, server_wire=server_wire))
 
     @bp.post("/verify")
     @bp.post("/one_pass_verify_batch")

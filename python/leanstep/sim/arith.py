@@ -10,6 +10,7 @@ unary minus appears (Euclidean `/` and `%`), ℚ when `ℚ`/`ℝ`/`Rat`/`Real` a
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from functools import lru_cache
 
 _TOK = re.compile(
@@ -22,12 +23,16 @@ _MAX_EXP = 4096
 _MAX_BITS = 1 << 16
 
 
+Number = int | Fraction  # ℕ and ℤ values are ints, ℚ and ℝ values Fractions
+Token = tuple[str, str]  # (kind, text): kind is num, const, type or op
+
+
 class _Opaque(Exception):
-    pass
+    """The text is not a closed arithmetic proposition this module decides."""
 
 
-def tokenize(text: str) -> list[tuple[str, str]] | None:
-    toks: list[tuple[str, str]] = []
+def tokenize(text: str) -> list[Token] | None:
+    toks: list[Token] = []
     pos = 0
     n = len(text)
     while pos < n:
@@ -51,15 +56,15 @@ def tokenize(text: str) -> list[tuple[str, str]] | None:
 
 
 class _Parser:
-    def __init__(self, toks, mode):
+    def __init__(self, toks: list[Token], mode: str) -> None:
         self.t = toks
         self.i = 0
         self.mode = mode
 
-    def peek(self):
+    def peek(self) -> str | None:
         return self.t[self.i][1] if self.i < len(self.t) else None
 
-    def take(self, v=None):
+    def take(self, v: str | None = None) -> Token:
         if self.i >= len(self.t):
             raise _Opaque
         tok = self.t[self.i]
@@ -69,7 +74,7 @@ class _Parser:
         return tok
 
     # propositions
-    def prop(self):
+    def prop(self) -> bool:
         a = self.imp()
         if self.peek() == "↔":
             self.take()
@@ -77,7 +82,7 @@ class _Parser:
             return a == b
         return a
 
-    def imp(self):
+    def imp(self) -> bool:
         a = self.disj()
         if self.peek() == "→":
             self.take()
@@ -85,7 +90,7 @@ class _Parser:
             return (not a) or b
         return a
 
-    def disj(self):
+    def disj(self) -> bool:
         a = self.conj()
         if self.peek() == "∨":
             self.take()
@@ -93,7 +98,7 @@ class _Parser:
             return a or b
         return a
 
-    def conj(self):
+    def conj(self) -> bool:
         a = self.neg()
         if self.peek() == "∧":
             self.take()
@@ -101,13 +106,13 @@ class _Parser:
             return a and b
         return a
 
-    def neg(self):
+    def neg(self) -> bool:
         if self.peek() == "¬":
             self.take()
             return not self.neg()
         return self.atom()
 
-    def atom(self):
+    def atom(self) -> bool:
         p = self.peek()
         if p in ("True", "False"):
             self.take()
@@ -124,7 +129,7 @@ class _Parser:
             return v
         raise _Opaque
 
-    def rel(self):
+    def rel(self) -> bool:
         a = self.expr()
         op = self.peek()
         if op not in ("=", "≠", "<", ">", "≤", "≥"):
@@ -134,7 +139,7 @@ class _Parser:
         return {"=": a == b, "≠": a != b, "<": a < b, ">": a > b, "≤": a <= b, "≥": a >= b}[op]
 
     # expressions
-    def expr(self):
+    def expr(self) -> Number:
         v = self.term()
         while self.peek() in ("+", "-"):
             op = self.take()[1]
@@ -144,37 +149,38 @@ class _Parser:
                 v = 0
         return v
 
-    def term(self):
+    def term(self) -> Number:
         v = self.unary()
         while self.peek() in ("*", "/", "%"):
             op = self.take()[1]
             w = self.unary()
+            magnitude = -w if w < 0 else w
             if op == "*":
                 v = v * w
             elif op == "/":
                 if w == 0:
                     v = 0
                 elif self.mode == "rat":
-                    v = v / w
+                    v = Fraction(v) / w
                 elif self.mode == "int":
-                    q = v // abs(w)
+                    q = v // magnitude
                     v = q if w > 0 else -q
                 else:
                     v = v // w
             else:
                 if self.mode == "rat":
                     raise _Opaque
-                v = v if w == 0 else v % abs(w)
+                v = v if w == 0 else v % magnitude
             self._check(v)
         return v
 
-    def unary(self):
+    def unary(self) -> Number:
         if self.peek() == "-":
             self.take()
             return -self.unary()
         return self.power()
 
-    def power(self):
+    def power(self) -> Number:
         base = self.primary()
         if self.peek() == "^":
             self.take()
@@ -185,14 +191,11 @@ class _Parser:
             self._check(base)
         return base
 
-    def primary(self):
+    def primary(self) -> Number:
         kind, v = self.take()
         if kind == "num":
             n = int(v)
-            if self.mode == "rat":
-                from fractions import Fraction
-                return Fraction(n)
-            return n
+            return Fraction(n) if self.mode == "rat" else n
         if v == "(":
             x = self.expr()
             if self.peek() == ":":
@@ -204,13 +207,12 @@ class _Parser:
         raise _Opaque
 
     @staticmethod
-    def _check(v):
-        n = v.numerator if hasattr(v, "numerator") else v
-        if abs(int(n)).bit_length() > _MAX_BITS:
+    def _check(v: Number) -> None:
+        if abs(v.numerator).bit_length() > _MAX_BITS:
             raise _Opaque
 
 
-def _mode(toks) -> str:
+def _mode(toks: list[Token]) -> str:
     types = {v for k, v in toks if k == "type"}
     if types & _RAT_TYPES:
         return "rat"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .arith import eval_expr, number_type, pretty
 from .semantics import (
@@ -24,18 +24,18 @@ from .semantics import (
     header_imports,
     resolve,
 )
-from .text import Source, find_top, norm_ws, trim, word_at
+from .text import Source, find_top, match_close, norm_ws, trim, word_at
 
 _FIRST = re.compile(r"[#@]?[^\W\d][\w.'!?]*|\S")
 _NAME = re.compile(r"\s+([^\s(\[{⦃:]+)")
 
 
-def axiom_key(name: str):
+def axiom_key(name: str) -> tuple[int, list[str]]:
     parts = name.split(".")
     return (len(parts), parts)
 
 
-def elaborate(src: Source, base_names: Optional[dict], with_header: bool, record: bool,
+def elaborate(src: Source, base_names: dict | None, with_header: bool, record: bool,
               directive: Callable, proof_cost: Callable[[], None]) -> tuple[Ctx, list[str]]:
     """Elaborate a whole text; return the context (messages, sorries, ...) and imports."""
     m = src.masked
@@ -72,7 +72,8 @@ def elaborate(src: Source, base_names: Optional[dict], with_header: bool, record
     return ctx, imports
 
 
-def _run_chunk(ctx: Ctx, cs: int, cend: int, has_delay: bool, proof_cost, scopes) -> bool:
+def _run_chunk(ctx: Ctx, cs: int, cend: int, has_delay: bool, proof_cost: Callable[[], None],
+               scopes: list[int]) -> bool:
     """Run one command; return True to stop (#exit)."""
     m = ctx.m
     dm = _DECL.match(m, cs)
@@ -80,6 +81,8 @@ def _run_chunk(ctx: Ctx, cs: int, cend: int, has_delay: bool, proof_cost, scopes
         _run_decl(ctx, dm, cend, has_delay, proof_cost)
         return False
     fm = _FIRST.match(m, cs)
+    if fm is None:  # only blanks: nothing to run
+        return False
     word = fm.group()
     we = fm.end()
     rest = m[we:cend].strip()
@@ -88,6 +91,12 @@ def _run_chunk(ctx: Ctx, cs: int, cend: int, has_delay: bool, proof_cost, scopes
         eol = cend if eol < 0 or eol > cend else eol
         ctx.log("error", "invalid 'import' command, it must be used in the beginning of the file",
                 cs, eol)
+    elif word == "variable":
+        _variable(ctx, m, we, cend)
+    elif word == "include":
+        for name in rest.split():
+            if name in ctx.variables and name not in ctx.included:
+                ctx.included.append(name)
     elif word == "namespace":
         parts = rest.split()[0].split(".") if rest else []
         ctx.ns.extend(parts)
@@ -128,7 +137,7 @@ def _run_chunk(ctx: Ctx, cs: int, cend: int, has_delay: bool, proof_cost, scopes
     elif word in _TYPE_DECLS:
         nm = _NAME.match(m, we)
         if nm:
-            full = ".".join(ctx.ns + [nm.group(1)])
+            full = ".".join([*ctx.ns, nm.group(1)])
             if full in ctx.names:
                 ctx.log("error", f"'{full}' has already been declared", nm.start(1), nm.end(1))
             else:
@@ -184,7 +193,7 @@ def _substitute_values(ctx: Ctx, text: str) -> str:
     return re.sub(r"(?<![\w.'])[^\W\d][\w.']*", sub, text)
 
 
-def _run_decl(ctx: Ctx, dm: re.Match, cend: int, has_delay: bool, proof_cost) -> None:
+def _run_decl(ctx: Ctx, dm: re.Match[str], cend: int, has_delay: bool, proof_cost: Callable[[], None]) -> None:
     m = ctx.m
     kind = dm.group(2)
     kw_s, kw_e = dm.start(2), dm.end(2)
@@ -199,7 +208,10 @@ def _run_decl(ctx: Ctx, dm: re.Match, cend: int, has_delay: bool, proof_cost) ->
         elif kind != "instance":
             ctx.log("error", "unexpected token; expected identifier", i, i)
             return
+    binders_start = i
     hyps, i = binders_to_hyps(m, i, cend)
+    included = [ctx.variables[name] for name in ctx.included]
+    hyps = [h for group in included for h in binders_to_hyps(group, 0, len(group))[0]] + hyps
     assign = find_top(m, i, cend, ":=")
     sig_end = assign[0] if assign else cend
     alt = re.search(r"\n\s*\||\bwhere\b", m[i:sig_end])
@@ -210,7 +222,10 @@ def _run_decl(ctx: Ctx, dm: re.Match, cend: int, has_delay: bool, proof_cost) ->
     while j < sig_end and m[j].isspace():
         j += 1
     typ = pretty(m[j + 1:sig_end]) if j < sig_end and m[j] == ":" else None
-    full = ".".join(ctx.ns + [name]) if name else None
+    full = ".".join([*ctx.ns, name]) if name else None
+    signature = re.sub(r"\s+", "", "".join(included) + m[binders_start:sig_end])
+    if kind == "example" and _type_of(ctx, m[binders_start:sig_end], m, assign, cend, kw_s, kw_e):
+        return
     if full is not None and full in ctx.names:
         ctx.log("error", f"'{full}' has already been declared", name_s, name_e)
         return
@@ -257,4 +272,43 @@ def _run_decl(ctx: Ctx, dm: re.Match, cend: int, has_delay: bool, proof_cost) ->
         else:
             ctx.log("warning", "declaration uses `sorry`", kw_s, kw_e)
     if full is not None:
-        ctx.names[full] = Decl(kind, typ or "?", frozenset(axioms), value)
+        ctx.names[full] = Decl(kind, typ or "?", frozenset(axioms), value, signature)
+
+
+def _variable(ctx: Ctx, m: str, s: int, e: int) -> None:
+    """``variable (h : T) {x : U}``: remember each name's binder, for ``include`` to add to later theorems."""
+    i = s
+    while True:
+        while i < e and m[i].isspace():
+            i += 1
+        if i >= e or m[i] not in "([{⦃":
+            return
+        close = match_close(m, i, e)
+        if close < 0:
+            return
+        group = m[i:close + 1]
+        colon = find_top(group, 1, len(group) - 1, ":")
+        names = group[1:colon[0]].split() if colon else []
+        for name in names:
+            ctx.variables[name] = f"{group[0]}{name} :{group[colon[0] + 1:-1]}{group[-1]}"
+        i = close + 1
+
+
+_TYPE_OF = re.compile(r"\s*:\s*type_of%\s*@(\S+)\s*$")
+
+
+def _type_of(ctx: Ctx, signature: str, m: str, assign: list[int], cend: int, s: int, e: int) -> bool:
+    """``example : type_of% @A := @B``: accepted when A and B have the same signature (Lean: defeq types)."""
+    found = _TYPE_OF.match(signature)
+    if found is None or not assign:
+        return False
+    term = m[assign[0] + 2:cend].strip()
+    wanted = resolve(ctx.names, ctx.ns, found.group(1))
+    given = resolve(ctx.names, ctx.ns, term[1:]) if term.startswith("@") else None
+    if wanted is None or given is None:
+        missing = found.group(1) if wanted is None else term
+        ctx.log("error", f"unknown constant '{missing}'", s, e)
+    elif ctx.names[wanted].signature != ctx.names[given].signature:
+        ctx.log("error", f"type mismatch\n  @{given}\nhas type\n  {ctx.names[given].signature} : Prop\n"
+                         f"but is expected to have type\n  {ctx.names[wanted].signature} : Prop", s, e)
+    return True

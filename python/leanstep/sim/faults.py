@@ -5,10 +5,15 @@ Imported lazily: the normal request path never loads this module.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
-from typing import Optional
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the REPL imports this module lazily; no cycle at run time
+    from .repl import Repl
 
 CRASH_STATUS = 134
 BIGFILE_NAME = "leanstep-sim-bigfile.bin"
@@ -17,10 +22,8 @@ FORK_CHILD_SECONDS = 10.0
 
 def crash(reason: str) -> None:
     """Die like an aborting Lean process: a line on stderr and exit status 134."""
-    try:
+    with suppress(OSError, ValueError):  # stdout may be a closed pipe already
         sys.stdout.flush()
-    except Exception:
-        pass
     try:
         sys.stderr.write(f"INTERNAL PANIC: leanstep.sim simulated crash ({reason})\n")
         sys.stderr.flush()
@@ -34,13 +37,13 @@ def hang() -> None:
 
 
 def _number(arg: str) -> float:
-    v = float(arg.split()[0])
-    if v < 0 or v != v:
+    v = float(arg.split(maxsplit=1)[0])
+    if v < 0 or math.isnan(v):
         raise ValueError(arg)
     return v
 
 
-def run(repl, name: str, arg: str) -> Optional[tuple[str, str]]:
+def run(repl: Repl, name: str, arg: str) -> tuple[str, str] | None:
     """Apply one directive; return a (severity, message) to report, or None."""
     try:
         if name == "delay":
@@ -147,10 +150,8 @@ def _bigfile(mb: float) -> str:
     finally:
         if old is not None:
             signal.signal(signal.SIGXFSZ, old)
-        try:
+        with suppress(OSError):
             os.unlink(BIGFILE_NAME)
-        except OSError:
-            pass
     return result
 
 

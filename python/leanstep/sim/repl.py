@@ -6,7 +6,8 @@ import json
 import os
 import sys
 import time
-from typing import Optional
+from collections.abc import Sequence
+from typing import BinaryIO, NoReturn
 
 from .commands import elaborate
 from .semantics import Ctx, Decl, Goal, ParseError, TacticError
@@ -28,14 +29,14 @@ def _float_env(name: str) -> float:
 
 
 class Env:
-    __slots__ = ("names", "imports")
+    __slots__ = ("imports", "names")
 
     def __init__(self, names: dict, imports: tuple) -> None:
         self.names, self.imports = names, imports
 
 
 class ProofState:
-    __slots__ = ("goals", "env", "tainted")
+    __slots__ = ("env", "goals", "tainted")
 
     def __init__(self, goals: tuple, env: Env, tainted: bool) -> None:
         self.goals, self.env, self.tainted = goals, env, tainted
@@ -56,7 +57,7 @@ SHAPES = (
 )
 
 
-def _has_type(v, t: str) -> bool:
+def _has_type(v: object, t: str) -> bool:
     if t == _NAT:
         return type(v) is int and v >= 0
     if t == _STR:
@@ -64,7 +65,7 @@ def _has_type(v, t: str) -> bool:
     return isinstance(v, bool)
 
 
-def classify(obj) -> Optional[str]:
+def classify(obj: object) -> str | None:
     """Name of the first request shape the JSON value decodes as, or None."""
     if not isinstance(obj, dict):
         return None
@@ -81,11 +82,11 @@ def classify(obj) -> Optional[str]:
     return None
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"unexpected token {name}")
 
 
-def _msg(src: Optional[Source], sev: str, s: int, e: int, data: str) -> dict:
+def _msg(src: Source | None, sev: str, s: int, e: int, data: str) -> dict:
     if src is None:
         p = q = {"line": 0, "column": 0}
     else:
@@ -114,7 +115,7 @@ class Repl:
         self.huge = 0
 
     # ------------------------------------------------------------------ faults
-    def directive(self, name: str, arg: str) -> Optional[tuple[str, str]]:
+    def directive(self, name: str, arg: str) -> tuple[str, str] | None:
         from . import faults
         return faults.run(self, name, arg)
 
@@ -132,7 +133,7 @@ class Repl:
         self.states.append(st)
         return len(self.states) - 1
 
-    def _env(self, i) -> Optional[Env]:
+    def _env(self, i: int | None) -> Env | None:
         return self.envs[i] if i is not None and i < len(self.envs) else None
 
     # ------------------------------------------------------------------ dispatch
@@ -156,7 +157,7 @@ class Repl:
 
     def _run_text(self, text: str, req: dict) -> dict:
         env_id = req.get("env")
-        base: Optional[Env] = None
+        base: Env | None = None
         if env_id is not None:
             base = self._env(env_id)
             if base is None:
@@ -170,8 +171,6 @@ class Repl:
         want_tree = infotree in ("full", "tactics", "original", "substantive")
         all_tactics = bool(req.get("allTactics"))
         root_goals = bool(req.get("rootGoals"))
-        if base is None and self.import_s and "import" in text:
-            pass  # cost is charged below once the header is known
         ctx, imports = elaborate(src, base.names if base else None, base is None,
                                  all_tactics or want_tree, self.directive, self._proof_cost)
         if base is None and imports and self.import_s:
@@ -193,7 +192,7 @@ class Repl:
                 sorries.append({"proofState": sid, "pos": p, "goal": goal.render(), "endPos": p})
         records = [r for r in ctx.tactics if r[4] is not None] if (all_tactics or want_tree) else []
         if all_tactics:
-            for s, e, word, gb, _ga in records:
+            for s, e, _word, gb, _ga in records:
                 sid = self.new_state(ProofState(tuple(gb), before, False))
                 tactics.append({"usedConstants": [], "tactic": src.masked[s:e].strip(),
                                 "proofState": sid, "pos": src.pos(s),
@@ -304,7 +303,7 @@ class Repl:
         return self._state_response(ProofState(goals, env, bool(data.get("tainted"))))
 
 
-def _status(goals, tainted: bool) -> str:
+def _status(goals: Sequence[Goal], tainted: bool) -> str:
     if goals:
         return "Incomplete: open goals remain"
     if tainted:
@@ -333,7 +332,8 @@ def _read_pickle(path: str, kind: str) -> dict:
     return data
 
 
-def _infotree(src: Source, records) -> list:
+def _infotree(src: Source, records: list[list]) -> list:
+    """TacticInfo nodes, nested by source range, for records ``[start, end, tactic, goals before, goals after]``."""
     roots: list = []
     stack: list = []
     for s, e, word, gb, ga in records:
@@ -370,7 +370,7 @@ def _encode(resp: dict, single_line: bool) -> bytes:
     return (text + "\n\n").encode("utf-8")
 
 
-def read_query(inp) -> str:
+def read_query(inp: BinaryIO) -> str:
     """One request as the real REPL assembles it: trimmed lines up to a blank line."""
     parts: list[str] = []
     while True:
@@ -383,7 +383,7 @@ def read_query(inp) -> str:
         parts.append(line.rstrip(" \t\r\n"))
 
 
-def _die(msg: str) -> None:
+def _die(msg: str) -> NoReturn:
     try:
         sys.stderr.write("uncaught exception: " + msg + "\n")
         sys.stderr.flush()
@@ -406,7 +406,7 @@ def _loop() -> int:
         query = read_query(inp)
         if query == "":
             return 0
-        if query.startswith("#") or query.startswith("--"):
+        if query.startswith(("#", "--")):
             continue
         repl.count += 1
         if repl.crash_after and repl.count == repl.crash_after:

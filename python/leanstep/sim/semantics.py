@@ -7,7 +7,8 @@ REPL loop supplies for `sim_*` tactics and `-- sim:` comments.
 from __future__ import annotations
 
 import re
-from typing import Callable, Optional
+from collections.abc import Callable, Sequence
+from enum import Enum
 
 from .arith import decide_prop, eval_expr, number_type, pretty
 from .text import (
@@ -60,6 +61,8 @@ _STRUCT = {
 SIM_TACTICS = {"sim_delay", "sim_hang", "sim_crash", "sim_grow", "sim_garbage", "sim_huge",
                "sim_write", "sim_connect", "sim_fork", "sim_bigfile"}
 TACTICS = CLOSERS | _PROGRESS | _STRUCT | SIM_TACTICS
+# progress tactics that try to close the goal when they are done (see Ctx._finishes)
+_FINISHING = {"rw", "rewrite", "nth_rewrite", "nth_rw", "simp_rw", "use", "exists", "existsi", "gcongr"}
 # combinators: not reported by allTactics / infotree
 _COMBINATORS = {"try", "first", "repeat", "repeat'", "iterate", "all_goals", "any_goals",
                 "focus", "case", "case'", "next", "on_goal"}
@@ -110,13 +113,19 @@ class ParseError(Exception):
         self.msg, self.s, self.e = msg, s, e
 
 
+class _Unset(Enum):
+    """The default of an argument whose None means something (``Goal.replace(case=None)`` clears the case)."""
+
+    UNSET = "unset"
+
+
 class Goal:
     """One goal: hypotheses (name, type), target, optional case tag, optional truth override."""
 
-    __slots__ = ("hyps", "target", "case", "truth")
+    __slots__ = ("case", "hyps", "target", "truth")
 
-    def __init__(self, hyps: tuple, target: str, case: Optional[str] = None,
-                 truth: Optional[bool] = None) -> None:
+    def __init__(self, hyps: tuple[tuple[str, str], ...], target: str, case: str | None = None,
+                 truth: bool | None = None) -> None:
         self.hyps, self.target, self.case, self.truth = hyps, target, case, truth
 
     def render(self) -> str:
@@ -124,7 +133,7 @@ class Goal:
         if self.case:
             lines.append("case " + self.case)
         names: list[str] = []
-        cur = None
+        cur = ""
         for name, typ in self.hyps:
             if names and typ == cur:
                 names.append(name)
@@ -137,21 +146,25 @@ class Goal:
         lines.append("⊢ " + self.target)
         return "\n".join(lines)
 
-    def replace(self, **kw) -> "Goal":
-        d = {"hyps": self.hyps, "target": self.target, "case": self.case, "truth": None}
-        d.update(kw)
-        return Goal(d["hyps"], d["target"], d["case"], d["truth"])
+    def replace(self, *, target: str | None = None, case: str | _Unset | None = _Unset.UNSET,
+                truth: bool | None = None) -> Goal:
+        """This goal with ``target`` and ``case`` changed where given; ``truth`` is reset unless given."""
+        return Goal(self.hyps, self.target if target is None else target,
+                    self.case if case is _Unset.UNSET else case, truth)
 
-    def add_hyp(self, name: str, typ: str) -> "Goal":
-        hyps = tuple(h for h in self.hyps if h[0] != name) + ((name, typ),)
+    def add_hyp(self, name: str, typ: str) -> Goal:
+        hyps = (*(h for h in self.hyps if h[0] != name), (name, typ))
         return Goal(hyps, self.target, self.case, self.truth)
 
     def to_json(self) -> list:
         return [[list(h) for h in self.hyps], self.target, self.case, self.truth]
 
     @staticmethod
-    def from_json(d) -> "Goal":
-        return Goal(tuple(tuple(h) for h in d[0]), d[1], d[2], d[3])
+    def from_json(d: list) -> Goal:
+        return Goal(tuple((name, typ) for name, typ in d[0]), d[1], d[2], d[3])
+
+
+_NO_GOAL = Goal((), "False")
 
 
 def provable(g: Goal) -> bool:
@@ -163,27 +176,28 @@ def provable(g: Goal) -> bool:
     return decide_prop(g.target) is not False
 
 
-def render_goals(goals) -> str:
+def render_goals(goals: Sequence[Goal]) -> str:
     return "\n\n".join(g.render() for g in goals)
 
 
 class Decl:
-    """A declared constant: kind, type, axioms it depends on, literal value if any."""
+    """A declared constant: kind, type, axioms it depends on, literal value if any, and its signature
+    (binders and type with all blanks removed: what `type_of%` compares)."""
 
-    __slots__ = ("kind", "type", "axioms", "value")
+    __slots__ = ("axioms", "kind", "signature", "type", "value")
 
-    def __init__(self, kind: str, type: str, axioms: frozenset, value: Optional[str]) -> None:
-        self.kind, self.type, self.axioms, self.value = kind, type, axioms, value
+    def __init__(self, kind: str, type: str, axioms: frozenset, value: str | None, signature: str = "") -> None:
+        self.kind, self.type, self.axioms, self.value, self.signature = kind, type, axioms, value, signature
 
     def to_json(self) -> list:
-        return [self.kind, self.type, sorted(self.axioms), self.value]
+        return [self.kind, self.type, sorted(self.axioms), self.value, self.signature]
 
     @staticmethod
-    def from_json(d) -> "Decl":
-        return Decl(d[0], d[1], frozenset(d[2]), d[3])
+    def from_json(d: list) -> Decl:
+        return Decl(d[0], d[1], frozenset(d[2]), d[3], d[4] if len(d) > 4 else "")
 
 
-def resolve(names: dict, ns: list, name: str) -> Optional[str]:
+def resolve(names: dict, ns: list, name: str) -> str | None:
     if name.startswith("_root_."):
         name = name[7:]
         return name if name in names else None
@@ -194,15 +208,21 @@ def resolve(names: dict, ns: list, name: str) -> Optional[str]:
     return name if name in names else None
 
 
+# what Ctx.restore needs: message, sorry and tactic counts, axioms, tainted, sorry count
+Snapshot = tuple[int, int, int, set[str], bool, int]
+
+
 class Ctx:
     """Elaboration state of one request."""
 
     def __init__(self, src: Source, names: dict, tactic_mode: bool, record: bool,
-                 directive: Callable[[str, str], Optional[tuple[str, str]]]) -> None:
+                 directive: Callable[[str, str], tuple[str, str] | None]) -> None:
         self.src = src
         self.m = src.masked
         self.names = names
         self.ns: list[str] = []
+        self.variables: dict[str, str] = {}  # `variable` name -> its binder, e.g. "(h : False)"
+        self.included: list[str] = []  # names `include`d: their binders join every later declaration's
         self.tactic_mode = tactic_mode
         self.record = record
         self.directive_cb = directive
@@ -227,11 +247,11 @@ class Ctx:
         self.sorry_count += 1
         self.tainted = True
 
-    def snapshot(self):
+    def snapshot(self) -> Snapshot:
         return (len(self.messages), len(self.sorries), len(self.tactics), set(self.axioms),
                 self.tainted, self.sorry_count)
 
-    def restore(self, snap) -> None:
+    def restore(self, snap: Snapshot) -> None:
         nm, ns, nt, ax, tainted, sc = snap
         del self.messages[nm:]
         del self.sorries[ns:]
@@ -303,9 +323,9 @@ class Ctx:
                     nested = self._starts_nested(k, e)
                     j = k
                     continue
-            elif depth == 0 and not nested:
-                if (c == "b" and word_at(m, j, "by", e)) or (c == "=" and m.startswith("=>", j)):
-                    nested = True
+            elif depth == 0 and not nested and (
+                    (c == "b" and word_at(m, j, "by", e)) or (c == "=" and m.startswith("=>", j))):
+                nested = True
             j += 1
         p = trim(m, start, e)
         if p:
@@ -321,9 +341,9 @@ class Ctx:
         w = _WORD.match(m, k)
         return bool(w and w.group() in _NESTING)
 
-    def check_words(self, pieces) -> None:
+    def check_words(self, pieces: Sequence[tuple[int, int]]) -> None:
         m = self.m
-        for s, e in pieces:
+        for s, _e in pieces:
             c = m[s]
             if c in "({·" or (c == "." and m[s + 1:s + 2].isspace()):
                 continue
@@ -353,9 +373,21 @@ class Ctx:
         except TacticError as err:
             self.error(err.msg, err.s, err.e)
             return
+        if goals and pieces and self._finishes(*pieces[-1]) and all(provable(g) for g in goals):
+            return
         if goals:
             end = pieces[-1][1] if pieces else by_s + 2
             self.error("unsolved goals\n" + render_goals(goals), by_s, end)
+
+    def _finishes(self, s: int, e: int) -> bool:
+        """A progress tactic that Lean ends by trying to close the goal (rw's and use's `rfl`, gcongr's
+        discharger, simp only's `True`): as the last tactic of a block, it closes what is provable."""
+        words = self.m[s:e].split()
+        if not words:
+            return False
+        if words[0] == "simp" and len(words) > 1 and words[1] == "only":
+            return "at" not in words
+        return words[0] in _FINISHING
 
     def focused(self, s: int, e: int, goal: Goal, whole: tuple[int, int]) -> None:
         res = self.run_seq(s, e, [goal])
@@ -395,10 +427,10 @@ class Ctx:
         arrows = find_top(m, s, e, "<;>")
         if arrows:
             bounds = [s] + [a + 3 for a in arrows]
-            ends = arrows + [e]
+            ends = [*arrows, e]
             first = trim(m, bounds[0], ends[0])
             new = self.run_tactic(first[0], first[1], goals[:1]) if first else goals[:1]
-            for b, en in zip(bounds[1:], ends[1:]):
+            for b, en in zip(bounds[1:], ends[1:], strict=True):
                 part = trim(m, b, en)
                 if part is None:
                     raise ParseError("expected tactic", b, b)
@@ -441,10 +473,12 @@ class Ctx:
             self.tactics[idx][4] = list(out)
         return out
 
-    def _dispatch(self, word: str, s: int, a: int, e: int, goals: list) -> list:
+    def _dispatch(self, word: str, s: int, a: int, e: int, goals: list[Goal]) -> list[Goal]:
         m = self.m
         argtext = m[a:e].strip()
-        g = goals[0] if goals else None
+        # run_tactic lets only goal-free tactics (skip, done, try, the combinators) through without a goal,
+        # and they never read ``g``
+        g = goals[0] if goals else _NO_GOAL
         rest = goals[1:]
         if word in SIM_TACTICS:
             self.directive(word[4:], argtext, s, e)
@@ -458,7 +492,8 @@ class Ctx:
             return rest
         if word == "calc":
             return self._calc(g, a, e, rest)
-        if word == "simp" and re.match(r"only\b", argtext) or (word in CLOSERS and find_top(m, a, e, "at", words=True)):
+        if (word == "simp" and re.match(r"only\b", argtext)) or (
+                word in CLOSERS and find_top(m, a, e, "at", words=True)):
             return goals
         if word in CLOSERS:
             if not provable(g):
@@ -477,25 +512,25 @@ class Ctx:
         if word in ("intro", "intros", "rintro"):
             names = _IDENT.findall(argtext) if word != "intros" or argtext else []
             if word == "intros" and not names:
-                return [self._intro_all(g)] + rest
+                return [self._intro_all(g), *rest]
             if not names:
                 names = [None]
             for n in names:
                 g = _intro(g, n)
-            return [g] + rest
+            return [g, *rest]
         if word == "constructor":
             return _split_goal(g) + rest
         if word in ("left", "right"):
             parts = top_split(g.target, "∨")
             if parts:
-                return [g.replace(target=parts[0 if word == "left" else 1], case="h")] + rest
+                return [g.replace(target=parts[0 if word == "left" else 1], case="h"), *rest]
             return goals
         if word == "exfalso":
-            return [g.replace(target="False")] + rest
+            return [g.replace(target="False"), *rest]
         if word in ("by_contra", "by_contra!"):
             name = argtext.split()[0] if argtext else "h✝"
-            return [g.add_hyp(name, "¬" + _paren(g.target)).replace(
-                target="False", truth=provable(g))] + rest
+            return [g.add_hyp(name, "¬" + _paren(g.target)).replace(target="False", truth=provable(g)),
+                    *rest]
         if word == "by_cases":
             if ":" in argtext:
                 name, prop = argtext.split(":", 1)
@@ -504,7 +539,7 @@ class Ctx:
                 name, prop = "h✝", argtext
             prop = pretty(prop)
             return [g.add_hyp(name, prop).replace(case="pos"),
-                    g.add_hyp(name, "¬" + _paren(prop)).replace(case="neg")] + rest
+                    g.add_hyp(name, "¬" + _paren(prop)).replace(case="neg"), *rest]
         if word in ("rcases", "obtain"):
             return self._rcases(word, g, a, e, rest)
         if word in ("induction", "induction'", "cases", "match"):
@@ -514,7 +549,7 @@ class Ctx:
         if word in ("show", "change"):
             if not argtext:
                 raise ParseError("expected term", a, a)
-            return [g.replace(target=pretty(argtext), truth=None)] + rest
+            return [g.replace(target=pretty(argtext), truth=None), *rest]
         if word == "done":
             if goals:
                 raise TacticError("unsolved goals\n" + render_goals(goals), s, e)
@@ -528,8 +563,8 @@ class Ctx:
                 return goals
         if word == "first":
             alts = find_top(m, a, e, "|")
-            bounds = list(zip([p + 1 for p in alts], alts[1:] + [e]))
-            err: Optional[TacticError] = None
+            bounds = list(zip([p + 1 for p in alts], [*alts[1:], e], strict=True))
+            err: TacticError | None = None
             for bs, be in bounds:
                 snap = self.snapshot()
                 try:
@@ -563,7 +598,7 @@ class Ctx:
         if word in ("all_goals", "any_goals"):
             out: list = []
             ok = False
-            last: Optional[TacticError] = None
+            last: TacticError | None = None
             for x in goals:
                 snap = self.snapshot()
                 try:
@@ -599,7 +634,7 @@ class Ctx:
                 try:
                     pick = int(head[0]) - 1 if head else 0
                 except ValueError:
-                    raise ParseError("expected numeral", a, a)
+                    raise ParseError("expected numeral", a, a) from None
                 if not 0 <= pick < len(goals):
                     raise TacticError("not enough goals", s, e)
             chosen = goals[pick]
@@ -653,7 +688,7 @@ class Ctx:
         if not assign:
             if typ is None:
                 raise ParseError("expected ':=' or ':'", e, e)
-            return [g.replace(target=typ, case=None), g.add_hyp(name, typ)] + rest
+            return [g.replace(target=typ, case=None), g.add_hyp(name, typ), *rest]
         ps = assign[0] + 2
         if typ is None:
             val = m[ps:e].strip()
@@ -661,7 +696,7 @@ class Ctx:
             typ = typ or "?"
         self.elab_term(ps, e, g.replace(target=typ, case=None), thrown=False)
         self._ref_axioms(ps, e)
-        return [g.add_hyp(name, typ)] + rest
+        return [g.add_hyp(name, typ), *rest]
 
     def _intro_all(self, g: Goal) -> Goal:
         for _ in range(32):
@@ -693,9 +728,9 @@ class Ctx:
                 cur = parts[1]
                 if cur == g.target:
                     return [g.replace(target=p) for p in premises] + rest
-        return [g] + rest
+        return [g, *rest]
 
-    def _cases(self, word: str, g: Goal, a: int, e: int, rest: list, whole) -> list:
+    def _cases(self, word: str, g: Goal, a: int, e: int, rest: list, whole: tuple[int, int]) -> list:
         m = self.m
         withs = find_top(m, a, e, "with", words=True)
         target_end = withs[0] if withs else e
@@ -710,7 +745,7 @@ class Ctx:
                 return _nat_cases(g, var, "n✝", "a✝", True) + rest
             if word == "cases" and nat:
                 return _nat_cases(g, var, "n✝", None, False) + rest
-            return [g.replace(case=g.case, truth=g.truth)] + rest
+            return [g.replace(case=g.case, truth=g.truth), *rest]
         bars = [p for p in find_top(m, withs[0] + 4, e, "|") if _line_lead(m, p, withs[0] + 4)]
         for i, p in enumerate(bars):
             end = bars[i + 1] if i + 1 < len(bars) else e
@@ -755,12 +790,12 @@ class Ctx:
         tags = ([None] if len(alts) == 1 else ["inl", "inr"] if len(alts) == 2
                 else [f"h{i + 1}" for i in range(len(alts))])
         out = []
-        for alt, typ, tag in zip(alts, parts, tags):
+        for alt, typ, tag in zip(alts, parts, tags, strict=True):
             names = [n for n in _IDENT.findall(alt) if n != "_"]
             sub = Goal(tuple(h for h in g.hyps if h[0] != var or not names), g.target,
                        tag or g.case, g.truth)
             types = _split_all(typ, "∧", len(names)) if names else []
-            for n, t in zip(names, types):
+            for n, t in zip(names, types, strict=True):
                 sub = sub.add_hyp(n, t)
             out.append(sub)
         return out + rest
@@ -800,8 +835,8 @@ def _split_all(text: str, op: str, n: int) -> list[str]:
 def _split_bars(pat: str) -> list[str]:
     cuts = find_top(pat, 0, len(pat), "|")
     bounds = [0] + [c + 1 for c in cuts]
-    ends = cuts + [len(pat)]
-    return [pat[b:x] for b, x in zip(bounds, ends)]
+    ends = [*cuts, len(pat)]
+    return [pat[b:x] for b, x in zip(bounds, ends, strict=True)]
 
 
 def _line_lead(m: str, p: int, floor: int) -> bool:
@@ -819,11 +854,11 @@ def _subst(text: str, var: str, val: str) -> str:
     return re.sub(r"(?<![\w.'])" + re.escape(var) + r"(?![\w'])", val, text)
 
 
-def _nat_cases(g: Goal, var: str, n: str, ih: Optional[str], induction: bool) -> list:
+def _nat_cases(g: Goal, var: str, n: str, ih: str | None, induction: bool) -> list:
     hyps = tuple(h for h in g.hyps if h[0] != var)
     zero = Goal(tuple((x, _subst(t, var, "0")) for x, t in hyps), _subst(g.target, var, "0"),
                 "zero")
-    succ_hyps = tuple((x, _subst(t, var, n)) for x, t in hyps) + ((n, "ℕ"),)
+    succ_hyps = (*((x, _subst(t, var, n)) for x, t in hyps), (n, "ℕ"))
     if induction and ih:
         succ_hyps += ((ih, _subst(g.target, var, n)),)
     succ = Goal(succ_hyps, _subst(g.target, var, n + " + 1"), "succ")
@@ -841,9 +876,9 @@ def _split_goal(g: Goal) -> list:
     return [g]
 
 
-def _intro(g: Goal, name: Optional[str]) -> Goal:
+def _intro(g: Goal, name: str | None) -> Goal:
     t = g.target.strip()
-    if t.startswith("∀") or t.startswith("forall "):
+    if t.startswith(("∀", "forall ")):
         body_i = find_top(t, 0, len(t), ",")
         if body_i:
             binders = t[1 if t.startswith("∀") else 6:body_i[0]].strip()
@@ -913,8 +948,7 @@ def header_imports(m: str) -> tuple[list[tuple[int, int, str]], int]:
         hm = re.match(r"\s*(?:public\s+)?(?:meta\s+)?import\s+(.+)$", line)
         if hm is None or not re.fullmatch(r"[\w.«»'\s]+", hm.group(1)):
             break
-        for mod in hm.group(1).split():
-            mods.append((pos, end, mod))
+        mods.extend((pos, end, mod) for mod in hm.group(1).split())
         pos = end + 1
     return mods, min(pos, n)
 
@@ -923,10 +957,7 @@ def command_starts(m: str, s: int) -> list[int]:
     r = trim(m, s, len(m))
     if r is None:
         return []
-    starts = [r[0]]
-    for lm in re.finditer(r"\n(?=[^\s|)\]}⟩,.])", m[r[0]:]):
-        starts.append(r[0] + lm.end())
-    return starts
+    return [r[0]] + [r[0] + lm.end() for lm in re.finditer(r"\n(?=[^\s|)\]}⟩,.])", m[r[0]:])]
 
 
 def directives_by_chunk(src: Source, chunks: list[tuple[int, int, int]]) -> tuple[dict, list]:
@@ -938,7 +969,7 @@ def directives_by_chunk(src: Source, chunks: list[tuple[int, int, int]]) -> tupl
         if dm is None:
             continue
         item = (dm.group(1), dm.group(2), s, e)
-        for i, (cs, ce, content_end) in enumerate(chunks):
+        for i, (cs, _ce, content_end) in enumerate(chunks):
             if s < cs or (cs <= s < content_end):
                 out.setdefault(i, []).append(item)
                 break

@@ -12,7 +12,7 @@ from bisect import bisect_right
 
 _SPECIAL = re.compile(r'--|/-|"')
 _BLOCK = re.compile(r"/-|-/")
-_STRING_END = re.compile(r'\\.|"', re.S)
+_STRING_END = re.compile(r'\\.|"', re.DOTALL)
 _NOT_NL = re.compile(r"[^\n]")
 _NL = re.compile(r"\n")
 
@@ -79,7 +79,7 @@ def mask(text: str) -> tuple[str, list[tuple[int, int, str]]]:
 class Source:
     """A submitted text with its masked copy and offset -> (line, column) mapping."""
 
-    __slots__ = ("text", "masked", "comments", "_starts")
+    __slots__ = ("_starts", "comments", "masked", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -149,11 +149,11 @@ def find_top(m: str, s: int, e: int, token: str, words: bool = False) -> list[in
             depth += 1
         elif c in CLOSE:
             depth -= 1
-        elif depth == 0 and c == first and m.startswith(token, j) and j + len(token) <= e:
-            if not words or word_at(m, j, token, e):
-                res.append(j)
-                j += len(token)
-                continue
+        elif (depth == 0 and c == first and m.startswith(token, j) and j + len(token) <= e
+              and (not words or word_at(m, j, token, e))):
+            res.append(j)
+            j += len(token)
+            continue
         j += 1
     return res
 
