@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from leanstep.check.verdict import Reason, Trust
+from leanstep.check.verdict import Reason, Trust, Verdict
 from leanstep.limits import AppliedTimeout
 from leanstep.repl.protocol import Pos
 
@@ -86,6 +86,17 @@ def reason_json(reason: Reason) -> dict[str, Any]:
     return out
 
 
+def verdict_json(verdict: Verdict, trust: Trust | None, reasons: Iterable[Reason]) -> dict[str, Any]:
+    """Our verdict keys, the same in our answers and our JSONL records: ``verdict``, ``trust``, ``reasons``."""
+    out: dict[str, Any] = {"verdict": str(verdict)}
+    if trust is not None:
+        out["trust"] = str(trust)
+    listed = [reason_json(r) for r in reasons]
+    if listed:
+        out["reasons"] = listed
+    return out
+
+
 def reasons_from_json(items: Iterable[Any]) -> tuple[Reason, ...]:
     """Reasons read back from an answer or a record; one this version cannot read (a code a newer server
     added, a bare string from an older one) is left out and logged: the verdict beside it still holds."""
@@ -113,5 +124,5 @@ def trust_from_json(value: Any) -> Trust | None:
 
 __all__ = [
     "StrictModel", "applied_timeout_json", "describe_errors", "error_json", "lean_text", "parse", "reason_json",
-    "reasons_from_json", "trust_from_json",
+    "reasons_from_json", "trust_from_json", "verdict_json",
 ]

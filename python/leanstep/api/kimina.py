@@ -39,7 +39,7 @@ from typing import Any, Literal, cast
 
 from pydantic import field_validator, model_validator
 
-from leanstep.api.common import StrictModel, applied_timeout_json, reason_json, reasons_from_json, trust_from_json
+from leanstep.api.common import StrictModel, applied_timeout_json, reasons_from_json, trust_from_json, verdict_json
 from leanstep.check.source import split_source
 from leanstep.check.verdict import Trust, Verdict
 from leanstep.check.verify import Snippet, VerifyOptions, VerifyResult
@@ -289,11 +289,7 @@ def _response_json(result: VerifyResult, exact: bool, has_header: bool) -> dict[
 
 def _extras(result: VerifyResult, out: dict[str, Any]) -> dict[str, Any]:
     """Our keys beside Kimina's (the ``leanstep`` wire)."""
-    out["verdict"] = str(result.verdict)
-    if result.trust is not None:
-        out["trust"] = str(result.trust)
-    if result.reasons:
-        out["reasons"] = [reason_json(r) for r in result.reasons]
+    out.update(verdict_json(result.verdict, result.trust, result.reasons))
     if result.axioms is not None:
         out["axioms"] = result.axioms
     if result.cached:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from leanstep.api.common import reason_json
+from leanstep.api.common import verdict_json
 from leanstep.check.verify import Snippet, SnippetLike, VerifyResult, as_snippet
 
 ID_FIELDS = ("id", "custom_id", "name")
@@ -44,11 +44,8 @@ def snippet_of(item: SnippetLike | Mapping[str, Any], index: int) -> Snippet:
 def result_record(result: VerifyResult) -> dict[str, Any]:
     """Our flat record of a result: Kimina's fields without its nesting, plus ``verdict``, the ``trust`` it was
     checked at and its ``reasons`` (``{"code", "message"}`` objects, as in the server's answers)."""
-    out: dict[str, Any] = {"id": result.id, "verdict": str(result.verdict), "time": round(result.time, 6)}
-    if result.trust is not None:
-        out["trust"] = str(result.trust)
-    if result.reasons:
-        out["reasons"] = [reason_json(r) for r in result.reasons]
+    out: dict[str, Any] = {"id": result.id, **verdict_json(result.verdict, result.trust, result.reasons),
+                           "time": round(result.time, 6)}
     if result.error is not None:
         out["error"] = result.error
     if result.repl_message is not None:
