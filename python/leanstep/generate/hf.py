@@ -4,7 +4,10 @@ Sampling makes one batched ``generate`` call per temperature
 (``num_return_sequences`` samples), greedy decoding one sequence when the
 temperature is 0, and beam search when ``num_beams`` > 0. Generation stops at
 the end of the tactic: every token whose text contains a newline is treated as
-an end-of-sequence token, next to the model's own EOS.
+an end-of-sequence token, next to the model's own EOS. A whole-proof request
+(``GenerationRequest.proof``) stops only at the model's EOS and at its proof
+format's stop strings (the closing code fence), and always goes through
+``generate``.
 
 On a CUDA GPU, sampling and greedy decoding of causal models go through
 :class:`GraphDecoder` instead of ``generate``: the prompt is prefilled once,
@@ -28,9 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria
 
-from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess
+from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess, postprocess_proofs
 from .prompts import Prompt, get_format
+from .proofs import get_proof_format
 
 log = logging.getLogger(__name__)
 
@@ -353,12 +358,34 @@ class GraphDecoder:
         )
 
 
+class StopAtText(StoppingCriteria):
+    """Stops each sequence once its text after the prompt contains a stop string (a closing code fence).
+
+    Transformers' own ``stop_strings`` maps strings to token ids through the
+    vocabulary, which fails on some tokenizers; decoding the last few tokens of
+    each sequence works with any.
+    """
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int, window: int = 8) -> None:
+        self.tokenizer = tokenizer
+        self.stops = tuple(stops)
+        self.prompt_len = prompt_len
+        self.window = window
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        start = max(self.prompt_len, input_ids.shape[1] - self.window)
+        tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+        return torch.tensor([any(s in tail for s in self.stops) for tail in tails], dtype=torch.bool,
+                            device=input_ids.device)
+
+
 class HFGenerator:
     """Generator backed by a transformers model; thread-safe, loads on first use."""
 
     def __init__(self, settings: GeneratorSettings):
         self.settings = settings
         self.format = get_format(settings.prompt_format)
+        self.proof_format = get_proof_format(settings.proof_format)
         self._lock = threading.RLock()
         self._loaded = False
         self.model: Any = None
@@ -367,6 +394,7 @@ class HFGenerator:
         self.device: torch.device | None = None
         self.dtype: torch.dtype | None = None
         self.stop_ids: list[int] = []
+        self.eos_ids: list[int] = []
         self.pad_id: int = 0
         self.max_input_tokens: int | None = None
         self.graph_decoder: GraphDecoder | None = None
@@ -400,6 +428,7 @@ class HFGenerator:
             tok.pad_token = tok.eos_token
         eos = _eos_ids(model, tok)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else 0)
+        self.eos_ids = eos
         self.stop_ids = sorted(set(eos) | set(newline_token_ids(tok)))
         limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         tok_limit = getattr(tok, "model_max_length", None)
@@ -430,6 +459,10 @@ class HFGenerator:
     def generate(self, request: GenerationRequest) -> list[Candidate]:
         self.load()
         with self._lock:
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
+            if request.proof is not None:
+                return self._generate_proofs(request)
             prompt = self.format.render(
                 request.tactic_state, request.prefix, tokenizer=self.tokenizer, seq2seq=self.is_seq2seq
             )
@@ -440,6 +473,17 @@ class HFGenerator:
                 for temperature in request.temperatures:
                     outputs += self._sample(prompt, request, temperature)
             return postprocess(request.prefix, outputs)
+
+    def _generate_proofs(self, request: GenerationRequest) -> list[Candidate]:
+        assert request.proof is not None
+        prompt = self.proof_format.render(request.proof, request.tactic_state, tokenizer=self.tokenizer)
+        outputs: list[tuple[str, float]] = []
+        if self.settings.num_beams > 0:
+            outputs += self._run_generate(prompt, request, temperature=0.0, beams=self.settings.num_beams)
+        else:
+            for temperature in request.temperatures:
+                outputs += self._run_generate(prompt, request, temperature=temperature, beams=0)
+        return postprocess_proofs(prompt.answer_start, outputs, self.proof_format.stop)
 
     def _encode(self, text: str, special: bool) -> list[int]:
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
@@ -466,9 +510,9 @@ class HFGenerator:
             return full[len(head):]
         return self.tokenizer.decode(list(new), skip_special_tokens=True)
 
-    def _cut(self, tokens: Sequence[int]) -> list[int]:
-        """Tokens up to and including the first stop token."""
-        stops = self._stop_set
+    def _cut(self, tokens: Sequence[int], stops: frozenset[int] | None = None) -> list[int]:
+        """Tokens up to and including the first stop token (of ``stops``, default: the tactic's)."""
+        stops = self._stop_set if stops is None else stops
         for i, t in enumerate(tokens):
             if t in stops:
                 return list(tokens[: i + 1])
@@ -516,12 +560,16 @@ class HFGenerator:
         else:
             context = ids[-_CONTEXT_TOKENS:]
             skip = len(ids)
+        whole = request.proof is not None
+        stops = frozenset(self.eos_ids) if whole else self._stop_set
         kwargs: dict[str, Any] = {
             "max_new_tokens": request.max_new_tokens,
-            "eos_token_id": self.stop_ids,
+            "eos_token_id": sorted(stops) or None,
             "pad_token_id": self.pad_id,
             "return_dict_in_generate": True,
         }
+        if whole and self.proof_format.stop:
+            kwargs["stopping_criteria"] = [StopAtText(self.tokenizer, self.proof_format.stop, skip)]
         if not request.prefix:
             kwargs["min_new_tokens"] = 1  # an immediate newline would be an empty tactic
         if beams > 0:
@@ -540,7 +588,8 @@ class HFGenerator:
         seqs = out.sequences[:, skip:].tolist()
         if beams > 0:
             scores = out.sequences_scores.float().tolist()
-            return [(self._decode(context, self._cut(toks)), score) for toks, score in zip(seqs, scores, strict=True)]
+            return [(self._decode(context, self._cut(toks, stops)), score)
+                    for toks, score in zip(seqs, scores, strict=True)]
         logits = out.logits
         steps = len(logits)
         new = out.sequences[:, skip : skip + steps]
@@ -551,7 +600,7 @@ class HFGenerator:
         ).cpu()
         results: list[tuple[str, float]] = []
         for i, toks in enumerate(seqs):
-            kept = self._cut(toks[:steps])
+            kept = self._cut(toks[:steps], stops)
             length = max(1, len(kept))
             results.append((self._decode(context, kept), float(logp[i, : len(kept)].sum()) / length))
         return results
