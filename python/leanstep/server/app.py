@@ -3,7 +3,8 @@
 The routes are blueprints: ``server.verify_routes`` (``POST /verify`` and
 ``POST /api/check``, Kimina-compatible shapes plus a ``verdict`` per result),
 ``server.health_routes`` (``GET /health``, ``GET /metrics``) and, when the
-services have a suggester, ``server.suggest_routes``. This module adds what
+services have a suggester and a prover, ``server.suggest_routes`` and
+``server.prove_routes`` (``POST /prove``). This module adds what
 cuts across them: origin and API-key admission, CORS, the HTTP metrics, and
 JSON error answers.
 
@@ -143,4 +144,8 @@ def create_app(services: Services) -> Flask:
         from leanstep.server.suggest_routes import suggest_blueprint
 
         app.register_blueprint(suggest_blueprint(services.suggester))
+    if services.prover is not None:
+        from leanstep.server.prove_routes import prove_blueprint
+
+        app.register_blueprint(prove_blueprint(state, services.prover))
     return app
