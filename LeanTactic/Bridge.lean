@@ -95,15 +95,16 @@ structure BridgeOutput where
   stdout : String
   stderr : String
 
-/-- Runs `python script --timeout SECS` with `input` on stdin. Gives up (killing the
-process) after `budgetMs`, or when `cancel?` is set. `Except.error` says why. -/
+/-- Runs `python script --timeout SECS --route ROUTE` with `input` on stdin. Gives up (killing the
+process) after `budgetMs`, or when `cancel?` is set. `Except.error` says why. `route` is the
+server route the bridge posts to: `suggest` (`llmstep`) or `prove` (`llmqed`). -/
 def runBridge (python : String) (script : System.FilePath) (input : String) (timeoutMs budgetMs : Nat)
-    (env : Array (String × Option String)) (cancel? : Option IO.CancelToken) :
+    (env : Array (String × Option String)) (cancel? : Option IO.CancelToken) (route : String := "suggest") :
     IO (Except String BridgeOutput) := do
   let secs := Float.ofNat timeoutMs / 1000.0
   let child ← IO.Process.spawn {
     cmd := python
-    args := #[script.toString, "--timeout", toString secs]
+    args := #[script.toString, "--timeout", toString secs, "--route", route]
     env := env
     stdin := .piped
     stdout := .piped
@@ -151,8 +152,9 @@ def parseItem (j : Json) : Except String Item := do
   let goals := ((j.getObjValAs? (Array Json) "goals").toOption.getD #[]).size
   return { text, status, goals }
 
-/-- Reads the bridge's stdout: the server's reply, or `{"error": ...}`. -/
-def parseReply (out : BridgeOutput) : Except String (Array Item) := do
+/-- Reads the bridge's stdout as the server's JSON reply; `{"error": ...}` and a failed bridge
+become the error's text. -/
+def readReply (out : BridgeOutput) : Except String Json := do
   let text := dropTrailingWs out.stdout
   let j ← match Json.parse text with
     | .ok j => pure j
@@ -165,9 +167,13 @@ def parseReply (out : BridgeOutput) : Except String (Array Item) := do
     throw err
   if out.exitCode != 0 then
     throw s!"the bridge exited with code {out.exitCode}: {lastChars (dropTrailingWs out.stderr) 400}"
+  return j
+
+/-- Reads the suggestions of the server's `/suggest` reply. -/
+def parseItems (j : Json) : Except String (Array Item) := do
   let items ← match j.getObjValAs? (Array Json) "suggestions" with
     | .ok items => pure items
-    | .error _ => throw s!"malformed reply from the server (no `suggestions` array): {lastChars text 200}"
+    | .error _ => throw s!"malformed reply from the server (no `suggestions` array): {lastChars j.compress 200}"
   items.mapM fun item => match parseItem item with
     | .ok it => pure it
     | .error e => throw s!"malformed suggestion in the server's reply: {e}"
@@ -181,41 +187,44 @@ def cacheKey (request : Json) (url : String) : String :=
   (Json.mkObj [("tactic_state", field "tactic_state"), ("prefix", field "prefix"),
     ("context", field "context"), ("n", field "n"), ("url", Json.str url)]).compress
 
-/-- Sends `request` to the server through the bridge. Never throws for a server-side
-problem: `Except.error` carries the text of the warning to show. -/
-def requestSuggestions (request : Json) : CoreM (Except String (Array Item)) := do
+/-- Sends `request` to the server's `route` (`suggest` or `prove`) through the bridge and waits
+at most `timeoutMs` for the reply (the bridge is killed 3 s after that). Never throws for a
+server-side problem: `Except.error` carries the text of the warning to show. -/
+def callBridge (request : Json) (route : String) (timeoutMs : Nat) : CoreM (Except String Json) := do
   let opts ← getOptions
-  let url := llmstep.url.get opts
-  let useCache := llmstep.cache.get opts
-  let key := cacheKey request url
-  if useCache then
-    if let some items := (← replyCache.get).get? key then
-      return .ok items
   match (← findScript opts) with
   | .error e => return .error e
   | .ok script =>
-    let timeoutMs := llmstep.timeout.get opts
+    let url := llmstep.url.get opts
     let env : Array (String × Option String) :=
       if url != "" then #[("LEANSTEP_URL", some url)] else #[]
     let cancel? := (← readThe Core.Context).cancelTk?
     let python := llmstep.python.get opts
-    let run := runBridge python script request.compress timeoutMs (timeoutMs + 3000) env cancel?
+    let run := runBridge python script request.compress timeoutMs (timeoutMs + 3000) env cancel? route
     let result : Except String BridgeOutput ← do
       match (← EIO.toBaseIO run) with
       | .ok r => pure r
       | .error e => pure (.error s!"could not run the bridge `{python} {script}`: {e}")
     -- if Lean cancelled this elaboration, stop here (the child is already killed)
     Core.checkInterrupted
-    match result with
-    | .error e => return .error e
-    | .ok out =>
-      match parseReply out with
-      | .error e => return .error e
-      | .ok items =>
-        if useCache then
-          replyCache.modify fun m =>
-            let m : Std.HashMap String (Array Item) := if m.size ≥ 512 then {} else m
-            m.insert key items
-        return .ok items
+    return result >>= readReply
+
+/-- Asks the server for suggestions (see `callBridge`), answering a repeated request from the
+per-process cache. -/
+def requestSuggestions (request : Json) : CoreM (Except String (Array Item)) := do
+  let opts ← getOptions
+  let useCache := llmstep.cache.get opts
+  let key := cacheKey request (llmstep.url.get opts)
+  if useCache then
+    if let some items := (← replyCache.get).get? key then
+      return .ok items
+  match (← callBridge request "suggest" (llmstep.timeout.get opts)) >>= parseItems with
+  | .error e => return .error e
+  | .ok items =>
+    if useCache then
+      replyCache.modify fun m =>
+        let m : Std.HashMap String (Array Item) := if m.size ≥ 512 then {} else m
+        m.insert key items
+    return .ok items
 
 end LeanTactic

@@ -10,12 +10,13 @@ per-argument limit, and argv is visible to every user on the machine)::
     {"tactic_state": str, "prefix": str, "context": str, "source": str,
      "position": {"line": int, "column": int}, "file_name": str, "n"?: int}
 
-It is POSTed unchanged to ``<url>/suggest``. Output: ONE line of JSON on stdout.
+It is POSTed unchanged to ``<url>/suggest`` (``llmstep``), or with ``--route prove`` to
+``<url>/prove`` (``llmqed``). Output: ONE line of JSON on stdout.
 
 Exit status (the tactic reads both the status and the ``error`` field):
 
 ==  ==========================================================================
-0   the server's reply, ``{"suggestions": [...], ...}``
+0   the server's reply, ``{"suggestions": [...], ...}`` (``/prove``: ``{"proved": ..., ...}``)
 1   the request on stdin is not a JSON object with a string ``tactic_state``
 2   the server is unreachable (refused, no such host, ...): fails fast
 3   the server did not answer within the timeout
@@ -117,9 +118,13 @@ def _http_error_message(exc: urllib.error.HTTPError) -> str:
     return f"HTTP {exc.code} {exc.reason}"
 
 
-def post(url: str, request: dict, timeout: float, api_key: str | None = None) -> dict:
-    """POST ``request`` to ``url``/suggest and return the reply object, or raise BridgeError."""
-    endpoint = f"{url}/suggest"
+# What each route's reply must hold for the tactic: its key and that key's type.
+REPLY_KEYS = {"suggest": ("suggestions", list), "prove": ("proved", bool)}
+
+
+def post(url: str, request: dict, timeout: float, api_key: str | None = None, route: str = "suggest") -> dict:
+    """POST ``request`` to ``url``/``route`` and return the reply object, or raise BridgeError."""
+    endpoint = f"{url}/{route}"
     data = json.dumps(request, ensure_ascii=False, allow_nan=False).encode("utf-8")
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
@@ -157,8 +162,9 @@ def post(url: str, request: dict, timeout: float, api_key: str | None = None) ->
                                                        "expected a JSON object")
     if isinstance(reply.get("error"), str):
         raise BridgeError(EXIT_BAD_REPLY, "server", f"leanstep server: {reply['error']}")
-    if not isinstance(reply.get("suggestions"), list):
-        raise BridgeError(EXIT_BAD_REPLY, "bad_reply", f"leanstep server at {url} sent no `suggestions` list")
+    key, kind = REPLY_KEYS[route]
+    if not isinstance(reply.get(key), kind):
+        raise BridgeError(EXIT_BAD_REPLY, "bad_reply", f"leanstep server at {url} sent no `{key}` {kind.__name__}")
     return reply
 
 
@@ -175,11 +181,14 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seconds to wait for the server (default: $LEANSTEP_TIMEOUT or {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--url", default=None, help="server URL (default: $LEANSTEP_URL, $LLMSTEP_HOST/PORT, "
                                                      f"{DEFAULT_URL})")
+    parser.add_argument("--route", choices=sorted(REPLY_KEYS), default="suggest",
+                        help="suggest (llmstep, the default) or prove (llmqed)")
     args = parser.parse_args(argv)
     url = (args.url or "").rstrip("/") or server_url()
     try:
         request = read_request(sys.stdin.buffer.read().decode("utf-8", "replace"))
-        reply = post(url, request, timeout_seconds(args.timeout), os.environ.get("LEANSTEP_API_KEY") or None)
+        reply = post(url, request, timeout_seconds(args.timeout), os.environ.get("LEANSTEP_API_KEY") or None,
+                     args.route)
     except BridgeError as exc:
         _emit({"error": str(exc), "kind": exc.kind})
         return exc.code

@@ -373,3 +373,31 @@ def test_leanstep_eval_writes_every_attempt_a_summary_and_a_plot(tmp_path):
     assert (tmp_path / "pass.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = leanstep("eval", str(problems), *SIM, "--no-model", "--pass-k", "4", "--samples", "2")
     assert bad.returncode == 2 and "--pass-k" in bad.stderr
+
+
+# --------------------------------------------------------------------------- #
+# llmqed's path: the tactic's bridge posting llmstep's request to /prove
+
+
+def run_bridge(url: str, request: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "python" / "leanstep_bridge.py"), "--route", "prove",
+                           "--url", url, "--timeout", "60"], input=json.dumps(request).encode(),
+                          capture_output=True, timeout=90)
+
+
+def test_llmqed_request_through_the_bridge_gets_a_proof_laid_out_at_the_call(tmp_path):
+    request = json.loads((ROOT / "tests" / "fixtures" / "tactic_request.json").read_text(encoding="utf-8"))
+    request |= {"timeout": 30, "strategy": "whole"}  # what llmqed adds to llmstep's request
+    script = write_script(tmp_path / "proofs.jsonl",
+                          {"theorem": "and_swap'", "proofs": ["constructor\nexact h.2\nexact h.1"]})
+    with running_server(suggest=True, backend="scripted", script=str(script)) as server:
+        done = run_bridge(server.url, request)
+        assert done.returncode == 0, done.stdout
+        reply = json.loads(done.stdout)
+        assert reply["proved"] and reply["strategy"] == "whole"
+        # the call follows `by` on the declaration's line: the lines go under it, one level in
+        assert reply["proof"] == "\n  constructor\n  exact h.2\n  exact h.1"
+        assert "\n" not in done.stdout.decode().strip()  # one line, as the tactic reads it
+    with running_server(suggest=False) as server:  # no /prove route: a warning for the tactic, exit 4
+        done = run_bridge(server.url, request)
+        assert done.returncode == 4 and json.loads(done.stdout)["kind"] == "http"

@@ -1,7 +1,8 @@
 """Our ``POST /prove``: the request model and the answer's shape.
 
 A request names its target as ``/suggest`` does (``source`` + ``position``, or
-``context``: the goal at a call, proved by a tactic script put in its place) or
+``context``, the first when both are sent: the goal at a call, proved by a
+tactic script put in its place; ``llmqed`` sends ``llmstep``'s request) or
 as a theorem (``header`` + ``statement``: the answer is the full theorem). It
 may name a ``strategy`` (``search``, ``whole``, ``auto``: search, then whole
 proofs), budgets (``expansions`` for search; ``samples`` and repair ``rounds``
@@ -69,13 +70,11 @@ class ProveBody(StrictModel):
         if (self.source is None) != (self.position is None):
             missing = "position" if self.position is None else "source"
             raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
-        named = [name for name, given in (("statement", self.statement is not None),
-                                          ("source", self.source is not None),
-                                          ("context", self.context is not None)) if given]
-        if len(named) != 1:
-            got = f"; got {' and '.join(named)}" if named else ""
-            raise ValueError(f"name one target: `statement` (with `header`), or `source` and `position`, or "
-                             f"`context`{got}")
+        at_call = self.source is not None or self.context is not None
+        if (self.statement is not None) == at_call:
+            got = "; got `statement` and a position" if at_call else ""
+            raise ValueError(f"name one target: `statement` (with `header`), or `source` and `position` "
+                             f"(or `context`){got}")
         return self
 
     def to_request(self) -> ProveRequest:
