@@ -59,7 +59,7 @@ class Config:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(6000, "port to listen on")
     threads: int = _setting(32, "HTTP worker threads")
-    api_key: str | None = _setting(None, "require `Authorization: Bearer <key>` on every request; without it /health shows only liveness and counts")
+    api_key: tuple[str, ...] = _setting((), "require `Authorization: Bearer <key>` on every request, with one of these keys (comma-separated; each key owns its own proof sessions); without one /health shows only liveness and counts", sep=",")
     allow_origin: tuple[str, ...] = _setting((), "browser origins allowed to call the server, comma-separated, e.g. https://app.example (default: none; any other `Origin` gets 403)", sep=",")
     request_read_timeout: float = _setting(30.0, "seconds a client may take to send one request (headers and body) or stay idle between requests; slower connections are closed")
     max_body_mb: float = _setting(16.0, "largest request body in MB (larger: 413)")

@@ -230,10 +230,16 @@ class NotProved(SessionError):
     reason = "not_proved"
 
 
-class StateUnavailable(SessionError):
-    """The state could not be reached on any REPL now (none free, or its path no longer replays)."""
+class StateUnreachable(SessionError):
+    """The state can no longer be rebuilt: its path does not replay on a new REPL (Lean answers otherwise now)."""
 
-    reason = "state_unavailable"
+    reason = "state_unreachable"
+
+
+class Unavailable(SessionError):
+    """No REPL could do the work within the call's budget (all busy, or starting); retry later."""
+
+    reason = "unavailable"
 
 
 # --------------------------------------------------------------------------- #
@@ -402,7 +408,7 @@ class SessionService:
             if reading.goal is None:
                 where = f"`sorry` number {number} of {len(contexts)}: " if len(contexts) > 1 else ""
                 error = f"{where}{reading.error}"
-                raise StateUnavailable(error) if reading.retryable else BadRequest(error)
+                raise Unavailable(error) if reading.retryable else BadRequest(error)
             pin = reading.worker
             roots.append(_Node(ProofPath(context), (reading.goal,), None, None))
         return roots, pin
@@ -444,7 +450,7 @@ class SessionService:
             self._counts["steps"] += report.tactic_requests
             self._counts["replayed_tactics"] += report.replayed_tactics
         if report.context_error is not None:
-            raise StateUnavailable(f"state cannot be reached: {report.context_error}")
+            raise StateUnreachable(f"state cannot be reached: {report.context_error}")
         workers = [c.worker for c in report.candidates if c.worker is not None]
         if workers:
             with entry.lock:
