@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /health, /metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest"))
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions"))
     serve.add_argument("--no-model", action="store_true",
                        help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
                             "(the same as --backend hint)")
