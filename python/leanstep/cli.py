@@ -137,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /prove, /verify, /api/check, /health, "
-                                         "/metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "prove"))
+    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /prove, /sessions, /verify, /api/check, "
+                                         "/health, /metrics)")
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "prove"))
     serve.add_argument("--no-model", action="store_true",
                        help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
                             "(the same as --backend hint)")

@@ -61,7 +61,7 @@ class Config:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(6000, "port to listen on")
     threads: int = _setting(32, "HTTP worker threads")
-    api_key: str | None = _setting(None, "require `Authorization: Bearer <key>` on every request; without it /health shows only liveness and counts")
+    api_key: tuple[str, ...] = _setting((), "require `Authorization: Bearer <key>` on every request, with one of these keys (comma-separated; each key owns its own proof sessions); without one /health shows only liveness and counts", sep=",")
     allow_origin: tuple[str, ...] = _setting((), "browser origins allowed to call the server, comma-separated, e.g. https://app.example (default: none; any other `Origin` gets 403)", sep=",")
     request_read_timeout: float = _setting(30.0, "seconds a client may take to send one request (headers and body) or stay idle between requests; slower connections are closed")
     max_body_mb: float = _setting(16.0, "largest request body in MB (larger: 413)")
@@ -90,11 +90,19 @@ class Config:
     # Suggestion checking
     check_timeout: float = _setting(5.0, "wall-clock budget in seconds for checking all candidates of one suggestion", group="suggest")
     heartbeats: int = _setting(200000, "heartbeat cap for each candidate tactic", group="suggest")
+    # Proof sessions
+    session_timeout: float = _setting(30.0, "default and most wall-clock seconds of one proof-session start, step or attempt (rebuilding lost states included); a request may ask less", group="sessions")
+    session_ttl: float = _setting(600.0, "seconds a proof session may stay idle before it is closed", group="sessions")
+    max_sessions: int = _setting(256, "most proof sessions open on the server (more: 429)", group="sessions")
+    max_sessions_per_key: int = _setting(32, "most proof sessions open per API key (more: 429)", group="sessions")
+    max_session_states: int = _setting(1000, "most proof states one session may hold (more: 409)", group="sessions")
+    max_attempt_tactics: int = _setting(64, "most tactics in one multi-attempt (more: 422)", group="sessions")
     # Proving (best-first search and whole proofs)
     strategy: str = _setting("auto", "how a proof is looked for when the request names no way: search (best-first over tactics), whole (complete proofs, repaired with Lean's errors) or auto (search, then whole)", group="prove")
     prove_timeout: float = _setting(120.0, "most wall-clock seconds one proof may be looked for (a request may ask for less)", group="prove")
     prove_expansions: int = _setting(64, "proof states best-first search expands when the request names no budget", group="prove")
     prove_samples: int = _setting(8, "whole proofs sampled when the request names no budget", group="prove")
+    search_width: int = _setting(2, "open states best-first search expands at once (each checks its candidates over the pool's REPLs)", group="prove")
     prove_rounds: int = _setting(1, "repair rounds (failed proofs sent back with Lean's errors) when the request names no budget", group="prove")
     proof_format: str | None = _setting(None, f"whole-proof prompt format: {', '.join(PROOF_FORMATS)} (default: chosen from the model)", group="prove")
     proof_max_new_tokens: int = _setting(1024, "longest whole proof in tokens", group="prove")
@@ -186,7 +194,9 @@ def load(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Ma
 def _validate(config: Config) -> None:
     positive = ("max_repls", "headers_per_repl", "timeout", "import_timeout", "queue_wait", "threads", "max_body_mb", "max_batch",
                 "request_read_timeout", "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb",
-                "prove_timeout", "prove_expansions", "prove_samples", "proof_max_new_tokens")
+                "session_timeout", "session_ttl", "max_sessions", "max_sessions_per_key", "max_session_states",
+                "max_attempt_tactics", "prove_timeout", "prove_expansions", "prove_samples", "proof_max_new_tokens",
+                "search_width")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
@@ -209,6 +219,9 @@ def _validate_request_limits(config: Config) -> None:
     if not 0 < config.min_timeout <= config.timeout:
         raise ValueError(f"--min-timeout must be positive and at most --timeout ({config.timeout:g}), "
                          f"got {config.min_timeout:g}")
+    if config.session_timeout < config.min_timeout:
+        raise ValueError(f"--session-timeout must be at least --min-timeout ({config.min_timeout:g}), "
+                         f"got {config.session_timeout:g}")
     if config.max_headers_per_request <= 0:
         raise ValueError(f"--max-headers-per-request must be positive, got {config.max_headers_per_request}")
     if config.max_restarts_per_minute < 0:

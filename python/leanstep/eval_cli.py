@@ -31,7 +31,7 @@ from leanstep.api.prove import attempt_record, run_record
 from leanstep.api.records import problem_from_record
 from leanstep.prove.evaluate import Evaluation, Problem, ProblemOutcome, Summary
 
-SETTING_GROUPS = ("pool", "generate", "suggest", "prove")
+SETTING_GROUPS = ("pool", "generate", "suggest", "sessions", "prove")
 TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
 
 

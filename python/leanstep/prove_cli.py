@@ -27,7 +27,7 @@ from leanstep.prove.prover import Prover, ProveRequest, ProveResult
 from leanstep.prove.target import TargetError, open_goals
 from leanstep.repl.protocol import Pos
 
-SETTING_GROUPS = ("pool", "generate", "suggest", "prove")
+SETTING_GROUPS = ("pool", "generate", "suggest", "sessions", "prove")
 TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
 
 

@@ -19,16 +19,19 @@ samples it took, and where the time went: generating (the model) and checking
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from leanstep.check.sessions import SessionService
 from leanstep.check.source import ContextError, build_goal_context
 from leanstep.config import Config
 from leanstep.generate.base import Generator
 from leanstep.limits import AppliedTimeout, bounded_timeout
 from leanstep.prove.checking import Checked, CheckTime, ProofChecker
+from leanstep.prove.search import BestFirstSearch
+from leanstep.prove.search import Sampling as SearchSampling
 from leanstep.prove.strategy import STRATEGIES, Strategy
 from leanstep.prove.target import Target, TargetError
-from leanstep.prove.whole import Attempt, Sampling, WholeProver, WholeRun
+from leanstep.prove.whole import Attempt, Sampling, WholeProver
 
 TIMEOUT_FLAG = "--prove-timeout"
 SEARCH_SHARE = 0.5  # of the time, for search when ``auto`` runs both
@@ -91,13 +94,18 @@ class ProveResult:
 
 
 class Prover:
-    """Proves targets with one generator and one checker; thread-safe when they are."""
+    """Proves targets with one generator and one checker (and, for search, the proof sessions); thread-safe
+    when they are."""
 
-    def __init__(self, generator: Generator, checker: ProofChecker, config: Config) -> None:
+    def __init__(self, generator: Generator, checker: ProofChecker, config: Config,
+                 sessions: SessionService | None = None) -> None:
         self.generator = generator
         self.checker = checker
         self.config = config
         self.whole = WholeProver(generator, checker, Sampling(config.temperatures, config.proof_max_new_tokens))
+        self.search = None if sessions is None else BestFirstSearch(
+            generator, sessions, SearchSampling(config.num_samples, config.temperatures, config.max_new_tokens),
+            step_timeout=config.check_timeout, width=config.search_width)
 
     def budget(self, timeout: float | None) -> AppliedTimeout:
         """The wall-clock budget of one request (raises ``LimitError`` below ``--min-timeout``)."""
@@ -118,7 +126,11 @@ class Prover:
         strategy = request.strategy or self.config.strategy
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        return ("search", "whole") if strategy == "auto" else (strategy,)
+        if strategy == "search" and self.search is None:
+            raise ValueError("best-first search needs proof sessions, which this prover was not given")
+        if strategy == "auto":
+            return ("search", "whole") if self.search is not None else ("whole",)
+        return (strategy,)
 
     def prove(self, request: ProveRequest, target: Target | None = None) -> ProveResult:
         """Look for a proof of the request's target within its budget."""
@@ -127,41 +139,79 @@ class Prover:
         target = target or self.target(request)
         deadline = started + budget.seconds
         plan = self.strategies(request)
-        whole: WholeRun | None = None
-        tried: list[Strategy] = []
+        run = _Run()
         for strategy in plan:
             if time.monotonic() >= deadline:
+                run.stopped = "timeout"
                 break
-            tried.append(strategy)
-            if strategy == "whole":
-                whole = self.whole.run(
-                    target, samples=request.samples or self.config.prove_samples,
-                    rounds=self.config.prove_rounds if request.rounds is None else request.rounds,
-                    deadline=deadline, check_timeout=self.config.timeout, first_valid=request.first_valid,
-                    order_seed=request.seed if request.random_order else None)
-                if whole.proof is not None:
-                    break
+            run.tried.append(strategy)
+            if strategy == "search":
+                share = deadline if len(plan) == 1 else started + SEARCH_SHARE * budget.seconds
+                self._search(target, request, min(share, deadline), run)
             else:
-                raise ValueError("best-first search needs proof sessions, which this server does not have")
-        return self._answer(target, budget, started, tuple(tried), whole)
-
-    @staticmethod
-    def _answer(target: Target, budget: AppliedTimeout, started: float, tried: tuple[Strategy, ...],
-                whole: WholeRun | None) -> ProveResult:
-        checking = whole.checking if whole is not None else CheckTime()
-        generation = whole.generation_seconds if whole is not None else 0.0
-        timings = ProveTimings(generation * 1000, checking.wall * 1000, (time.monotonic() - started) * 1000)
-        attempts = tuple(whole.attempts) if whole is not None else ()
-        winner = whole.proof if whole is not None else None
-        checked = [a.checked for a in attempts if a.checked is not None and a.checked.result is not None]
-        final = winner.checked if winner is not None else (checked[-1] if checked else None)
-        stopped = None if winner is not None else (whole.stopped if whole is not None and whole.stopped
-                                                   else "exhausted")
+                self._whole(target, request, deadline, run)
+            if run.winner is not None:
+                break
+        total = (time.monotonic() - started) * 1000
+        winner = run.winner
+        final = winner[1] if winner is not None else run.last_check
         return ProveResult(
-            proved=winner is not None, proof=final.placed.proof if winner is not None and final else None,
-            strategy="whole" if winner is not None else None, tried=tried, expansions=0,
-            samples=whole.samples if whole is not None else 0, rounds=whole.rounds if whole is not None else 0,
-            timings=timings, budget=budget, check=final, stopped=stopped, attempts=attempts, checking=checking)
+            proved=winner is not None, proof=winner[1].placed.proof if winner is not None else None,
+            strategy=winner[0] if winner is not None else None, tried=tuple(run.tried), expansions=run.expansions,
+            samples=len(run.attempts), rounds=run.rounds,
+            timings=ProveTimings(run.generation * 1000, run.checking.wall * 1000, total), budget=budget,
+            check=final, stopped=None if winner is not None else run.stopped, attempts=tuple(run.attempts),
+            checking=run.checking)
+
+    def _search(self, target: Target, request: ProveRequest, deadline: float, run: _Run) -> None:
+        assert self.search is not None
+        found = self.search.run(target.origin(), expansions=request.expansions or self.config.prove_expansions,
+                                deadline=deadline, seed=request.seed)
+        run.expansions += found.expansions
+        run.generation += found.generation_seconds
+        run.checking.wall += found.checking_seconds
+        run.stopped = found.stopped
+        if found.tactics is None:
+            return
+        placed = target.with_tactics(list(found.tactics))
+        (checked,) = self.checker.check([placed], self.config.timeout, time_spent=run.checking)
+        run.last_check = checked
+        if checked.proved:
+            run.winner = ("search", checked)
+        else:
+            run.stopped = "rejected"  # the session closed the goal, the final check did not accept the proof
+
+    def _whole(self, target: Target, request: ProveRequest, deadline: float, run: _Run) -> None:
+        whole = self.whole.run(
+            target, samples=request.samples or self.config.prove_samples,
+            rounds=self.config.prove_rounds if request.rounds is None else request.rounds, deadline=deadline,
+            check_timeout=self.config.timeout, first_valid=request.first_valid,
+            order_seed=request.seed if request.random_order else None)
+        run.attempts += whole.attempts
+        run.rounds = whole.rounds
+        run.generation += whole.generation_seconds
+        run.checking.add(whole.checking)
+        run.stopped = whole.stopped or "exhausted"
+        checked = [a.checked for a in whole.attempts if a.checked is not None and a.checked.result is not None]
+        if checked:
+            run.last_check = checked[-1]
+        if whole.proof is not None and whole.proof.checked is not None:
+            run.winner = ("whole", whole.proof.checked)
+
+
+@dataclass
+class _Run:
+    """What the strategies of one request have done so far."""
+
+    tried: list[Strategy] = field(default_factory=list)
+    winner: tuple[Strategy, Checked] | None = None
+    last_check: Checked | None = None
+    expansions: int = 0
+    rounds: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+    generation: float = 0.0
+    checking: CheckTime = field(default_factory=CheckTime)
+    stopped: str | None = None
 
 
 __all__ = ["ProveRequest", "ProveResult", "ProveTimings", "Prover"]

@@ -32,6 +32,7 @@ from typing import Literal
 
 import leanstep.check.verdict as codes
 from leanstep.check.lexer import tokens
+from leanstep.check.sessions import FromPosition
 from leanstep.check.source import GoalContext, declarations, line_count, split_source
 from leanstep.check.statement import StatementError, declaration_head, parse_statement
 from leanstep.check.verdict import Reason, Verdict
@@ -216,6 +217,11 @@ class Target:
     def task_statement(self) -> str:
         """The text a whole proof continues: the declaration up to the proof (``... := by``, or up to the call)."""
         return self.prefix
+
+    def origin(self) -> FromPosition:
+        """Where a proof session starts for this target: the text up to where the proof goes."""
+        text = self.header + ("\n\n" if self.header else "") + self.preamble + self.prefix
+        return FromPosition(text, text.count("\n") + 1, len(text) - (text.rfind("\n") + 1))
 
     # -- placing proofs -----------------------------------------------------
 

@@ -1,11 +1,13 @@
-"""The server's composition root: the one place the pool, the verifier and the suggester are built.
+"""The server's composition root: the one place the pool, the verifier, the sessions and the suggester are built.
 
 ``leanstep serve`` and every test or benchmark that serves the app call
 :func:`build_services`, so they run on the same wiring: a started pool, a
 :class:`~leanstep.check.verify.BatchVerifier` on it (or on a Ray cluster with
-``--ray``; the pool then only checks ``/suggest``'s candidates), and a suggester
-over the configured generator. The app (``server.app.create_app``) takes the
-result ready-made.
+``--ray``; the pool then only checks ``/suggest``'s candidates and runs the
+proof sessions), the proof sessions on the pool, and a suggester over the
+configured generator, and a prover (best-first search on the sessions, whole
+proofs checked by the verifier) over the same generator. The app
+(``server.app.create_app``) takes the result ready-made.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from leanstep.check.sessions import SessionLimits, SessionService
+from leanstep.check.tactics import TacticChecker
 from leanstep.check.trust import checks_from_config
 from leanstep.check.verify import BatchVerifier, Verifier
 from leanstep.cluster.router import RayTarget, make_verifier
@@ -32,12 +36,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Services:
-    """What the server answers with; ``suggester`` and ``prover`` None mean no suggestion and proving routes
-    (they share one generator)."""
+    """What the server answers with; ``suggester`` and ``prover`` None mean no suggestion, generation and
+    proving routes (they share one generator)."""
 
     config: Config
     pool: ReplPool
     verifier: BatchVerifier
+    sessions: SessionService
     suggester: Suggester | None
     prover: Prover | None = None
 
@@ -66,21 +71,34 @@ def build_services(config: Config, *, cluster: RayTarget | None = None, suggest:
             verifier = make_verifier(cluster, config)
         else:
             verifier = Verifier(pool, cache_size=config.cache_size, checks=checks_from_config(config))
+        sessions = session_service(config, pool)
         suggester = prover = None
         if suggest:
             generator = _generator(config, generator)
-            suggester, prover = _suggester(config, pool, generator), make_prover(config, verifier, generator)
+            suggester = _suggester(config, pool, generator)
+            prover = make_prover(config, verifier, sessions, generator)
     except BaseException:
         if verifier is not None:
             verifier.close()
         pool.shutdown()
         raise
-    return Services(config, pool, verifier, suggester, prover)
+    return Services(config, pool, verifier, sessions, suggester, prover)
 
 
-def make_prover(config: Config, verifier: BatchVerifier, generator: Generator) -> Prover:
-    """The prover over ``generator``, checking on ``verifier`` at ``strict`` (or ``sealed``, when that is
-    the server's level) under the server's trust settings; ``leanstep prove`` and ``eval`` build theirs here."""
+def session_service(config: Config, pool: ReplPool) -> SessionService:
+    """Proof sessions on ``pool`` with ``config``'s limits; states are built within ``--timeout`` even after a
+    step's own budget ended, so the next step finds them ready."""
+    limits = SessionLimits(ttl=config.session_ttl, max_sessions=config.max_sessions,
+                           max_per_owner=config.max_sessions_per_key, max_states=config.max_session_states,
+                           max_tactics=config.max_attempt_tactics, timeout=config.session_timeout,
+                           min_timeout=config.min_timeout)
+    checker = TacticChecker(pool, budget=config.session_timeout, prepare_timeout=config.timeout)
+    return SessionService(checker, limits, heartbeats=config.heartbeats)
+
+
+def make_prover(config: Config, verifier: BatchVerifier, sessions: SessionService, generator: Generator) -> Prover:
+    """The prover over ``generator``: it searches on ``sessions`` and checks on ``verifier`` at ``strict`` (or
+    ``sealed``, when that is the server's level) under the server's trust settings."""
     from leanstep.check.verdict import Trust
     from leanstep.prove.checking import ProofChecker
     from leanstep.prove.prover import Prover
@@ -89,7 +107,7 @@ def make_prover(config: Config, verifier: BatchVerifier, generator: Generator) -
     checks = checks_from_config(config)
     checker = ProofChecker(verifier, lanes=config.max_repls, trust=trust, allowed_axioms=checks.allowed_axioms,
                            timeout_origin="the server's --timeout")
-    return Prover(generator, checker, config)
+    return Prover(generator, checker, config, sessions)
 
 
 def _generator(config: Config, generator: Generator | None) -> Generator:
