@@ -127,6 +127,9 @@ class BestFirstSearch:
                 if expanded >= budget:
                     stopped = "budget"
                     break
+                if time.monotonic() >= deadline:
+                    stopped = "timeout"
+                    break
                 batch = [heapq.heappop(frontier) for _ in range(min(self.width, len(frontier), budget - expanded))]
                 seeds = [seed * SEED_STRIDE + expanded + k for k in range(len(batch))]
                 try:

@@ -221,6 +221,7 @@ class Target:
     def origin(self) -> FromPosition:
         """Where a proof session starts for this target: the text up to where the proof goes."""
         text = self.header + ("\n\n" if self.header else "") + self.preamble + self.prefix
+        text += "" if text.endswith((" ", "\n")) else " "  # the session puts its `sorry` right here
         return FromPosition(text, text.count("\n") + 1, len(text) - (text.rfind("\n") + 1))
 
     # -- placing proofs -----------------------------------------------------
