@@ -3,11 +3,14 @@
 Proofs of one target form a group. With ``first_valid`` (the default) a group
 stops at its first proved proof: the rest are answered ``None`` (skipped), not
 checked, which is what pass@k and a prover need and saves the REPL time of the
-samples after it. Skipping goes in waves: a group's proofs are checked
-``lanes`` at a time (one wave fills the pool), in order, and no wave starts
-after a wave with a proved one; so every proof before the first proved one is
-always checked, and the first proved index is exact. ``first_valid=False``
-checks everything (an RL pipeline needs every reward).
+samples after it. Skipping goes in waves: a group's proofs are checked a wave
+at a time, in order, and no wave starts after a wave with a proved one; so
+every proof before the first proved one is always checked, and the first
+proved index is exact. A wave is the pool's ``lanes`` shared among the groups
+being checked at that moment (one group alone fills the pool; eight groups of
+an evaluation on eight REPLs check one proof each), so skipping loses as
+little as it can without leaving REPLs idle. ``first_valid=False`` checks
+everything at once (an RL pipeline needs every reward).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class ProofChecker:
         self.allowed_axioms = allowed_axioms
         self.timeout_origin = timeout_origin
         self._lock = threading.Lock()
+        self._groups = 0  # groups being checked now: they share the lanes
 
     def options(self, timeout: float) -> VerifyOptions:
         return VerifyOptions(timeout=timeout, trust=self.trust, timeout_origin=self.timeout_origin)
@@ -79,15 +83,22 @@ class ProofChecker:
         """Every proof's check, in order (skipped ones ``result=None`` when ``first_valid``)."""
         started = time.monotonic()
         out: list[Checked] = []
-        width = self.lanes if first_valid else max(1, len(proofs))
-        for start in range(0, len(proofs), width):
-            if first_valid and any(c.proved for c in out):
-                out += [Checked(p, None) for p in proofs[start:]]
-                break
-            wave = proofs[start:start + width]
-            snippets = [Snippet(str(start + k), p.code, p.target.statement) for k, p in enumerate(wave)]
-            results = self.verifier.verify_batch(snippets, self.options(timeout))
-            out += [Checked(p, r, p.concerns(r, self.allowed_axioms)) for p, r in zip(wave, results, strict=True)]
+        with self._lock:
+            self._groups += 1
+        try:
+            while len(out) < len(proofs):
+                if first_valid and any(c.proved for c in out):
+                    out += [Checked(p, None) for p in proofs[len(out):]]
+                    break
+                with self._lock:
+                    width = max(1, self.lanes // self._groups) if first_valid else len(proofs)
+                wave = proofs[len(out):len(out) + width]
+                snippets = [Snippet(str(len(out) + k), p.code, p.target.statement) for k, p in enumerate(wave)]
+                results = self.verifier.verify_batch(snippets, self.options(timeout))
+                out += [Checked(p, r, p.concerns(r, self.allowed_axioms)) for p, r in zip(wave, results, strict=True)]
+        finally:
+            with self._lock:
+                self._groups -= 1
         if time_spent is not None:
             with self._lock:
                 time_spent.add(CheckTime(time.monotonic() - started,
