@@ -307,6 +307,19 @@ def test_post_prove_answers_with_the_proof_and_where_the_time_went(tmp_path):
         assert at["proved"] and at["proof"] == "omega"
 
 
+def test_a_client_cannot_prove_for_longer_than_the_server_allows(tmp_path):
+    script = write_script(tmp_path / "slow.jsonl", {"theorem": "bad", "proofs": [
+        f"theorem bad : 2 + 2 = 5 := by\n  -- sim: delay 30\n  decide -- {k}" for k in range(8)]})
+    with running_server(suggest=True, backend="scripted", script=str(script), prove_timeout=2.0) as server:
+        answer = requests.post(server.url + "/prove", json={
+            "header": HEADER, "statement": "theorem bad : 2 + 2 = 5", "strategy": "whole", "timeout": 600,
+            "samples": 8, "rounds": 16}, timeout=60).json()
+    assert answer["proved"] is False and answer["stopped"] == "timeout"
+    assert answer["limits"]["prove_timeout"]["seconds"] == 2.0 and answer["limits"]["prove_timeout"]["source"] == \
+        "server"
+    assert answer["timings"]["total_ms"] < 8000  # cut at the server's 2 s (plus a check's kill), not at 600 s
+
+
 @pytest.mark.parametrize(("body", "detail"), [
     ({"statement": "theorem t : True", "source": "x", "position": {"line": 1, "column": 0}}, "name one target"),
     ({}, "name one target"),
@@ -314,6 +327,10 @@ def test_post_prove_answers_with_the_proof_and_where_the_time_went(tmp_path):
     ({"source": "theorem t : True := by\n  simp\n", "position": {"line": 9, "column": 0}}, "outside the source"),
     ({"statement": "theorem t : True", "strategy": "magic"}, "strategy"),
     ({"statement": "theorem t : True", "samples": 0}, "samples"),
+    ({"statement": "theorem t : True", "samples": 10**6}, "samples"),
+    ({"statement": "theorem t : True", "expansions": 10**9}, "expansions"),
+    ({"statement": "theorem t : True", "rounds": 10**3}, "rounds"),
+    ({"statement": "theorem t : True", "timeout": 1e9}, "timeout"),
     ({"statement": "theorem t : True", "timeout": 0.01}, "minimum"),
     ({"statement": "theorem t : True\u0000"}, "NUL"),
 ])

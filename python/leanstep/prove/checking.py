@@ -25,10 +25,13 @@ from leanstep.check.verdict import Reason, Trust
 from leanstep.check.verify import ALLOWED_AXIOMS, BatchVerifier, Snippet, VerifyOptions, VerifyResult
 from leanstep.prove.target import Placed
 
+MIN_CHECK_SECONDS = 0.5  # a check with less time than this left is not started
+
 
 @dataclass(frozen=True)
 class Checked:
-    """One proof and what its check found; ``result`` None: skipped (its group already had a proof)."""
+    """One proof and what its check found; ``result`` None: not checked (its group already had a proof, or the
+    time was up)."""
 
     placed: Placed
     result: VerifyResult | None
@@ -79,22 +82,24 @@ class ProofChecker:
         return VerifyOptions(timeout=timeout, trust=self.trust, timeout_origin=self.timeout_origin)
 
     def check(self, proofs: Sequence[Placed], timeout: float, *, first_valid: bool = True,
-              time_spent: CheckTime | None = None) -> list[Checked]:
-        """Every proof's check, in order (skipped ones ``result=None`` when ``first_valid``)."""
+              deadline: float | None = None, time_spent: CheckTime | None = None) -> list[Checked]:
+        """Every proof's check, in order; ``result=None`` for those not checked: skipped (``first_valid``)
+        or not started before ``deadline`` (a ``time.monotonic()`` value; each check ends by it too)."""
         started = time.monotonic()
         out: list[Checked] = []
         with self._lock:
             self._groups += 1
         try:
             while len(out) < len(proofs):
-                if first_valid and any(c.proved for c in out):
+                remaining = timeout if deadline is None else min(timeout, deadline - time.monotonic())
+                if (first_valid and any(c.proved for c in out)) or remaining < MIN_CHECK_SECONDS:
                     out += [Checked(p, None) for p in proofs[len(out):]]
                     break
                 with self._lock:
                     width = max(1, self.lanes // self._groups) if first_valid else len(proofs)
                 wave = proofs[len(out):len(out) + width]
                 snippets = [Snippet(str(len(out) + k), p.code, p.target.statement) for k, p in enumerate(wave)]
-                results = self.verifier.verify_batch(snippets, self.options(timeout))
+                results = self.verifier.verify_batch(snippets, self.options(remaining))
                 out += [Checked(p, r, p.concerns(r, self.allowed_axioms)) for p, r in zip(wave, results, strict=True)]
         finally:
             with self._lock:

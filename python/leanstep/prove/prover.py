@@ -26,7 +26,7 @@ from leanstep.check.source import ContextError, build_goal_context
 from leanstep.config import Config
 from leanstep.generate.base import Generator
 from leanstep.limits import AppliedTimeout, bounded_timeout
-from leanstep.prove.checking import Checked, CheckTime, ProofChecker
+from leanstep.prove.checking import MIN_CHECK_SECONDS, Checked, CheckTime, ProofChecker
 from leanstep.prove.search import BestFirstSearch
 from leanstep.prove.search import Sampling as SearchSampling
 from leanstep.prove.strategy import STRATEGIES, Strategy
@@ -147,7 +147,7 @@ class Prover:
             run.tried.append(strategy)
             if strategy == "search":
                 share = deadline if len(plan) == 1 else started + SEARCH_SHARE * budget.seconds
-                self._search(target, request, min(share, deadline), run)
+                self._search(target, request, min(share, deadline), deadline, run)
             else:
                 self._whole(target, request, deadline, run)
             if run.winner is not None:
@@ -163,10 +163,11 @@ class Prover:
             check=final, stopped=None if winner is not None else run.stopped, attempts=tuple(run.attempts),
             checking=run.checking)
 
-    def _search(self, target: Target, request: ProveRequest, deadline: float, run: _Run) -> None:
+    def _search(self, target: Target, request: ProveRequest, share: float, deadline: float, run: _Run) -> None:
+        """Search until ``share``; a proof found is checked within ``deadline``."""
         assert self.search is not None
         found = self.search.run(target.origin(), expansions=request.expansions or self.config.prove_expansions,
-                                deadline=deadline, seed=request.seed)
+                                deadline=share, seed=request.seed)
         run.expansions += found.expansions
         run.generation += found.generation_seconds
         run.checking.wall += found.checking_seconds
@@ -174,7 +175,9 @@ class Prover:
         if found.tactics is None:
             return
         placed = target.with_tactics(list(found.tactics))
-        (checked,) = self.checker.check([placed], self.config.timeout, time_spent=run.checking)
+        # a proof found gets its final check even when the search used up its share of the time
+        last = max(deadline, time.monotonic() + MIN_CHECK_SECONDS)
+        (checked,) = self.checker.check([placed], self.config.timeout, deadline=last, time_spent=run.checking)
         run.last_check = checked
         if checked.proved:
             run.winner = ("search", checked)

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from leanstep.check.verdict import Verdict
 from leanstep.generate.base import GenerationRequest, Generator
 from leanstep.generate.proofs import ProofFeedback, ProofTask
-from leanstep.prove.checking import Checked, CheckTime, ProofChecker
+from leanstep.prove.checking import MIN_CHECK_SECONDS, Checked, CheckTime, ProofChecker
 from leanstep.prove.target import Placed, Target
 
 MAX_FEEDBACK_CHARS = 4000
-MIN_CHECK_SECONDS = 0.5  # a check with less time than this left is not started
 UNPLACED = "the proof rewrites the tactics before the call, so it cannot be put there"
 
 
@@ -131,12 +130,8 @@ class WholeProver:
             run.rounds = round_
             drafts = self._generate(pending, samples, target, run, deadline, order_seed)
             to_check = [d.placed for d in drafts if d.placed is not None]
-            remaining = deadline - time.monotonic()
-            if to_check and remaining < MIN_CHECK_SECONDS:
-                run.stopped = "timeout"
-            checks = iter(self.checker.check(to_check, min(check_timeout, remaining), first_valid=first_valid,
-                                             time_spent=run.checking)
-                          if to_check and run.stopped is None else [])
+            checks = iter(self.checker.check(to_check, check_timeout, first_valid=first_valid, deadline=deadline,
+                                             time_spent=run.checking) if to_check else [])
             pending = []
             for draft in drafts:
                 checked = next(checks, None) if draft.placed is not None else None
@@ -149,6 +144,8 @@ class WholeProver:
                     task = draft.task
                     pending.append((draft.line, ProofTask(task.header, task.statement,
                                                           (*task.feedback, feedback(checked)))))
+            if run.proof is None and time.monotonic() >= deadline - MIN_CHECK_SECONDS:
+                run.stopped = "timeout"
             if run.proof is not None or run.stopped is not None:
                 break
         return run
