@@ -30,13 +30,10 @@ from leanstep import config as config_mod
 from leanstep.api.prove import attempt_record, run_record
 from leanstep.api.records import problem_from_record
 from leanstep.prove.evaluate import Evaluation, Problem, ProblemOutcome, Summary
+from leanstep.verify_cli import UsageError, read_records
 
 SETTING_GROUPS = ("pool", "generate", "suggest", "sessions", "prove")
 TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
-
-
-class UsageError(ValueError):
-    """Bad input or arguments; the message says what to fix."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,24 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_problems(path: Path) -> list[Problem]:
     if not path.exists():
         raise UsageError(f"{path}: no such file")
-    problems = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise UsageError(f"{path}:{lineno}: expected a JSON object with `id`, `header` and `statement`")
-            try:
-                problems.append(Problem(*problem_from_record(record, lineno)))
-            except ValueError as exc:
-                raise UsageError(f"{path}:{lineno}: {exc}") from None
-    if not problems:
-        raise UsageError(f"{path}: no problems")
-    return problems
+    return read_records(path, lambda record, lineno: Problem(*problem_from_record(record, lineno)), "problems",
+                        "`id`, `header` and `statement`")
 
 
 def records(outcome: ProblemOutcome, strategy: str) -> list[dict]:

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from leanstep import config as config_mod
 from leanstep.api.records import result_record, snippet_from_record
@@ -105,7 +105,17 @@ def _read_text(path: Path) -> str:
 
 
 def _read_jsonl(path: Path) -> list[Snippet]:
-    snippets = []
+    return read_records(path, snippet_from_record, "snippets", "`id` and `code`")
+
+
+RecordT = TypeVar("RecordT")
+
+
+def read_records(path: Path, parse: Callable[[dict[str, Any], int], RecordT], what: str,
+                 fields: str) -> list[RecordT]:
+    """One ``parse(object, line number)`` per non-blank JSON line of ``path``; a :class:`UsageError` names the
+    file and line of the first bad one (``what``: the records' name, ``fields``: what each must hold)."""
+    records = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip():
@@ -115,14 +125,14 @@ def _read_jsonl(path: Path) -> list[Snippet]:
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{lineno}: expected a JSON object with `id` and `code`")
+                raise UsageError(f"{path}:{lineno}: expected a JSON object with {fields}")
             try:
-                snippets.append(snippet_from_record(obj, lineno))
+                records.append(parse(obj, lineno))
             except ValueError as exc:
                 raise UsageError(f"{path}:{lineno}: {exc}") from None
-    if not snippets:
-        raise UsageError(f"{path}: no snippets")
-    return snippets
+    if not records:
+        raise UsageError(f"{path}: no {what}")
+    return records
 
 
 # --------------------------------------------------------------------------- #
