@@ -162,6 +162,17 @@ def test_an_unfinished_lemma_elsewhere_does_not_hide_a_proof_but_a_sorry_in_it_i
     assert not checked_cheat.proved and {r.code for r in checked_cheat.concerns} == {"uses_sorry"}
 
 
+def test_a_proof_at_a_position_in_a_file_with_an_axiom_is_not_vouched_for(verifier):
+    source = ("import Mathlib\n\nnamespace Demo\n\naxiom cheat (p : Prop) : p\n\n"
+              "theorem t (p : Prop) : p ∧ True := by\n  sorry\n\nend Demo\n")
+    target = target_at(source, 0)
+    assert target.name == "Demo.t"
+    (checked,) = ProofChecker(verifier, lanes=2).check([target.with_tactics(["exact ⟨cheat p, trivial⟩"])], 30)
+    # the policy rejects the file's `axiom`, so the verifier does not audit; the proof is not vouched for
+    assert [r.code for r in checked.result.reasons] == ["forbidden:axiom"] and checked.result.axioms is None
+    assert [r.code for r in checked.concerns] == ["audit_incomplete"] and not checked.proved
+
+
 def test_a_statement_proof_must_prove_the_statement_asked(verifier):
     checker = ProofChecker(verifier, lanes=2)
     target = Target.for_statement(HEADER, STATEMENT)

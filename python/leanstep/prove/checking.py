@@ -98,7 +98,8 @@ class ProofChecker:
                 with self._lock:
                     width = max(1, self.lanes // self._groups) if first_valid else len(proofs)
                 wave = proofs[len(out):len(out) + width]
-                snippets = [Snippet(str(len(out) + k), p.code, p.target.statement) for k, p in enumerate(wave)]
+                snippets = [Snippet(str(len(out) + k), p.code, p.target.checked_statement)
+                            for k, p in enumerate(wave)]
                 results = self.verifier.verify_batch(snippets, self.options(remaining))
                 out += [Checked(p, r, p.concerns(r, self.allowed_axioms)) for p, r in zip(wave, results, strict=True)]
         finally:

@@ -21,7 +21,13 @@ keeps only what the verdict says against the inserted proof (an error inside
 the declaration, a ``sorry`` or forbidden token in the inserted text, an
 axiom outside the allowlist in the declaration itself, a statement that
 differs), so that an unfinished lemma elsewhere in the file does not hide a
-correct proof here. The verdict itself is reported unchanged.
+correct proof here. The verifier audits axioms only when nothing else is
+wrong; when the rest of the file keeps it from auditing and the file has
+constructs the strict policy forbids (an ``axiom`` above all, which the proof
+could use), the proof is not vouched for either. ``sorryAx`` from the user's
+own ``sorry``s is excused (the proof may rest on the user's unfinished
+lemmas: it is as finished as they are). The verdict itself is reported
+unchanged.
 """
 
 from __future__ import annotations
@@ -137,6 +143,11 @@ class Placed:
         found += [r for r in result.reasons
                   if (r.code.startswith(codes.FORBIDDEN_PREFIX) and in_proof(r.pos))
                   or r.code in (codes.STATEMENT_MISMATCH, codes.AUDIT_INCOMPLETE)]
+        if result.axioms is None:  # the audit did not run: the file is rejected elsewhere
+            forbidden = next((r for r in result.reasons if r.code.startswith(codes.FORBIDDEN_PREFIX)), None)
+            if forbidden is not None:  # and what it is rejected for can bring in axioms the proof may use
+                found.append(Reason(codes.AUDIT_INCOMPLETE, "the axiom audit did not run (the file is rejected "
+                                    f"elsewhere: {forbidden.message}), so the proof's axioms cannot be vouched for"))
         name = self.target.name
         if name is not None and result.axioms is not None:
             user_sorries = any(not in_proof(s.pos) for s in result.sorries)
@@ -206,17 +217,20 @@ class Target:
                       at_position=True, layout=layout, goal=goal)
 
     @property
-    def name(self) -> str | None:
-        """The declared name the axiom audit reports the proof under."""
-        if self.statement is None:
-            return None
-        parsed = parse_statement(self.statement)
-        return parsed.name
+    def checked_statement(self) -> str | None:
+        """The statement the verifier's statement check compares: a statement target's. At a position the
+        head is the user's own declaration, which the inserted proof cannot change, and the check would
+        elaborate it alone on the header, without the file's definitions and ``open``s: it is not sent."""
+        return None if self.at_position else self.statement
 
     @property
-    def task_statement(self) -> str:
-        """The text a whole proof continues: the declaration up to the proof (``... := by``, or up to the call)."""
-        return self.prefix
+    def name(self) -> str | None:
+        """The declaration's full name (namespaces included), which the axiom audit reports the proof under;
+        None for an ``example`` or a declaration that is not a theorem."""
+        if self.statement is None:
+            return None
+        found = declarations(self.preamble + self.prefix)
+        return found[-1].name if found else None
 
     def origin(self) -> FromPosition:
         """Where a proof session starts for this target: the text up to where the proof goes."""
@@ -251,8 +265,8 @@ class Target:
         """
         body = _without_header(code).strip("\n")
         if not self.at_position:
-            if self.name is not None and re.search(rf"(?:theorem|lemma)\s+«?{re.escape(self.name)}»?(?![\w'.])",
-                                                   body):
+            short = parse_statement(self.statement).name if self.statement is not None else None
+            if short is not None and re.search(rf"(?:theorem|lemma)\s+«?{re.escape(short)}»?(?![\w'.])", body):
                 return self._placed("", body)
             rest = _after(body, self.prefix)
             return self._placed(_declaration_rest(rest) if rest is not None else body, None)

@@ -123,7 +123,7 @@ class WholeProver:
         """
         run = WholeRun()
         shown_header = target.header + ("\n\n" + target.preamble if target.preamble.strip() else "")
-        pending = [(-1, ProofTask(shown_header, target.task_statement))]  # line -1: the first samples
+        pending = [(-1, ProofTask(shown_header, target.prefix))]  # line -1: the first samples
         for round_ in range(rounds + 1):
             if not pending:
                 break
