@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from leanstep.check.verdict import Verdict
+import leanstep.check.verdict as codes
 from leanstep.generate.base import GenerationRequest, Generator
 from leanstep.generate.proofs import ProofFeedback, ProofTask
 from leanstep.prove.checking import MIN_CHECK_SECONDS, Checked, CheckTime, ProofChecker
@@ -74,17 +74,13 @@ class WholeRun:
 
 
 def feedback(checked: Checked, limit: int = MAX_FEEDBACK_CHARS) -> ProofFeedback:
-    """What the model is told about a failed proof: the code Lean checked, and Lean's errors with their
-    positions in that code (then the verdict's other reasons)."""
+    """What the model is told about a failed proof: the code Lean checked, Lean's errors with their positions
+    in that code, then the verdict's other reasons (a forbidden construct, an axiom, a timeout, ...)."""
     result = checked.result
-    lines: list[str] = []
-    if result is not None:
-        lines += [f"{m.pos.line}:{m.pos.column}: error: {m.data}" for m in result.messages if m.is_error]
-        if result.verdict is Verdict.TIMEOUT:
-            lines.append(f"timeout: {result.error or 'the proof did not finish in time'}")
-    listed = {line.split(": error: ", 1)[-1].splitlines()[0] for line in lines}
+    lines = [f"{m.pos.line}:{m.pos.column}: error: {m.data}" for m in result.messages if m.is_error] \
+        if result is not None else []
     for reason in checked.concerns:
-        if reason.message not in listed and not reason.message.startswith(tuple(listed or {"\0"})):
+        if reason.code != codes.LEAN_ERROR:  # Lean's errors are listed above, in full
             where = f"{reason.pos.line}:{reason.pos.column}: " if reason.pos is not None else ""
             lines.append(f"{where}{reason.code}: {reason.message}")
     text = "\n".join(lines) or "the proof was rejected"
