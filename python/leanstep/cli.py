@@ -1,4 +1,4 @@
-"""The ``leanstep`` command: serve | verify | generate | extract | bench | setup | doctor.
+"""The ``leanstep`` command: serve | verify | generate | extract | finetune | bench | setup | doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
 never loads torch and ``leanstep --help`` is instant.
@@ -81,6 +81,12 @@ def _extract(args: argparse.Namespace) -> int:
     return extract.run(args)
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from leanstep.data import finetune
+
+    return finetune.run(args)
+
+
 def _generate(args: argparse.Namespace) -> int:
     """The model's raw candidates, one JSON line each: for trying a model or prompt without a REPL."""
     import json
@@ -158,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     extract_cli.add_arguments(extract)
     extract.set_defaults(func=_extract)
+
+    about = "fine-tune a causal or seq2seq model on `leanstep extract` records; `leanstep serve --hf-model` serves it"
+    finetune = sub.add_parser("finetune", help=about, description=about)
+    from leanstep.data import finetune as finetune_cli
+
+    finetune_cli.add_arguments(finetune)
+    finetune.set_defaults(func=_finetune)
 
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/ and print its figures")
     bench.add_argument("name", choices=["all", *BENCHMARKS])
