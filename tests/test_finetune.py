@@ -110,13 +110,16 @@ def test_a_causal_model_learns_the_steps_and_leanstep_serve_loads_it_as_saved(st
     assert len(train) == 6 and train[-1] < 0.8 * train[0], train
     assert len(losses(log, "eval")) >= 2  # before the first step and after the last
     assert log["held_out"] > 0 and log["examples"] > 0 and log["skipped"] == {"tactic spans several lines": 1}
+    held = {tuple(d) for d in log["held_out_declarations"]}
+    trained_on = {(r["file"], r["decl"]) for r in map(json.loads, steps_file.read_text().splitlines())} - held
+    assert held and trained_on and held.isdisjoint(trained_on)
     assert (out / PLOT_FILE).read_bytes()[:8] == PNG
     assert json.loads((out / "leanstep.json").read_text(encoding="utf-8")) == {"prompt_format": "proofstep"}
     # served with no flag but the model: the prompt format comes from the directory
     with running_server(suggest=True, hf_model=str(out), device="cpu", num_samples=3, temperatures=(0.8,),
                         max_new_tokens=6) as server:
         assert server.services.suggester is not None
-        assert getattr(server.services.suggester.generator, "settings").prompt_format == "proofstep"
+        assert server.services.suggester.generator.settings.prompt_format == "proofstep"
         r = requests.post(server.url + "/suggest", json={"tactic_state": GOAL, "prefix": ""}, timeout=120)
         assert r.status_code == 200, r.text
         assert r.json()["suggestions"] and all(s["status"] == "unchecked" for s in r.json()["suggestions"])

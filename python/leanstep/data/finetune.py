@@ -16,7 +16,7 @@ declarations (steps of one proof never sit on both sides) and reports their loss
 
 ``DIR`` then holds the model and tokenizer (``save_pretrained``), ``leanstep.json`` (the prompt
 format, which ``leanstep serve --hf-model DIR`` reads, so it needs no other flag),
-``training_log.json`` (settings, counts and every logged loss) and ``loss.png`` (the curves).
+``training_log.json`` (counts, the held-out declarations, every logged loss) and ``loss.png`` (the curves).
 
 torch, transformers, peft and matplotlib load only when training runs.
 """
@@ -139,7 +139,7 @@ class TrainingStep:
 
     state: str
     tactic: str
-    declaration: str  # file and declaration: held-out steps are whole declarations
+    declaration: str  # "file\0declaration": held-out steps are whole declarations
 
 
 def served_state(record: dict[str, Any]) -> str | None:
@@ -253,6 +253,7 @@ class FinetuneReport:
     examples: int
     held_out: int
     skipped: dict[str, int]
+    held_out_declarations: list[tuple[str, str]] = field(default_factory=list)  # (file, declaration)
     steps: int = 0
     seconds: float = 0.0
     lora: dict[str, Any] | None = None
@@ -374,7 +375,7 @@ def finetune(settings: FinetuneSettings) -> FinetuneReport:
     if settings.lora:
         model = _with_lora(model, settings, seq2seq)
     report = FinetuneReport(settings.out, settings.base, settings.prompt_format, seq2seq, len(train_set),
-                            len(held_set), dict(skipped))
+                            len(held_set), dict(skipped), _declarations(held_steps))
     if settings.lora:
         report.lora = {"r": settings.lora_r, "alpha": settings.lora_alpha, "dropout": settings.lora_dropout,
                        "target_modules": list(settings.lora_target_modules or ()) or "peft default"}
@@ -411,6 +412,11 @@ def finetune(settings: FinetuneSettings) -> FinetuneReport:
     report.steps = trainer.state.global_step
     _save(model.merge_and_unload() if settings.lora else model, tokenizer, settings, report)
     return report
+
+
+def _declarations(steps: Sequence[TrainingStep]) -> list[tuple[str, str]]:
+    """The (file, declaration) pairs of ``steps``, sorted: what a later evaluation must not have seen."""
+    return sorted({(file, decl) for file, _, decl in (s.declaration.partition("\0") for s in steps)})
 
 
 def _max_length(settings: FinetuneSettings, model: Any) -> int:
