@@ -1,4 +1,4 @@
-/-! Arithmetic on `Nat` with core tactics (`rfl`, `omega`, `simp`, `decide`, `induction`). -/
+/-! Arithmetic on `Nat` and lists with core tactics (`rfl`, `omega`, `simp`, `decide`, `induction`, `exact`). -/
 
 namespace Demo
 
@@ -26,7 +26,7 @@ theorem lt_of_lt_of_le_nat (a b c : Nat) (h1 : a < b) (h2 : b ≤ c) : a < c := 
   omega
 
 theorem add_one_ne_zero_nat (n : Nat) : n + 1 ≠ 0 := by
-  simp
+  exact Nat.succ_ne_zero n
 
 theorem length_append_nat (xs ys : List Nat) : (xs ++ ys).length = xs.length + ys.length := by
   simp
