@@ -110,9 +110,9 @@ def _read_text(path: Path) -> str:
         raise UsageError(f"{path}: not UTF-8 text ({exc})") from None
 
 
-def read_jsonl(path: Path) -> list[Snippet]:
-    """Snippet records, one JSON object a line (blank lines skipped); a bad line is a usage error."""
-    snippets = []
+def json_objects(path: Path, expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each line of a JSON-lines file (blank lines skipped); a line that is not
+    a JSON object is a usage error, which says what the line should hold (``expected``)."""
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip():
@@ -122,14 +122,23 @@ def read_jsonl(path: Path) -> list[Snippet]:
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{lineno}: expected a JSON object with `id` and `code`")
-            try:
-                snippets.append(snippet_from_record(obj, lineno))
-            except ValueError as exc:
-                raise UsageError(f"{path}:{lineno}: {exc}") from None
+                raise UsageError(f"{path}:{lineno}: expected a JSON object with {expected}")
+            yield lineno, obj
+
+
+def read_jsonl(path: Path) -> list[Snippet]:
+    """Snippet records, one JSON object a line (blank lines skipped); a bad line is a usage error."""
+    snippets = [_snippet(path, lineno, obj) for lineno, obj in json_objects(path, "`id` and `code`")]
     if not snippets:
         raise UsageError(f"{path}: no snippets")
     return snippets
+
+
+def _snippet(path: Path, lineno: int, record: dict[str, Any]) -> Snippet:
+    try:
+        return snippet_from_record(record, lineno)
+    except ValueError as exc:
+        raise UsageError(f"{path}:{lineno}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- #

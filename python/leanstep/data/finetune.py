@@ -37,6 +37,7 @@ from typing import Any
 
 from leanstep.generate import record_prompt_format
 from leanstep.generate.prompts import FORMATS, get_format, training_example
+from leanstep.verify_cli import UsageError, json_objects
 
 IGNORE_INDEX = -100  # the label the loss skips (transformers' convention)
 LOG_FILE = "training_log.json"
@@ -45,10 +46,6 @@ SKIP_MULTILINE = "tactic spans several lines"
 SKIP_PLACEHOLDER = "sorry"
 SKIP_TOO_LONG = "tactic longer than --max-length"
 PLACEHOLDER_TACTICS = frozenset({"sorry", "admit"})
-
-
-class UsageError(ValueError):
-    """Bad data or arguments; the message says what to fix."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,26 +155,18 @@ def read_steps(path: Path) -> tuple[list[TrainingStep], Counter[str]]:
         raise UsageError(f"{path}: no such file")
     steps: list[TrainingStep] = []
     skipped: Counter[str] = Counter()
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            state = served_state(record) if isinstance(record, dict) else None
-            tactic = record.get("tactic") if isinstance(record, dict) else None
-            if state is None or not isinstance(tactic, str) or not tactic.strip():
-                raise UsageError(f"{path}:{lineno}: a step needs a `tactic` and a `state_before` "
-                                 "(or `goals_before`) string")
-            tactic = tactic.strip()
-            if "\n" in tactic:
-                skipped[SKIP_MULTILINE] += 1
-            elif tactic in PLACEHOLDER_TACTICS:
-                skipped[SKIP_PLACEHOLDER] += 1
-            else:
-                steps.append(TrainingStep(state, tactic, f"{record.get('file')}\0{record.get('decl')}"))
+    for lineno, record in json_objects(path, "`tactic` and `state_before`"):
+        state, tactic = served_state(record), record.get("tactic")
+        if state is None or not isinstance(tactic, str) or not tactic.strip():
+            raise UsageError(f"{path}:{lineno}: a step needs a `tactic` and a `state_before` "
+                             "(or `goals_before`) string")
+        tactic = tactic.strip()
+        if "\n" in tactic:
+            skipped[SKIP_MULTILINE] += 1
+        elif tactic in PLACEHOLDER_TACTICS:
+            skipped[SKIP_PLACEHOLDER] += 1
+        else:
+            steps.append(TrainingStep(state, tactic, f"{record.get('file')}\0{record.get('decl')}"))
     return steps, skipped
 
 
