@@ -150,8 +150,8 @@ def test_jsonl_snippets_are_filed_by_id_and_ids_must_be_unique(tmp_path, capsys)
                     encoding="utf-8")
     out = tmp_path / "steps.jsonl"
     assert main([str(data), "-o", str(out), *LOCAL]) == 0
-    assert [(r["file"], r["decl"], r["tactic"]) for r in records(out)] == [("p1", "a", "trivial"),
-                                                                            ("p2", "b", "norm_num")]
+    assert sorted((r["file"], r["decl"], r["tactic"]) for r in records(out)) == [("p1", "a", "trivial"),
+                                                                                  ("p2", "b", "norm_num")]
     data.write_text(json.dumps({"id": "p1", "code": "theorem a : True := by trivial"}) + "\n"
                     + json.dumps({"id": "p1", "code": "theorem b : True := by trivial"}) + "\n", encoding="utf-8")
     assert main([str(data), "-o", str(tmp_path / "other.jsonl"), *LOCAL]) == 2
