@@ -176,7 +176,8 @@ def hold_out(steps: Sequence[TrainingStep], fraction: float) -> tuple[list[Train
         return list(steps), []
     names = sorted({s.declaration for s in steps}, key=lambda d: hashlib.sha256(d.encode()).hexdigest())
     if len(names) < 2:
-        raise UsageError("--eval-fraction needs steps from at least two declarations")
+        raise UsageError("--eval-fraction needs steps from at least two declarations "
+                         "(a record names its own with `file` and `decl`)")
     held = set(names[: min(len(names) - 1, max(1, round(fraction * len(names))))])
     return [s for s in steps if s.declaration not in held], [s for s in steps if s.declaration in held]
 
