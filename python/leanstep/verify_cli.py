@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from leanstep import config as config_mod
 from leanstep.api.records import result_record, snippet_from_record
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 POOL_SETTINGS = ("repl", "workspace", "max_repls", "sandbox", "import_timeout")
 # The trust flags (the server's, applied locally): the level, the import allowlist, native_decide.
 TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
 class UsageError(ValueError):
@@ -90,8 +89,8 @@ def read_snippets(path: Path) -> list[Snippet]:
         raise UsageError(f"{path}: no such file or directory")
     if path.suffix == ".lean":
         return [Snippet(path.name, _read_text(path))]
-    if path.suffix in JSONL_SUFFIXES:
-        return read_jsonl(path)
+    if path.suffix in (".jsonl", ".ndjson", ".json"):
+        return _read_jsonl(path)
     raise UsageError(f"{path}: expected a .jsonl file, a .lean file or a directory")
 
 
@@ -110,9 +109,18 @@ def _read_text(path: Path) -> str:
         raise UsageError(f"{path}: not UTF-8 text ({exc})") from None
 
 
-def json_objects(path: Path, expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for each line of a JSON-lines file (blank lines skipped); a line that is not
-    a JSON object is a usage error, which says what the line should hold (``expected``)."""
+def _read_jsonl(path: Path) -> list[Snippet]:
+    return read_records(path, snippet_from_record, "snippets", "`id` and `code`")
+
+
+RecordT = TypeVar("RecordT")
+
+
+def read_records(path: Path, parse: Callable[[dict[str, Any], int], RecordT], what: str,
+                 fields: str) -> list[RecordT]:
+    """One ``parse(object, line number)`` per non-blank JSON line of ``path``; a :class:`UsageError` names the
+    file and line of the first bad one (``what``: the records' name, ``fields``: what each must hold)."""
+    records = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip():
@@ -122,23 +130,14 @@ def json_objects(path: Path, expected: str) -> Iterator[tuple[int, dict[str, Any
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{lineno}: expected a JSON object with {expected}")
-            yield lineno, obj
-
-
-def read_jsonl(path: Path) -> list[Snippet]:
-    """Snippet records, one JSON object a line (blank lines skipped); a bad line is a usage error."""
-    snippets = [_snippet(path, lineno, obj) for lineno, obj in json_objects(path, "`id` and `code`")]
-    if not snippets:
-        raise UsageError(f"{path}: no snippets")
-    return snippets
-
-
-def _snippet(path: Path, lineno: int, record: dict[str, Any]) -> Snippet:
-    try:
-        return snippet_from_record(record, lineno)
-    except ValueError as exc:
-        raise UsageError(f"{path}:{lineno}: {exc}") from None
+                raise UsageError(f"{path}:{lineno}: expected a JSON object with {fields}")
+            try:
+                records.append(parse(obj, lineno))
+            except ValueError as exc:
+                raise UsageError(f"{path}:{lineno}: {exc}") from None
+    if not records:
+        raise UsageError(f"{path}: no {what}")
+    return records
 
 
 # --------------------------------------------------------------------------- #

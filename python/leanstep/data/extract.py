@@ -52,12 +52,11 @@ from leanstep.generate.prompts import training_example
 from leanstep.repl.launch import SetupError
 from leanstep.repl.protocol import InfoTree, Pos
 from leanstep.verify_cli import (
-    JSONL_SUFFIXES,
     POOL_SETTINGS,
     UsageError,
     lean_files,
     open_verifier,
-    read_jsonl,
+    read_snippets,
     settings_from_args,
 )
 
@@ -110,13 +109,11 @@ def read_sources(path: Path) -> list[LeanSource]:
         raise UsageError(f"{path}: no such file or directory")
     if path.suffix == ".lean":
         return [_read_lean(path, path.name)]
-    if path.suffix in JSONL_SUFFIXES:
-        sources = [LeanSource(s.id, s.code) for s in read_jsonl(path)]
-        repeated = [name for name, n in Counter(s.file for s in sources).items() if n > 1]
-        if repeated:
-            raise UsageError(f"{path}: the id {repeated[0]!r} names more than one snippet; steps are filed by id")
-        return sources
-    raise UsageError(f"{path}: expected a .lean file, a directory or a .jsonl file")
+    sources = [LeanSource(s.id, s.code) for s in read_snippets(path)]  # a .jsonl file, or a usage error
+    repeated = [name for name, n in Counter(s.file for s in sources).items() if n > 1]
+    if repeated:
+        raise UsageError(f"{path}: the id {repeated[0]!r} names more than one snippet; steps are filed by id")
+    return sources
 
 
 def _read_lean(path: Path, name: str) -> LeanSource:

@@ -37,7 +37,7 @@ from typing import Any
 
 from leanstep.generate import record_prompt_format
 from leanstep.generate.prompts import FORMATS, get_format, training_example
-from leanstep.verify_cli import UsageError, json_objects
+from leanstep.verify_cli import UsageError, read_records
 
 IGNORE_INDEX = -100  # the label the loss skips (transformers' convention)
 LOG_FILE = "training_log.json"
@@ -153,21 +153,23 @@ def read_steps(path: Path) -> tuple[list[TrainingStep], Counter[str]]:
     """The steps of a JSON-lines file, and how many were left out for each reason."""
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    steps: list[TrainingStep] = []
     skipped: Counter[str] = Counter()
-    for lineno, record in json_objects(path, "`tactic` and `state_before`"):
+
+    def step(record: dict[str, Any], lineno: int) -> TrainingStep | None:
         state, tactic = served_state(record), record.get("tactic")
         if state is None or not isinstance(tactic, str) or not tactic.strip():
-            raise UsageError(f"{path}:{lineno}: a step needs a `tactic` and a `state_before` "
-                             "(or `goals_before`) string")
+            raise ValueError("a step needs a `tactic` and a `state_before` (or `goals_before`) string")
         tactic = tactic.strip()
         if "\n" in tactic:
             skipped[SKIP_MULTILINE] += 1
-        elif tactic in PLACEHOLDER_TACTICS:
+            return None
+        if tactic in PLACEHOLDER_TACTICS:
             skipped[SKIP_PLACEHOLDER] += 1
-        else:
-            steps.append(TrainingStep(state, tactic, f"{record.get('file')}\0{record.get('decl')}"))
-    return steps, skipped
+            return None
+        return TrainingStep(state, tactic, f"{record.get('file')}\0{record.get('decl')}")
+
+    steps = read_records(path, step, "steps", "`tactic` and `state_before`")
+    return [s for s in steps if s is not None], skipped
 
 
 def hold_out(steps: Sequence[TrainingStep], fraction: float) -> tuple[list[TrainingStep], list[TrainingStep]]:
