@@ -35,7 +35,6 @@ from leanstep.check.sessions import (
     StateUnreachable,
     Unavailable,
 )
-from leanstep.limits import LimitError
 from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
 
 REFUSALS: dict[type[SessionError], tuple[int, str]] = {
@@ -62,10 +61,6 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
         if status in (429, 503):
             response.headers["Retry-After"] = RETRY_AFTER_S
         return response
-
-    @bp.errorhandler(LimitError)
-    def _below_floor(exc: LimitError) -> Response:
-        return error_response(422, "invalid request", f"timeout: {exc}")
 
     def limits(timeout: float | None) -> dict[str, Any]:
         return {"session_timeout": applied_timeout_json(sessions.applied_timeout(timeout))}
