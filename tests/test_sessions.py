@@ -471,6 +471,50 @@ def test_the_cap_on_states_counts_the_states_a_step_could_add(make) -> None:
         make(max_states=1).start(FromCode(TWO_THEOREMS.replace("  · exact sorry\n", "")), ME)
 
 
+def test_concurrent_starts_cannot_exceed_the_cap_per_owner(make) -> None:
+    sessions = make(max_per_owner=3)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def start() -> None:
+        try:
+            sessions.start(FromStatement(STATEMENT, HEADER), ME)
+            outcome = "started"
+        except SessionLimitReached:
+            outcome = "refused"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["refused"] * 5 + ["started"] * 3
+    assert sessions.stats().open == 3
+
+
+def test_concurrent_attempts_cannot_exceed_the_cap_on_states(make) -> None:
+    sessions = make(max_repls=3, max_states=5)
+    view = sessions.start(FromStatement(STATEMENT, HEADER), ME)
+    refused: list[StateLimitReached] = []
+
+    def attempt(tactics: list[str]) -> None:
+        try:
+            sessions.attempt(view.id, 0, tactics, ME)
+        except StateLimitReached as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(["sim_delay 0.2", f"intro a{i}", f"intro b{i}"],))
+               for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(sessions.get(view.id, ME).states) <= 5
+    assert refused, "three attempts of 3 new states each cannot all fit in 4 free slots"
+
+
 def test_another_owner_cannot_see_or_touch_a_session(sessions: SessionService) -> None:
     view = sessions.start(FromStatement(STATEMENT, HEADER), ME)
     done = sessions.step(view.id, 0, "constructor <;> omega", ME)
