@@ -84,10 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_snippets(path: Path) -> list[Snippet]:
     """Snippets from a .jsonl file, a .lean file or a directory of .lean files."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.lean") if p.is_file() and ".lake" not in p.parts)
-        if not files:
-            raise UsageError(f"{path}: no .lean files in this directory")
-        return [Snippet(str(f.relative_to(path)), _read_text(f)) for f in files]
+        return [Snippet(str(f.relative_to(path)), _read_text(f)) for f in lean_files(path)]
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
     if path.suffix == ".lean":
@@ -95,6 +92,14 @@ def read_snippets(path: Path) -> list[Snippet]:
     if path.suffix in (".jsonl", ".ndjson", ".json"):
         return _read_jsonl(path)
     raise UsageError(f"{path}: expected a .jsonl file, a .lean file or a directory")
+
+
+def lean_files(directory: Path) -> list[Path]:
+    """The .lean files under ``directory``, sorted, outside Lake's build folders (``.lake``)."""
+    files = sorted(p for p in directory.rglob("*.lean") if p.is_file() and ".lake" not in p.parts)
+    if not files:
+        raise UsageError(f"{directory}: no .lean files in this directory")
+    return files
 
 
 def _read_text(path: Path) -> str:
@@ -173,13 +178,17 @@ def summary_line(counts: Counter[str], total: int, elapsed: float) -> str:
 def _run_on_pools(args: argparse.Namespace, snippets: list[Snippet],
                   on_result: Callable[[int, VerifyResult], None]) -> None:
     """Verify on a local pool, or with ``--ray`` on one per node: the same flags and options either way."""
-    config = config_mod.load({k: getattr(args, k) for k in (*POOL_SETTINGS, *TRUST_SETTINGS)
-                              if getattr(args, k, None) is not None})
+    config = settings_from_args(args, (*POOL_SETTINGS, *TRUST_SETTINGS))
     timeout = args.timeout if args.timeout is not None else config.timeout
     options = VerifyOptions(timeout=timeout, infotree=args.infotree, trust=requested_trust(args) or config.trust,
                             use_cache=not args.no_cache)
-    with _open_verifier(args, config) as verifier:
+    with open_verifier(args, config) as verifier:
         verifier.verify_batch(snippets, options, on_result)
+
+
+def settings_from_args(args: argparse.Namespace, names: tuple[str, ...]) -> config_mod.Config:
+    """The configuration with the settings ``names`` that ``args`` gives (the rest: env vars, defaults)."""
+    return config_mod.load({k: getattr(args, k) for k in names if getattr(args, k, None) is not None})
 
 
 def requested_trust(args: argparse.Namespace) -> Trust | None:
@@ -199,7 +208,7 @@ def requested_trust(args: argparse.Namespace) -> Trust | None:
 
 
 @contextmanager
-def _open_verifier(args: argparse.Namespace, config: config_mod.Config) -> Iterator[BatchVerifier]:
+def open_verifier(args: argparse.Namespace, config: config_mod.Config) -> Iterator[BatchVerifier]:
     """The cluster verifier ``--ray`` names, or a verifier on a local pool; stopped on exit."""
     target = ray_target(args)
     if target is not None:

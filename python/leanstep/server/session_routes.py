@@ -35,8 +35,7 @@ from leanstep.check.sessions import (
     StateUnreachable,
     Unavailable,
 )
-from leanstep.limits import LimitError
-from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
+from leanstep.server.jsonio import error_response, json_response, read_body
 
 REFUSALS: dict[type[SessionError], tuple[int, str]] = {
     SessionNotFound: (404, "session not found"),
@@ -63,16 +62,12 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
             response.headers["Retry-After"] = RETRY_AFTER_S
         return response
 
-    @bp.errorhandler(LimitError)
-    def _below_floor(exc: LimitError) -> Response:
-        return error_response(422, "invalid request", f"timeout: {exc}")
-
     def limits(timeout: float | None) -> dict[str, Any]:
         return {"session_timeout": applied_timeout_json(sessions.applied_timeout(timeout))}
 
     @bp.post("/sessions")
     def start() -> Response:
-        body, error = _body(StartBody)
+        body, error = read_body(StartBody)
         if error:
             return error
         view = sessions.start(body.origin(), g.owner, body.timeout)
@@ -89,7 +84,7 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
 
     @bp.post("/sessions/<session_id>/states/<int:state>/tactic")
     def tactic(session_id: str, state: int) -> Response:
-        body, error = _body(TacticBody)
+        body, error = read_body(TacticBody)
         if error:
             return error
         result = sessions.step(session_id, state, body.tactic, g.owner, body.timeout)
@@ -97,7 +92,7 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
 
     @bp.post("/sessions/<session_id>/states/<int:state>/attempt")
     def attempt(session_id: str, state: int) -> Response:
-        body, error = _body(AttemptBody)
+        body, error = read_body(AttemptBody)
         if error:
             return error
         results = sessions.attempt(session_id, state, body.tactics, g.owner, body.timeout)
@@ -108,10 +103,3 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
         return json_response(proof_json(session_id, sessions.proof(session_id, state, g.owner)))
 
     return bp
-
-
-def _body(model: type) -> tuple[Any, Response | None]:
-    payload, error = read_json_body()
-    if error:
-        return None, error
-    return parse_or_422(model, payload)
