@@ -18,7 +18,7 @@ from leanstep.api.prove import ProveBody, prove_answer_json
 from leanstep.check.verify import SHUTTING_DOWN
 from leanstep.limits import LimitError
 from leanstep.prove.target import TargetError
-from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
+from leanstep.server.jsonio import error_response, json_response, read_body
 
 if TYPE_CHECKING:
     from leanstep.prove.prover import Prover
@@ -34,10 +34,7 @@ def prove_blueprint(state: AppState, prover: Prover) -> Blueprint:
     def prove() -> Response:
         if state.closing:
             return error_response(503, SHUTTING_DOWN, "the server is stopping and takes no new work; retry later")
-        payload, error = read_json_body()
-        if error:
-            return error
-        body, error = parse_or_422(ProveBody, payload)
+        body, error = read_body(ProveBody)
         if error:
             return error
         request = body.to_request()
