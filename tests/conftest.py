@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,23 @@ def transcript_pairs(root: Path = TRANSCRIPTS) -> list[tuple[Path, Path]]:
 def older_transcript_pairs() -> dict[str, list[tuple[Path, Path]]]:
     """REPL release tag -> its recorded pairs (tests/fixtures/repl-transcripts-older/INDEX.md)."""
     return {tag.name: transcript_pairs(tag) for tag in sorted(OLDER_TRANSCRIPTS.iterdir()) if tag.is_dir()}
+
+
+def make_workspace(root: Path, *, toolchain: str, mathlib: bool = False, leanstep_dep: bool = False,
+                   directives: str = "") -> Path:
+    """A Lake project on ``toolchain``: its lakefile (requiring Mathlib where asked, with ``-- standin:``
+    ``directives`` for the stand-in tools) and a manifest listing its dependencies."""
+    root.mkdir(parents=True, exist_ok=True)
+    requires = 'require mathlib from git "https://github.com/leanprover-community/mathlib4"\n' if mathlib else ""
+    (root / "lakefile.lean").write_text(f"import Lake\nopen Lake DSL\n{directives}\npackage demo\n{requires}\n"
+                                        "lean_lib Demo\n")
+    (root / "lean-toolchain").write_text(toolchain + "\n")
+    packages = [{"name": "mathlib", "type": "git", "rev": "0" * 40}] if mathlib else []
+    if leanstep_dep:
+        packages += [{"name": "leanstep", "type": "git", "rev": "1" * 40},
+                     {"name": "REPL", "type": "git", "rev": "2" * 40}]
+    (root / "lake-manifest.json").write_text(json.dumps({"version": "1.1.0", "packages": packages}))
+    return root
 
 
 @pytest.fixture
