@@ -39,7 +39,7 @@ inductive CheckResult where
   | failed
   /-- It ran past its heartbeat cap. -/
   | outOfHeartbeats
-  deriving Inhabited, BEq
+  deriving Inhabited
 
 /-- The first token of `stx` that closes a goal without proving it: the keywords `sorry` and `admit`,
 or the constant `sorryAx` named directly. Identifiers are whole tokens, so `sorry_lemma` and `h.sorry`
@@ -63,12 +63,13 @@ def heartbeatsLeft : CoreM (Option Nat) := do
   return some (ctx.maxHeartbeats - ((← IO.getNumHeartbeats) - ctx.initHeartbeats))
 
 /-- The raw heartbeat cap of one re-check: `perCandidate` thousands (`llmstep.heartbeats`; 0: no cap of
-its own), never more than `left?` (what the declaration has left). 0 means "no limit", as in `Core`. -/
+its own), never more than `left?` (what the declaration has left). The result 0 means "no limit", as in
+`Core`, so it is 0 only when neither limits it. -/
 def candidateCap (perCandidate : Nat) (left? : Option Nat) : Nat :=
   let own := perCandidate * 1000
   match left? with
   | none => own
-  | some left => if own == 0 then left else min own left
+  | some left => max 1 (if own == 0 then left else min own left)
 
 /-- Below this many raw heartbeats left in the declaration (`maxHeartbeats` 1000), suggestions are
 no longer re-checked: a cap that small would reject almost every one of them. -/

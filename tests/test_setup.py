@@ -13,8 +13,6 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +25,7 @@ import conftest
 import pytest
 import requests
 from conftest import ROOT
-from server_fixtures import wait_for_idle_repls
+from server_fixtures import free_port, stop_server, wait_for_idle_repls
 from standins._standin import install
 
 from leanstep import lean_setup as setup
@@ -261,9 +259,7 @@ def test_without_elan_init_on_path_the_official_script_is_downloaded_and_run(mac
 
 
 def test_an_unreachable_installer_is_one_line(machine, tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = free_port()
     project = make_workspace(tmp_path / "proj")
     status, text = run(machine, project, install_elan=True, elan_installer=f"http://127.0.0.1:{closed}/elan-init.sh")
     assert status == 3
@@ -476,29 +472,13 @@ def test_derive_reads_tags_and_the_untagged_releases_of_the_main_branch(repl_rep
 
 # ------------------------------------------------------------------------------ `leanstep serve --setup` (make serve)
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _serve(machine: Machine, log_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "leanstep", "serve", "--setup", "--no-model", "--port",
                                  str(port), "--max-repls", "1", *args], env=machine.env(), cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}"
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_make_serve_passes_setup():
@@ -514,7 +494,7 @@ def test_serve_setup_with_the_simulated_repl_needs_no_lean_and_no_network(machin
         wait_for_idle_repls(proc, url, 0, tmp_path / "serve.log")
         assert requests.get(url + "/health", timeout=5).status_code == 200
     finally:
-        _stop(proc)
+        stop_server(proc)
     assert machine.calls() == []
     assert "[1/5]" not in (tmp_path / "serve.log").read_text()
 
@@ -534,7 +514,7 @@ def test_serve_setup_on_a_fresh_machine_sets_up_then_serves_and_the_next_start_s
                                   timeout=60).json()
             assert reply["results"][0]["verdict"] == "valid", reply
         finally:
-            _stop(proc)
+            stop_server(proc)
         text = log_path.read_text()
         if attempt == "first":
             assert [t.split()[0] for t in machine.tools_called()][:5] == ["elan-init", "elan", "elan", "lake", "lake"]
