@@ -13,9 +13,12 @@ says what to do:
 3. **the REPL**, built with exactly that Lean (a REPL only imports ``.olean``
    files of the Lean it was built with). In leanstep itself, and in a project
    that requires leanstep with leanstep's Lean version, it is leanstep's pinned
-   ``REPL`` dependency. Otherwise it is a checkout of the REPL in
-   ``.lake/leanstep-repl`` at the revision made for the workspace's Lean
-   release (:mod:`leanstep.repl_releases`), fetched by commit from ``--repl-repo``.
+   ``REPL`` dependency (``lake build REPL/repl``). Otherwise it is a checkout of
+   the REPL in ``.lake/leanstep-repl`` at the revision made for the workspace's
+   Lean release (:mod:`leanstep.repl_releases`), fetched by commit from
+   ``--repl-repo``. Then the ``llmstep`` tactic, where the workspace has it
+   (``lake build LeanTactic``); the server does not need it, so its failure is a
+   note.
 4. **Mathlib's compiled files**, ``lake exe cache get``, when the workspace uses Mathlib.
 5. **the warm headers** (``--warm-headers``, by default ``import Mathlib`` in a
    Mathlib workspace), each imported once by the built REPL: this proves the REPL
@@ -260,17 +263,15 @@ class WorkspaceSetup:
             raise SetupFailed(f"{self.workspace} is not a Lake project (no lakefile.lean or lakefile.toml): create "
                               "one with `lake new myproject math` (Mathlib) or `lake new myproject`, and serve that", 2)
         lake = self._lake()
-        if is_leanstep_itself(self.workspace):
-            self._lake_build(lake, [], self.workspace)  # default targets: LeanTactic and the pinned REPL
-        elif self._uses_pinned_repl():
-            self._lake_build(lake, ["LeanTactic", "REPL/repl"], self.workspace)
+        if self._uses_pinned_repl():
+            self._lake_build(lake, ["REPL/repl"], self.workspace)
         else:
-            self._build_tactic_if_required(lake)
             self._build_standalone_repl(lake)
         binary = find_repl_binary(self.workspace)
         if binary != self._expected_binary():
             raise SetupFailed(f"the build finished but left no REPL binary at {self._expected_binary()}: see the "
                               "build output above", 1)
+        self._build_tactic(lake)
         return f"built: {binary}"
 
     def _lake_build(self, lake: str, targets: list[str], cwd: Path) -> None:
@@ -279,8 +280,10 @@ class WorkspaceSetup:
             raise SetupFailed(f"`lake build {' '.join(targets)}` failed in {cwd} (exit {rc}): the build output above "
                               "says why; fix it and rerun", rc)
 
-    def _build_tactic_if_required(self, lake: str) -> None:
-        if not workspace_depends_on(self.workspace, "leanstep"):
+    def _build_tactic(self, lake: str) -> None:
+        """Build the `llmstep` tactic where the workspace has it; the server does not need it, so a failure is a
+        note, not the end of the set-up."""
+        if not (is_leanstep_itself(self.workspace) or workspace_depends_on(self.workspace, "leanstep")):
             print("note: this project does not depend on leanstep, so the `llmstep` tactic is not built. To use it, "
                   f'add `require leanstep from "{LEANSTEP_ROOT}"` to lakefile.lean (lakefile.toml: [[require]] '
                   f'name = "leanstep", path = "{LEANSTEP_ROOT}"), run `lake update leanstep`, and rerun.',
@@ -288,9 +291,9 @@ class WorkspaceSetup:
             return
         rc = _run([lake, "build", "LeanTactic"], self.workspace, self.out, "building the llmstep tactic")
         if rc != 0:
-            print(f"note: the llmstep tactic did not build with {self.toolchain} (exit {rc}); it is written for "
-                  f"{read_toolchain(LEANSTEP_ROOT)} (docs/lean-versions.md). The server does not need it: going on.",
-                  file=self.out, flush=True)
+            print(f"note: the llmstep tactic did not build with {self.toolchain} (exit {rc}; the output above says "
+                  f"why); it is written for {read_toolchain(LEANSTEP_ROOT)} (docs/lean-versions.md). The server does "
+                  "not need it: going on.", file=self.out, flush=True)
 
     def _release(self) -> ReplRelease:
         """The REPL revision for the workspace's Lean: the table's, else a tag of that name in --repl-repo."""
