@@ -91,24 +91,26 @@ def elaborate(lake: str, server: SuggestServer, tmp_path: Path, body: str) -> tu
 
 
 def test_rechecks_never_make_the_users_proof_time_out(lake, server, tmp_path):
-    """Ten expensive unchecked suggestions, each allowed 20000 heartbeats, on a declaration allowed 200000:
-    before, their work was charged to the declaration and its own proof then hit "(deterministic) timeout"."""
-    server.answer(*["decide"] * 10)
+    """Ten unchecked suggestions that each run until their cap (1000 thousand heartbeats: every rewrite makes the
+    goal bigger and none closes it), on a declaration allowed 5000 thousand. Before, their work was charged to the
+    declaration, whose own proof then hit "(deterministic) timeout"; the "dropped" note proves they ran to the cap."""
+    server.answer(*["repeat rw [← Nat.add_zero a]"] * 10)
     messages, _ = elaborate(lake, server, tmp_path, """
-        set_option maxHeartbeats 200000 in
-        theorem heavy : (List.range 400).foldl (· + ·) 0 = 79800 := by
+        set_option maxHeartbeats 5000 in
+        set_option llmstep.heartbeats 1000 in
+        example (a b : Nat) : a + b = b + a := by
           llmstep ""
-          decide
+          exact Nat.add_comm a b
     """)
     assert "deterministic" not in messages, messages
     assert "error" not in messages, messages
-    assert "llmstep" in messages
+    assert "10 suggestion(s) dropped: they did not finish within 1000 heartbeats" in messages, messages
 
 
 def test_a_nearly_spent_declaration_shows_suggestions_unchecked_and_says_why(lake, server, tmp_path):
     server.answer("decide")
     messages, _ = elaborate(lake, server, tmp_path, """
-        set_option maxHeartbeats 1 in
+        set_option maxHeartbeats 1000 in
         theorem small : 2 + 2 = 4 := by
           llmstep ""
           rfl
