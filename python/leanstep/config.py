@@ -94,6 +94,9 @@ class Config:
     max_sessions_per_key: int = _setting(32, "most proof sessions open per API key (more: 429)", group="sessions")
     max_session_states: int = _setting(1000, "most proof states one session may hold (more: 409)", group="sessions")
     max_attempt_tactics: int = _setting(64, "most tactics in one multi-attempt (more: 422)", group="sessions")
+    # Set-up of a Lean workspace (`leanstep setup`, `leanstep serve --setup`)
+    repl_repo: str = _setting("https://github.com/leanprover-community/repl", "git URL the Lean REPL is fetched from (a mirror must keep the release tags and commits)", group="setup")
+    elan_installer: str = _setting("https://elan.lean-lang.org/elan-init.sh", "URL of elan's official installer script, run when `lake` is missing (an `elan-init` on PATH is run instead)", group="setup")
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
