@@ -79,13 +79,19 @@ def mkQedRequest (stx : Syntax) (goal : String) : CoreM Json := do
   let strategy := llmqed.strategy.get opts
   return if strategy == "" then request else request.setObjVal! "strategy" (Json.str strategy)
 
+/-- Asks the server's `/prove` through the bridge (`callServer`), with `llmqed.timeout` as the budget
+in place of `llmstep.timeout`. Never throws for a server-side problem. -/
+def requestProof (request : Json) : CoreM (Except String QedReply) := do
+  let timeoutMs := llmqed.timeout.get (← getOptions)
+  let reply ← withOptions (fun o => Lean.Option.set o llmstep.timeout timeoutMs) (callServer "/prove" request)
+  return reply >>= parseQedReply
+
 /-- The tactic's body: ask, then offer the proof or warn. -/
 def runLlmqed (stx : Syntax) : TacticM Unit := do
   let goal ← getMainGoal
   let goalText := toString (← Meta.ppGoal goal)
   let request ← mkQedRequest stx goalText
-  let timeoutMs := llmqed.timeout.get (← getOptions)
-  match (← callBridge request "prove" timeoutMs) >>= parseQedReply with
+  match (← requestProof request) with
   | .error msg =>
     -- the proof state is untouched; a warning, never an error, so the file still elaborates
     logWarningAt stx m!"llmqed: {msg}"

@@ -105,3 +105,27 @@ def sim_repls(root: Any) -> list[Any]:
         except psutil.Error:
             continue
     return found
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_server(proc: Any, grace: float = 30.0) -> None:
+    """SIGTERM a ``leanstep serve`` subprocess and wait for it; SIGKILL it if it outlives ``grace``."""
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -408,7 +408,7 @@ def test_leanstep_eval_writes_every_attempt_a_summary_and_a_plot(tmp_path):
 
 
 def run_bridge(url: str, request: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "python" / "leanstep_bridge.py"), "--route", "prove",
+    return subprocess.run([sys.executable, str(ROOT / "python" / "leanstep_bridge.py"), "--route", "/prove",
                            "--url", url, "--timeout", "60"], input=json.dumps(request).encode(),
                           capture_output=True, timeout=90)
 

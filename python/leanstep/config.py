@@ -106,6 +106,9 @@ class Config:
     prove_rounds: int = _setting(1, "repair rounds (failed proofs sent back with Lean's errors) when the request names no budget", group="prove")
     proof_format: str | None = _setting(None, f"whole-proof prompt format: {', '.join(PROOF_FORMATS)} (default: chosen from the model)", group="prove")
     proof_max_new_tokens: int = _setting(1024, "longest whole proof in tokens", group="prove")
+    # Set-up of a Lean workspace (`leanstep setup`, `leanstep serve --setup`)
+    repl_repo: str = _setting("https://github.com/leanprover-community/repl", "git URL the Lean REPL is fetched from (a mirror must keep the release tags and commits)", group="setup")
+    elan_installer: str = _setting("https://elan.lean-lang.org/elan-init.sh", "URL of elan's official installer script, run when `lake` is missing (an `elan-init` on PATH is run instead)", group="setup")
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
