@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,16 @@ class Recorder:
         self.started.set()
         assert self.release.wait(30), "the test never released the batch"
         return [ValueError(f"negative: {x}") if x < 0 else 2 * x for x in items]
+
+
+def busy(pool: ThreadPoolExecutor, max_size: int) -> tuple[Recorder, RequestBatcher, Future]:
+    """A batcher (no window) whose first batch, item 1, is running and held until ``run.release`` is set."""
+    run = Recorder()
+    run.release.clear()
+    batcher = RequestBatcher(run, max_size=max_size, window=0.0)
+    first = pool.submit(batcher.submit, 1)
+    assert run.started.wait(10)
+    return run, batcher, first
 
 
 def submit_all(batcher: RequestBatcher, items: list[int]) -> list[int | BaseException]:
@@ -95,12 +105,8 @@ def test_a_run_that_answers_the_wrong_number_of_items_fails_that_batch_clearly()
 
 
 def test_requests_that_arrive_while_a_batch_runs_form_the_next_batch():
-    run = Recorder()
-    run.release.clear()
-    batcher = RequestBatcher(run, max_size=8, window=0.0)
     with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(batcher.submit, 1)
-        assert run.started.wait(10)
+        run, batcher, first = busy(pool, max_size=8)
         later = [pool.submit(batcher.submit, x) for x in (2, 3, 4)]
         wait_until(lambda: batcher.stats().queued == 3)
         run.release.set()
@@ -109,13 +115,9 @@ def test_requests_that_arrive_while_a_batch_runs_form_the_next_batch():
 
 
 def test_a_request_whose_caller_left_is_dropped_before_its_batch_runs():
-    run = Recorder()
-    run.release.clear()
-    batcher = RequestBatcher(run, max_size=8, window=0.0)
     gone = threading.Event()
     with ThreadPoolExecutor(3) as pool:
-        busy = pool.submit(batcher.submit, 1)
-        assert run.started.wait(10)
+        run, batcher, first = busy(pool, max_size=8)
         left = pool.submit(batcher.submit, 2, gone.is_set)
         stays = pool.submit(batcher.submit, 3, lambda: False)
         wait_until(lambda: batcher.stats().queued == 2)
@@ -124,7 +126,7 @@ def test_a_request_whose_caller_left_is_dropped_before_its_batch_runs():
             left.result(10)  # the caller stops waiting at once, while the batch before it still runs
         assert batcher.stats().dropped == 1
         run.release.set()
-        assert busy.result(10) == 2 and stays.result(10) == 6
+        assert first.result(10) == 2 and stays.result(10) == 6
     assert run.batches == [[1], [3]]
 
 
@@ -154,12 +156,8 @@ def test_a_predicate_that_raises_does_not_stop_the_batcher():
 
 
 def test_closing_fails_what_is_queued_and_refuses_new_requests():
-    run = Recorder()
-    run.release.clear()
-    batcher = RequestBatcher(run, max_size=1, window=0.0)
     with ThreadPoolExecutor(2) as pool:
-        running = pool.submit(batcher.submit, 1)
-        assert run.started.wait(10)
+        run, batcher, running = busy(pool, max_size=1)
         queued = pool.submit(batcher.submit, 2)
         wait_until(lambda: batcher.stats().queued == 1)
         closer = threading.Thread(target=batcher.close)
