@@ -23,6 +23,7 @@ BENCHMARKS = {
     "throughput": "throughput",
     "editor": "editor",
     "suggest-check": "suggest_check",
+    "suggest-latency": "suggest_latency",
     "sessions": "session_steps",
     "overhead": "overhead",
     "verify-load": "verify_load",

@@ -10,7 +10,7 @@ suggestion looks the same whichever model or server produced it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args, runtime_checkable
 
@@ -26,6 +26,10 @@ END_MARKERS: tuple[str, ...] = ("[GOAL]", "[PROOFSTEP]", *END_OF_TEXT, "```")
 # proposals replayed from a file (no model).
 Backend = Literal["hf", "vllm", "openai", "hint", "scripted"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+# Longest wait for more requests to join a generation batch: past this the wait
+# costs an editor more than batching saves.
+MAX_BATCH_WINDOW_S = 1.0
 
 # LeanCopilot's ByT5 tactic generator (about 300M parameters): small enough for
 # a laptop CPU, trained on Lean 4 (LeanDojo) states, input = the goal text.
@@ -70,6 +74,8 @@ class GenerationRequest:
     is then a complete Lean code block, see :mod:`leanstep.generate.proofs`;
     ``tactic_state`` may hold the goal, or be empty). ``seed``: sample
     reproducibly (the same seed, model and request give the same candidates).
+    ``abandoned``: turns true once nobody waits for the answer (the client
+    disconnected); a batching backend then drops the request if it has not started.
     """
 
     tactic_state: str
@@ -79,6 +85,7 @@ class GenerationRequest:
     max_new_tokens: int = 64
     proof: ProofTask | None = None
     seed: int | None = None
+    abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -102,6 +109,9 @@ class GeneratorSettings:
     its CUDA-graph decoder for causal models on a GPU; ``compile`` adds
     torch.compile to it (faster steps, but a compile of tens of seconds for each
     new cache-length bucket, so it suits long-running servers that warm up).
+    ``batch_size`` > 1 lets the hf backend generate for up to that many concurrent
+    requests in one batched call, collected for ``batch_window`` seconds after the
+    first arrives (1: every request alone, nothing waits).
     """
 
     backend: Backend = "hf"
@@ -119,6 +129,8 @@ class GeneratorSettings:
     fast_path: bool = True
     compile: bool = False
     trust_remote_code: bool = False
+    batch_size: int = 1
+    batch_window: float = 0.0
     hint_tactics: tuple[str, ...] = ()  # the hint backend's list (empty: its default)
     proof_format: str = "prover-completion"  # how whole-proof requests are rendered (leanstep.generate.proofs)
     script: str | None = None  # the scripted backend's proposals file
@@ -128,6 +140,11 @@ class GeneratorSettings:
         backend_named(self.backend)
         if self.num_beams < 0:
             raise ValueError(f"num_beams must be >= 0, got {self.num_beams}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.batch_window <= MAX_BATCH_WINDOW_S:
+            raise ValueError(f"batch_window must be between 0 and {MAX_BATCH_WINDOW_S:g} seconds, "
+                             f"got {self.batch_window:g}")
         object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
 
     def request(self, tactic_state: str, prefix: str = "", num_samples: int | None = None) -> GenerationRequest:
