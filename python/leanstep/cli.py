@@ -1,4 +1,5 @@
-"""The ``leanstep`` command: serve | verify | generate | extract | finetune | bench | setup | doctor.
+"""The ``leanstep`` command: serve | verify | prove | eval | generate | extract | finetune | bench | setup |
+doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
 never loads torch and ``leanstep --help`` is instant.
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "verify-load": "verify_load",
     "generation": "generation",
     "ray": "ray_scale",
+    "prove": "prove",
 }
 
 
@@ -81,6 +83,18 @@ def _verify(args: argparse.Namespace) -> int:
     from leanstep import verify_cli
 
     return verify_cli.run(args)
+
+
+def _prove(args: argparse.Namespace) -> int:
+    from leanstep import prove_cli
+
+    return prove_cli.run(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from leanstep import eval_cli
+
+    return eval_cli.run(args)
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -145,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /health, /metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "setup"))
+    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /prove, /sessions, /verify, /api/check, "
+                                         "/health, /metrics)")
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "prove", "setup"))
     serve.add_argument("--no-model", action="store_true",
                        help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
                             "(the same as --backend hint)")
@@ -161,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify_cli.add_arguments(verify)
     verify.set_defaults(func=_verify)
+
+    prove = sub.add_parser("prove", help="fill the sorries of a .lean file with proofs checked by Lean "
+                                         "(best-first search, whole proofs with repair)")
+    from leanstep import prove_cli
+
+    prove_cli.add_arguments(prove)
+    prove.set_defaults(func=_prove)
+
+    evaluate = sub.add_parser("eval", help="pass@k of a proving strategy on a .jsonl file of problems")
+    from leanstep import eval_cli
+
+    eval_cli.add_arguments(evaluate)
+    evaluate.set_defaults(func=_eval)
 
     about = "print the model's raw tactic candidates for one goal, without checking them in Lean"
     generate = sub.add_parser("generate", help=about, description=about)

@@ -4,8 +4,9 @@ The routes are blueprints: ``server.verify_routes`` (``POST /verify`` and
 ``POST /api/check``, Kimina-compatible shapes plus a ``verdict`` per result),
 ``server.health_routes`` (``GET /health``, ``GET /metrics``),
 ``server.session_routes`` (``/sessions``: proof sessions) and, when the
-services have a suggester, ``server.suggest_routes`` and
-``server.leancopilot_routes`` (LeanCopilot's ``/generate``). This module adds what
+services have a suggester, ``server.suggest_routes``,
+``server.leancopilot_routes`` (LeanCopilot's ``/generate``) and
+``server.prove_routes`` (``POST /prove``). This module adds what
 cuts across them: origin and API-key admission (each accepted key is an owner,
 ``g.owner``, whose sessions no other key sees), CORS, the HTTP metrics, and
 JSON error answers.
@@ -149,4 +150,8 @@ def create_app(services: Services) -> Flask:
 
         app.register_blueprint(suggest_blueprint(services.suggester))
         app.register_blueprint(leancopilot_blueprint(services.suggester))
+    if services.prover is not None:
+        from leanstep.server.prove_routes import prove_blueprint
+
+        app.register_blueprint(prove_blueprint(state, services.prover))
     return app
