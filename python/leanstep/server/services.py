@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from leanstep.check.trust import checks_from_config
 from leanstep.check.verify import BatchVerifier, Verifier
 from leanstep.cluster.router import RayTarget, make_verifier
 from leanstep.config import Config
+from leanstep.limits import RequestLimits
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import ReplPool
 
@@ -37,6 +39,11 @@ class Services:
     pool: ReplPool
     verifier: BatchVerifier
     suggester: Suggester | None
+
+    @cached_property
+    def limits(self) -> RequestLimits:
+        """What one verification request may ask for; every door (HTTP, MCP) holds requests to these."""
+        return RequestLimits.from_config(self.config)
 
     def close(self) -> None:
         """Stop the verifier, then the pool (the suggester holds nothing of its own)."""
