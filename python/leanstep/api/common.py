@@ -63,6 +63,10 @@ def parse(model: type[BaseModel], payload: Any) -> Any:
         raise ValueError(describe_errors(exc)) from None
 
 
+INVALID_REQUEST = "invalid request"  # a field is wrong or a limit refuses it (HTTP 422)
+SUGGESTION_FAILED = "suggestion failed"  # the model failed (HTTP 503)
+
+
 def error_json(error: str, detail: Any = None) -> dict[str, Any]:
     """Every refusal's body, whichever layer refuses (a route, or the HTTP server before any route)."""
     return {"error": error, "detail": detail}
@@ -123,6 +127,6 @@ def trust_from_json(value: Any) -> Trust | None:
 
 
 __all__ = [
-    "StrictModel", "applied_timeout_json", "describe_errors", "error_json", "lean_text", "parse", "reason_json",
-    "reasons_from_json", "trust_from_json", "verdict_json",
+    "INVALID_REQUEST", "SUGGESTION_FAILED", "StrictModel", "applied_timeout_json", "describe_errors", "error_json",
+    "lean_text", "parse", "reason_json", "reasons_from_json", "trust_from_json", "verdict_json",
 ]

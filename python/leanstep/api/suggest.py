@@ -1,11 +1,13 @@
-"""Our ``POST /suggest``: the request model and the answer's shape.
+"""Our ``POST /suggest`` and the multi-attempt beside it: the request models and the answer's shape.
 
 The request carries the goal (``tactic_state``), the prefix, and either the
 file text before the call (``context``) or the whole file and the call's
 position (``source``, ``position``). A request that says where the call is may
 leave the goal out: the server then reads it from Lean. The answer lists every
 suggestion with its ``status``, remaining ``goals``, ``score`` and timings,
-best first.
+best first. An attempt (:class:`AttemptBody`) names the goal the same way and
+brings its own ``tactics`` instead of a model's; its answer has the same shape,
+the tactics under ``attempts`` in the order sent.
 """
 
 from __future__ import annotations
@@ -24,23 +26,19 @@ MAX_TIMEOUT_S = 600.0
 class Position(StrictModel):
     """The call's position in ``source``: 1-based line, 0-based column in Unicode code points."""
 
-    line: int = Field(ge=1)
-    column: int = Field(ge=0)
+    line: int = Field(ge=1, description="1-based line of the call in `source`")
+    column: int = Field(ge=0, description="0-based column of the call, in Unicode code points")
 
 
-class SuggestBody(StrictModel):
-    """``POST /suggest`` (DESIGN §3.1)."""
+class _Located(StrictModel):
+    """Where the goal is: the file text before the call (``context``), or the whole file and the call's position."""
 
-    tactic_state: str | None = None
-    prefix: str = ""
-    context: str | None = None
-    source: str | None = None
-    position: Position | None = None
-    file_name: str | None = None
-    n: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
-    check: bool = True
-    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
-    include_invalid: bool = False
+    context: str | None = Field(default=None, description="the Lean file's text up to the call (as llmstep sends it)")
+    source: str | None = Field(default=None, description="the whole Lean file; send `position` with it")
+    position: Position | None = Field(default=None, description="where in `source` the goal is (the call's place)")
+    file_name: str | None = Field(default=None, description="the file's name, for messages only")
+    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False,
+                                  description="checking budget in seconds (the server caps it at --check-timeout)")
 
     @field_validator("context", "source")
     @classmethod
@@ -48,28 +46,68 @@ class SuggestBody(StrictModel):
         return lean_text(value)
 
     @model_validator(mode="after")
-    def _source_needs_position(self) -> SuggestBody:
+    def _source_needs_position(self) -> _Located:
         if (self.source is None) != (self.position is None):
             missing = "position" if self.position is None else "source"
             raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        return self
+
+    def _request(self, **more: Any) -> SuggestRequest:
+        return SuggestRequest(context=self.context, source=self.source,
+                              position=(self.position.line, self.position.column) if self.position else None,
+                              file_name=self.file_name, timeout=self.timeout, **more)
+
+
+class SuggestBody(_Located):
+    """``POST /suggest`` (DESIGN §3.1)."""
+
+    tactic_state: str | None = Field(default=None, description="the goal, pretty-printed; left out, the server "
+                                                               "reads it from Lean at `source`+`position` or `context`")
+    prefix: str = Field(default="", description="what every suggestion starts with (llmstep's prefix)")
+    n: int | None = Field(default=None, ge=1, le=MAX_SAMPLES,
+                          description="candidates to sample (default: the server's)")
+    check: bool = Field(default=True, description="check the candidates in Lean (needs `source`+`position` or "
+                                                  "`context`)")
+    include_invalid: bool = Field(default=False, description="also list the candidates Lean rejected, last")
+
+    @model_validator(mode="after")
+    def _needs_goal(self) -> SuggestBody:
         if self.tactic_state is None and self.source is None and self.context is None:
             raise ValueError("tactic_state: field required (or send `source` and `position`, or `context`, "
                              "for the server to read the goal from Lean)")
         return self
 
     def to_request(self) -> SuggestRequest:
-        return SuggestRequest(
-            tactic_state=self.tactic_state,
-            prefix=self.prefix,
-            context=self.context,
-            source=self.source,
-            position=(self.position.line, self.position.column) if self.position else None,
-            file_name=self.file_name,
-            n=self.n,
-            check=self.check,
-            timeout=self.timeout,
-            include_invalid=self.include_invalid,
-        )
+        return self._request(tactic_state=self.tactic_state, prefix=self.prefix, n=self.n, check=self.check,
+                             include_invalid=self.include_invalid)
+
+
+class AttemptBody(_Located):
+    """Several tactics to check at one goal (an agent's multi-attempt), each answered with its verdict."""
+
+    tactics: list[str] = Field(min_length=1, max_length=MAX_SAMPLES,
+                               description="the tactics to try at the goal, each on its own (not a sequence)")
+
+    @field_validator("tactics")
+    @classmethod
+    def _tactics(cls, tactics: list[str]) -> list[str]:
+        for index, text in enumerate(tactics):
+            if not text.strip():
+                raise ValueError(f"tactic {index} is empty")
+            try:
+                lean_text(text)
+            except ValueError as exc:
+                raise ValueError(f"tactic {index} {exc}") from None
+        return tactics
+
+    @model_validator(mode="after")
+    def _needs_goal(self) -> AttemptBody:
+        if self.source is None and self.context is None:
+            raise ValueError("send `source` and `position` (or `context`): the tactics are checked at that goal")
+        return self
+
+    def to_request(self) -> SuggestRequest:
+        return self._request()
 
 
 def _suggestion_json(s: Suggestion) -> dict[str, Any]:
@@ -85,10 +123,11 @@ def _timings_json(t: Timings) -> dict[str, float]:
             "total_ms": round(t.total_ms, 3), "setup_ms": round(t.setup_ms, 3)}
 
 
-def suggest_answer_json(result: SuggestResult) -> dict[str, Any]:
-    """``/suggest``'s answer; ``limits`` says which checking budget applied when candidates were checked."""
+def suggest_answer_json(result: SuggestResult, list_key: str = "suggestions") -> dict[str, Any]:
+    """``/suggest``'s answer (an attempt's lists its tactics under ``attempts``); ``limits`` says which checking
+    budget applied when candidates were checked."""
     out: dict[str, Any] = {
-        "suggestions": [_suggestion_json(s) for s in result.suggestions],
+        list_key: [_suggestion_json(s) for s in result.suggestions],
         "timings": _timings_json(result.timings),
         "counts": {status.value: count for status, count in result.counts.items()},
         "checked": result.checked,
@@ -102,4 +141,4 @@ def suggest_answer_json(result: SuggestResult) -> dict[str, Any]:
     return out
 
 
-__all__ = ["MAX_SAMPLES", "MAX_TIMEOUT_S", "Position", "SuggestBody", "suggest_answer_json"]
+__all__ = ["MAX_SAMPLES", "MAX_TIMEOUT_S", "AttemptBody", "Position", "SuggestBody", "suggest_answer_json"]

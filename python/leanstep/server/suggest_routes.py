@@ -15,10 +15,11 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from leanstep.api.common import SUGGESTION_FAILED
 from leanstep.api.llmstep import LlmstepBody, llmstep_answer_json
 from leanstep.api.suggest import SuggestBody, suggest_answer_json
 from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
-from leanstep.suggest import Suggester
+from leanstep.suggest import Suggester, SuggestionFailed
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
     def run(body: SuggestBody | LlmstepBody) -> tuple[Any, Response | None]:
         try:
             return suggester.suggest(body.to_request()), None
-        except Exception as exc:  # the model or its server failed; the editor gets a clear 503
+        except SuggestionFailed as exc:  # the model or its server failed; the editor gets a clear 503
             log.exception("suggestion failed")
-            return None, error_response(503, "suggestion failed", f"{type(exc).__name__}: {exc}")
+            return None, error_response(503, SUGGESTION_FAILED, str(exc))
 
     @bp.post("/suggest")
     def suggest() -> Response:
