@@ -87,11 +87,10 @@ def _mcp(args: argparse.Namespace) -> int:
     if args.no_model:
         config = config.with_overrides(backend="hint")
     try:
-        run_stdio(config)
+        return run_stdio(config)
     except SetupError as exc:
         print(f"leanstep mcp: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

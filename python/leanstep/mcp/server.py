@@ -43,7 +43,8 @@ def build_server(services: Services, owner_of: OwnerOf) -> Server[Any]:
             raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}; the tools are "
                                                  f"{', '.join(tools.names())}")
         caller = Caller(owner_of(ctx))
-        return await anyio.to_thread.run_sync(partial(tools.call, params.name, params.arguments, caller))
+        return await anyio.to_thread.run_sync(partial(tools.call, params.name, params.arguments, caller),
+                                             abandon_on_cancel=True)
 
     return Server(SERVER_NAME, version=_version(), title="leanstep",
                   description="Lean 4 proof checking on warm REPLs: verify, multi-attempt, suggest",
