@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from leanstep.check.source import ContextError, build_goal_context, goal_context_from_context, goal_context_from_source
-from leanstep.check.tactics import CandidateStatus, TacticChecker, classify
+from leanstep.check.tactics import CandidateStatus, ProofPath, TacticChecker, classify
 from leanstep.config import load
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import Priority
@@ -458,3 +458,32 @@ def test_read_goal_gives_leans_goal_and_leaves_the_proof_state_for_the_check(fre
 def test_read_goal_says_why_there_is_no_goal(pool):
     reading = TacticChecker(pool, budget=10).read_goal(goal_context_from_context("import Mathlib\n\n#eval 1 + "))
     assert reading.goal is None and "no goal found" in reading.error
+
+
+# --------------------------------------------------------------------------- #
+# Proof paths: a session's states, rebuilt on whichever REPL runs them
+
+CONJ = "import Mathlib\n\ntheorem c (a b : ℕ) (h : a < b) : a ≤ b ∧ 0 < b := by\n  llmstep \"\"\n"
+
+
+def test_a_proof_path_is_rebuilt_from_the_deepest_state_its_repl_holds(fresh_pool):
+    checker = TacticChecker(fresh_pool(max_repls=1), budget=10)
+    path = ProofPath(goal_context_from_source(CONJ, 4, 2), ("constructor", "skip"))
+    first = checker.check(path, cands("omega"))
+    assert first.replayed_tactics == 2 and first.declaration_requests == 1
+    assert first.goal == "case left\na b : ℕ\nh : a < b\n⊢ a ≤ b\n\ncase right\na b : ℕ\nh : a < b\n⊢ 0 < b"
+    assert first.candidates[0].status == CandidateStatus.VALID
+    deeper = checker.check(path.then("skip"), cands("omega"))
+    assert deeper.replayed_tactics == 1 and deeper.declaration_requests == 0
+    assert deeper.candidates[0].status == CandidateStatus.VALID and deeper.candidates[0].progress
+    # keep_states: the states the candidates reach are kept, so the next step from one costs no replay.
+    checker.check(path, cands("intro z"), keep_states=True)
+    onward = checker.check(path.then("intro z"), cands("omega"))
+    assert onward.replayed_tactics == 0 and onward.lean_requests == 1
+
+
+def test_a_path_that_no_longer_replays_is_a_context_error(pool):
+    report = TacticChecker(pool, budget=10).check(ProofPath(goal_context_from_source(CONJ, 4, 2), ("frobnicate",)),
+                                                  cands("omega"))
+    assert report.candidates[0].status == CandidateStatus.UNCHECKED
+    assert "could not be rebuilt: tactic 1 of its path, 'frobnicate', now fails" in report.context_error

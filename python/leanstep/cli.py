@@ -149,16 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /mcp, /health, "
-                                         "/metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest"))
+    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /sessions, /mcp, "
+                                         "/health, /metrics)")
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions"))
     add_no_model_argument(serve)
     add_ray_arguments(serve)
     serve.set_defaults(func=_serve)
 
     about = "run the MCP server on stdin/stdout, for an MCP client that starts it (see docs/mcp.md)"
     mcp = sub.add_parser("mcp", help=about, description=about)
-    config_mod.add_arguments(mcp, ("pool", "generate", "suggest"))
+    config_mod.add_arguments(mcp, ("pool", "generate", "suggest", "sessions"))
     config_mod.add_arguments(mcp.add_argument_group("verification"), ("server",), names=VERIFICATION_SETTINGS)
     add_no_model_argument(mcp)
     mcp.set_defaults(func=_mcp)

@@ -59,7 +59,7 @@ class Config:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(6000, "port to listen on")
     threads: int = _setting(32, "HTTP worker threads")
-    api_key: str | None = _setting(None, "require `Authorization: Bearer <key>` on every request; without it /health shows only liveness and counts")
+    api_key: tuple[str, ...] = _setting((), "require `Authorization: Bearer <key>` on every request, with one of these keys (comma-separated; each key owns its own proof sessions); without one /health shows only liveness and counts", sep=",")
     allow_origin: tuple[str, ...] = _setting((), "browser origins allowed to call the server, comma-separated, e.g. https://app.example (default: none; any other `Origin` gets 403)", sep=",")
     allow_host: tuple[str, ...] = _setting((), "host names /mcp answers to, comma-separated, besides the loopback names when --host is a loopback address; with a list, or on loopback, any other `Host` header gets 421 (DNS rebinding); e.g. the public name a local proxy passes on", sep=",")
     request_read_timeout: float = _setting(30.0, "seconds a client may take to send one request (headers and body) or stay idle between requests; slower connections are closed")
@@ -88,6 +88,13 @@ class Config:
     # Suggestion checking
     check_timeout: float = _setting(5.0, "wall-clock budget in seconds for checking all candidates of one suggestion", group="suggest")
     heartbeats: int = _setting(200000, "heartbeat cap for each candidate tactic", group="suggest")
+    # Proof sessions
+    session_timeout: float = _setting(30.0, "default and most wall-clock seconds of one proof-session start, step or attempt (rebuilding lost states included); a request may ask less", group="sessions")
+    session_ttl: float = _setting(600.0, "seconds a proof session may stay idle before it is closed", group="sessions")
+    max_sessions: int = _setting(256, "most proof sessions open on the server (more: 429)", group="sessions")
+    max_sessions_per_key: int = _setting(32, "most proof sessions open per API key (more: 429)", group="sessions")
+    max_session_states: int = _setting(1000, "most proof states one session may hold (more: 409)", group="sessions")
+    max_attempt_tactics: int = _setting(64, "most tactics in one multi-attempt (more: 422)", group="sessions")
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
@@ -175,7 +182,9 @@ def load(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Ma
 
 def _validate(config: Config) -> None:
     positive = ("max_repls", "headers_per_repl", "timeout", "import_timeout", "queue_wait", "threads", "max_body_mb", "max_batch",
-                "request_read_timeout", "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb")
+                "request_read_timeout", "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb",
+                "session_timeout", "session_ttl", "max_sessions", "max_sessions_per_key", "max_session_states",
+                "max_attempt_tactics")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
@@ -197,6 +206,9 @@ def _validate_request_limits(config: Config) -> None:
     if not 0 < config.min_timeout <= config.timeout:
         raise ValueError(f"--min-timeout must be positive and at most --timeout ({config.timeout:g}), "
                          f"got {config.min_timeout:g}")
+    if config.session_timeout < config.min_timeout:
+        raise ValueError(f"--session-timeout must be at least --min-timeout ({config.min_timeout:g}), "
+                         f"got {config.session_timeout:g}")
     if config.max_headers_per_request <= 0:
         raise ValueError(f"--max-headers-per-request must be positive, got {config.max_headers_per_request}")
     if config.max_restarts_per_minute < 0:

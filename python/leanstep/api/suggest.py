@@ -16,19 +16,10 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from leanstep.api.common import StrictModel, applied_timeout_json, lean_text
+from leanstep.api.common import Position, RequestTimeout, StrictModel, applied_timeout_json, lean_text
 from leanstep.suggest import Suggestion, SuggestRequest, SuggestResult, Timings
 
 MAX_SAMPLES = 256
-MAX_TIMEOUT_S = 600.0
-
-
-class Position(StrictModel):
-    """The call's position in ``source``: 1-based line, 0-based column in Unicode code points."""
-
-    line: int = Field(ge=1, description="1-based line of the call in `source`")
-    column: int = Field(ge=0, description="0-based column of the call, in Unicode code points")
-
 
 class _Located(StrictModel):
     """Where the goal is: the file text before the call (``context``), or the whole file and the call's position."""
@@ -37,8 +28,8 @@ class _Located(StrictModel):
     source: str | None = Field(default=None, description="the whole Lean file; send `position` with it")
     position: Position | None = Field(default=None, description="where in `source` the goal is (the call's place)")
     file_name: str | None = Field(default=None, description="the file's name, for messages only")
-    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False,
-                                  description="checking budget in seconds (the server caps it at --check-timeout)")
+    timeout: RequestTimeout | None = Field(default=None, description="checking budget in seconds (the server caps "
+                                                                     "it at --check-timeout)")
 
     @field_validator("context", "source")
     @classmethod
@@ -141,4 +132,4 @@ def suggest_answer_json(result: SuggestResult, list_key: str = "suggestions") ->
     return out
 
 
-__all__ = ["MAX_SAMPLES", "MAX_TIMEOUT_S", "AttemptBody", "Position", "SuggestBody", "suggest_answer_json"]
+__all__ = ["MAX_SAMPLES", "AttemptBody", "SuggestBody", "suggest_answer_json"]

@@ -3,10 +3,13 @@
 The routes are blueprints: ``server.verify_routes`` (``POST /verify`` and
 ``POST /api/check``, Kimina-compatible shapes plus a ``verdict`` per result),
 ``server.health_routes`` (``GET /health``, ``GET /metrics``),
-``server.mcp_routes`` (``POST /mcp``, the MCP server) and, when the services
-have a suggester, ``server.suggest_routes``. This module adds what cuts across
-them: origin, host and API-key admission, CORS, the HTTP metrics, JSON error
-answers, and stopping what routes run beside the requests (:func:`close_app`).
+``server.session_routes`` (``/sessions``: proof sessions), ``server.mcp_routes``
+(``POST /mcp``, the MCP server) and, when the services have a suggester,
+``server.suggest_routes`` and ``server.leancopilot_routes`` (LeanCopilot's
+``/generate``). This module adds what cuts across them: origin, host and API-key
+admission (each accepted key is an owner, ``g.owner``, whose sessions no other
+key sees), CORS, the HTTP metrics, JSON error answers, and stopping what routes
+run beside the requests (:func:`close_app`).
 
 Every error is JSON ``{"error": ..., "detail": ...}``: malformed JSON 400,
 a body not sent as ``application/json`` 415, a wrong or missing field 422, a
@@ -30,18 +33,19 @@ from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from werkzeug.exceptions import HTTPException
 
-from leanstep.server.auth import api_key_ok
+from leanstep.keys import matching_key, owner_of
 from leanstep.server.health_routes import health_blueprint
 from leanstep.server.jsonio import BODY_TOO_LARGE, body_limit_bytes, body_too_large_detail, error_response
 from leanstep.server.mcp_routes import MCP_PATH, mcp_blueprint
 from leanstep.server.services import Services
+from leanstep.server.session_routes import session_blueprint
 from leanstep.server.verify_routes import verify_blueprint
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health", "/health/"})  # not GET /, Kimina's health alias: it shares POST / with llmstep
 PREFLIGHT_HEADERS = {  # what an allowed page's CORS preflight is told it may send
-    "Access-Control-Allow-Methods": "GET, POST",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, X-API-Key",
     "Access-Control-Max-Age": "600",
 }
@@ -95,6 +99,17 @@ def mcp_host_names(host: str, allow_host: tuple[str, ...]) -> frozenset[str] | N
     return frozenset({_host_name(h) for h in allow_host} | ({host.lower()} | LOOPBACK_NAMES if loopback else set()))
 
 
+def _presented_key() -> str | None:
+    given = request.headers.get("Authorization")
+    if given is not None:
+        given = given.strip()
+        if given[:7].lower() == "bearer ":
+            given = given[7:].strip()
+    else:
+        given = request.headers.get("X-API-Key")
+    return given or None
+
+
 def create_app(services: Services) -> Flask:
     """The app answering with ``services`` (built by ``server.services.build_services``; their owner closes them).
 
@@ -136,10 +151,13 @@ def create_app(services: Services) -> Flask:
             return error_response(421, "host not allowed",
                                   f"/mcp does not answer to Host {request.headers.get('Host', '')!r}; it answers to "
                                   f"{', '.join(sorted(mcp_hosts))} (add a name with `--allow-host NAME`)")
-        g.authenticated = True
+        g.authenticated, g.owner = True, owner_of(None)
         if config.api_key and request.method != "OPTIONS":
-            g.authenticated, why = api_key_ok(config.api_key)
-            if not g.authenticated and request.path not in OPEN_PATHS:
+            given = _presented_key()
+            key = matching_key(given, config.api_key)
+            g.authenticated, g.owner = key is not None, owner_of(key)
+            if key is None and request.path not in OPEN_PATHS:
+                why = "invalid API key" if given else "missing API key: send `Authorization: Bearer <key>`"
                 return error_response(401, "unauthorized", why)
         return None
 
@@ -176,9 +194,12 @@ def create_app(services: Services) -> Flask:
 
     app.register_blueprint(verify_blueprint(state))
     app.register_blueprint(health_blueprint(state))
+    app.register_blueprint(session_blueprint(services.sessions))
     app.register_blueprint(mcp_blueprint(state))
     if services.suggester is not None:  # imported only then: the verification path needs none of it
+        from leanstep.server.leancopilot_routes import leancopilot_blueprint
         from leanstep.server.suggest_routes import suggest_blueprint
 
         app.register_blueprint(suggest_blueprint(services.suggester))
+        app.register_blueprint(leancopilot_blueprint(services.suggester))
     return app
