@@ -32,6 +32,7 @@ from conftest import ROOT
 from server_fixtures import running_server, sim_repls
 
 API_KEY = "mcp-test-key"
+OTHER_KEY = "another-clients-key"
 STDIO_ARGV = ("-m", "leanstep", "mcp", "--repl", "sim", "--no-model", "--sandbox", "none", "--max-repls", "2")
 PROOF = "theorem two : 1 + 1 = 2 := by\n  norm_num"
 SORRY_PROOF = "theorem two : 1 + 1 = 2 := by\n  sorry"
@@ -44,7 +45,7 @@ Session = Callable[[Client], Awaitable[Any]]
 
 @pytest.fixture(scope="module")
 def http_server():
-    with running_server(suggest=True, backend="hint", api_key=API_KEY) as server:
+    with running_server(suggest=True, backend="hint", api_key=(API_KEY, OTHER_KEY)) as server:
         yield server
 
 
@@ -99,23 +100,34 @@ def http_error(server: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- listing
 
 
+RUNS_LEAN = ("verify", "multi_attempt", "session_start", "session_step", "suggest")
+
+
 def test_the_tools_are_listed_with_their_schemas_and_honest_annotations():
     async def use(client: Client) -> Any:
         return (await client.list_tools()).tools
 
     tools = {tool.name: tool for tool in over_stdio(use)}
-    assert set(tools) == {"verify", "multi_attempt", "suggest"}
+    assert list(tools) == ["verify", "multi_attempt", "session_start", "session_step", "session_inspect",
+                           "session_proof", "session_close", "suggest"]
     assert tools["verify"].input_schema["required"] == ["code"]
     assert {"statement", "trust", "timeout"} <= set(tools["verify"].input_schema["properties"])
     assert tools["multi_attempt"].input_schema["required"] == ["tactics"]
+    assert {"source", "position", "context", "session", "state"} <= set(tools["multi_attempt"].input_schema["properties"])
+    assert tools["session_step"].input_schema["required"] == ["session", "state", "tactic"]
     assert {"verdict", "reasons", "messages", "limits"} <= set(tools["verify"].output_schema["properties"])
     assert "attempts" in tools["multi_attempt"].output_schema["required"]
     assert "suggestions" in tools["suggest"].output_schema["required"]
-    for tool in tools.values():  # every tool runs the submitted Lean code; --sandbox none contains nothing
-        hints = tool.annotations
-        assert (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint, hints.open_world_hint) == \
-            (False, True, True, False), tool.name
-        assert "Runs the code in the REPL sandbox ('none'" in tool.description
+
+    def hints(name: str) -> tuple[Any, ...]:
+        a = tools[name].annotations
+        return a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint
+
+    for name in RUNS_LEAN:  # they run the submitted Lean code, and --sandbox none contains nothing
+        assert hints(name) == (False, True, name != "session_start", False), name
+        assert "Runs the code in the REPL sandbox ('none'" in tools[name].description
+    assert hints("session_inspect") == hints("session_proof") == (True, False, True, False)
+    assert hints("session_close") == (False, True, True, False)
 
 
 # --------------------------------------------------------------------------- the tools, over stdio
@@ -147,11 +159,12 @@ def test_multi_attempt_answers_every_tactic_in_the_order_sent():
     tactics = ["bogus_tactic", "rfl", "sorry", "simp"]
     result = over_stdio(call("multi_attempt", {"source": SOURCE, "position": AT_SORRY, "tactics": tactics}))
     answer = result.structured_content
-    assert not result.is_error and answer["checked"] and answer["goal"] == "n : Nat\n⊢ n + 0 = n"
-    assert [a["text"] for a in answer["attempts"]] == tactics
+    assert not result.is_error and answer["goal"] == "n : Nat\n⊢ n + 0 = n" and answer["context_error"] is None
+    assert [a["tactic"] for a in answer["attempts"]] == tactics
     assert [a["status"] for a in answer["attempts"]] == ["invalid", "closes_goal", "invalid", "closes_goal"]
     assert "unknown tactic" in answer["attempts"][0]["message"] and "sorry" in answer["attempts"][2]["message"]
     assert answer["counts"] == {"closes_goal": 2, "valid": 0, "unchecked": 0, "invalid": 2}
+    assert answer["limits"]["check_timeout"]["source"] == "server" and answer["limits"]["session_timeout"] is None
     assert json.loads(result.content[0].text) == answer  # the same JSON as text, for clients that read only text
 
 
@@ -169,6 +182,70 @@ def test_a_goal_that_cannot_be_located_is_reported_not_raised():
     assert not result.is_error
     assert result.structured_content["attempts"][0]["status"] == "unchecked"
     assert "line 9" in result.structured_content["context_error"]
+
+
+# --------------------------------------------------------------------------- proof sessions
+
+
+def test_a_proof_session_is_started_stepped_branched_read_and_closed():
+    code = "theorem t (n : Nat) : n + 0 = n := by\n  sorry"
+
+    async def use(client: Client) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        out["start"] = (await client.call_tool("session_start", {"code": code})).structured_content
+        session = out["start"]["id"]
+        out["step"] = (await client.call_tool("session_step", {"session": session, "state": 0,
+                                                                "tactic": "skip"})).structured_content
+        out["attempt"] = (await client.call_tool("multi_attempt", {"session": session, "state": 0,
+                                                                    "tactics": ["bogus_tactic", "rfl", "simp"]}))
+        proved = out["attempt"].structured_content["attempts"][1]["state"]
+        out["proof"] = (await client.call_tool("session_proof", {"session": session, "state": proved}))
+        out["not proved"] = await client.call_tool("session_proof", {"session": session, "state": 0})
+        out["tree"] = (await client.call_tool("session_inspect", {"session": session})).structured_content
+        out["close"] = (await client.call_tool("session_close", {"session": session})).structured_content
+        out["after"] = await client.call_tool("session_inspect", {"session": session})
+        return out
+
+    out = over_stdio(use)
+    assert out["start"]["roots"] == [0] and out["start"]["states"][0]["goals"] == ["n : Nat\n⊢ n + 0 = n"]
+    assert out["start"]["limits"]["session_timeout"]["source"] == "server"
+    assert out["step"]["status"] == "valid" and out["step"]["state"] == 1
+    attempt = out["attempt"].structured_content
+    assert [a["status"] for a in attempt["attempts"]] == ["invalid", "closes_goal", "closes_goal"]
+    assert attempt["attempts"][0]["state"] is None and attempt["counts"]["closes_goal"] == 2
+    assert "session_timeout" in attempt["limits"] and attempt["limits"]["check_timeout"] is None
+    assert out["proof"].structured_content["proof"] == "rfl"
+    assert out["not proved"].is_error and out["not proved"].structured_content["error"] == "state not proved"
+    assert [s["parent"] for s in out["tree"]["states"]] == [None, 0, 0, 0]
+    assert out["close"] == {"id": out["start"]["id"], "closed": True}
+    assert out["after"].is_error and out["after"].structured_content["error"] == "session not found"
+
+
+def test_sessions_are_their_callers_and_the_same_through_both_doors(http_server):
+    async def start(client: Client) -> str:
+        result = await client.call_tool("session_start", {"code": "theorem t : 1 + 1 = 2 := by\n  sorry"})
+        return result.structured_content["id"]
+
+    session = over_http(http_server.url, start)
+    mine = requests.get(f"{http_server.url}/sessions/{session}", headers={"Authorization": f"Bearer {API_KEY}"},
+                        timeout=10)
+    assert mine.status_code == 200 and mine.json()["roots"] == [0]  # the /sessions routes see what MCP started
+    theirs = requests.get(f"{http_server.url}/sessions/{session}",
+                          headers={"Authorization": f"Bearer {OTHER_KEY}"}, timeout=10)
+    assert theirs.status_code == 404
+
+    async def intrude(client: Client) -> list[Any]:
+        return [await client.call_tool(name, arguments) for name, arguments in (
+            ("session_inspect", {"session": session}),
+            ("session_step", {"session": session, "state": 0, "tactic": "norm_num"}),
+            ("multi_attempt", {"session": session, "state": 0, "tactics": ["norm_num"]}),
+            ("session_close", {"session": session}),
+        )]
+
+    for result in over_http(http_server.url, intrude, key=OTHER_KEY):
+        assert result.is_error and result.structured_content == theirs.json()
+    assert requests.get(f"{http_server.url}/sessions/{session}", headers={"Authorization": f"Bearer {API_KEY}"},
+                        timeout=10).status_code == 200, "another key closed the session"
 
 
 # --------------------------------------------------------------------------- refusals: the HTTP words
@@ -222,15 +299,20 @@ def test_multi_attempt_refuses_what_cannot_be_checked(http_server):
             {"source": SOURCE, "position": AT_SORRY, "tactics": []},
             {"source": SOURCE, "position": AT_SORRY, "tactics": ["rfl", "  "]},
             {"tactics": ["rfl"]},
-            {"source": SOURCE, "position": AT_SORRY, "tactics": ["rfl"] * 257},
+            {"session": "s", "tactics": ["rfl"]},
+            {"session": "s", "state": 0, "source": SOURCE, "position": AT_SORRY, "tactics": ["rfl"]},
+            {"source": SOURCE, "position": AT_SORRY, "tactics": ["rfl"] * 65},
         )]
 
     details = [r.structured_content["detail"] for r in over_http(http_server.url, use)]
     assert details == [
         "tactics: List should have at least 1 item after validation, not 0",
-        "tactics: tactic 1 is empty",
-        "body: send `source` and `position` (or `context`): the tactics are checked at that goal",
-        "tactics: List should have at most 256 items after validation, not 257",
+        "tactics.1: is empty",
+        "body: send `source` and `position` (or `context`), or `session` and `state`: the tactics run at that goal",
+        "body: `session` and `state` go together: `state` is missing",
+        "body: send either `session` and `state` or a place in a file (`source` and `position`, or `context`), "
+        "not both",
+        "65 tactics in one attempt, more than the 64 allowed (--max-attempt-tactics)",
     ]
 
 
@@ -242,7 +324,7 @@ def test_an_unknown_tool_is_a_protocol_error(http_server):
 
     error = over_http(http_server.url, use)
     assert error.code == INVALID_PARAMS
-    assert error.message == "unknown tool 'prove'; the tools are verify, multi_attempt, suggest"
+    assert error.message.startswith("unknown tool 'prove'; the tools are verify, multi_attempt, session_start")
 
 
 # --------------------------------------------------------------------------- over streamable HTTP
@@ -255,7 +337,7 @@ def test_both_protocol_eras_are_served_over_http(http_server, mode):
         return tools, await client.call_tool("verify", {"code": PROOF, "trust": "lenient"})
 
     tools, result = over_http(http_server.url, use, mode=mode)
-    assert [t.name for t in tools] == ["verify", "multi_attempt", "suggest"]
+    assert [t.name for t in tools][:2] == ["verify", "multi_attempt"] and len(tools) == 8
     assert result.structured_content["verdict"] == "valid" and result.structured_content["trust"] == "lenient"
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from leanstep.check.sessions import check_attempt
 from leanstep.check.source import ContextError, GoalContext, build_goal_context
 from leanstep.check.tactics import CandidateStatus, CheckedCandidate, CheckReport, GoalReading, TacticChecker
 from leanstep.config import Config
@@ -167,7 +168,9 @@ class Suggester:
         answered in the given order, every one with its verdict (an agent's "multi-attempt").
 
         Nothing is dropped: a ``sorry`` is checked and answered ``invalid`` like any tactic that leaves one.
+        Raises :class:`~leanstep.check.sessions.BadRequest` for tactics a session's attempt refuses too.
         """
+        check_attempt(tactics, self.config.max_attempt_tactics)
         started = time.monotonic()
         goal_context, budget, context_error = self._locate(request)
         candidates = [Candidate(text, 0.0) for text in tactics]

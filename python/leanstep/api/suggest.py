@@ -1,13 +1,11 @@
-"""Our ``POST /suggest`` and the multi-attempt beside it: the request models and the answer's shape.
+"""Our ``POST /suggest``: the request model and the answer's shape.
 
 The request carries the goal (``tactic_state``), the prefix, and either the
 file text before the call (``context``) or the whole file and the call's
 position (``source``, ``position``). A request that says where the call is may
 leave the goal out: the server then reads it from Lean. The answer lists every
 suggestion with its ``status``, remaining ``goals``, ``score`` and timings,
-best first. An attempt (:class:`AttemptBody`) names the goal the same way and
-brings its own ``tactics`` instead of a model's; its answer has the same shape,
-the tactics under ``attempts`` in the order sent.
+best first. :class:`Located` is how any request names a goal in a file.
 """
 
 from __future__ import annotations
@@ -21,8 +19,9 @@ from leanstep.suggest import Suggestion, SuggestRequest, SuggestResult, Timings
 
 MAX_SAMPLES = 256
 
-class _Located(StrictModel):
-    """Where the goal is: the file text before the call (``context``), or the whole file and the call's position."""
+class Located(StrictModel):
+    """Where the goal is: the file text before the call (``context``), or the whole file and the call's position
+    (what every request checked at a place in a file takes)."""
 
     context: str | None = Field(default=None, description="the Lean file's text up to the call (as llmstep sends it)")
     source: str | None = Field(default=None, description="the whole Lean file; send `position` with it")
@@ -37,19 +36,20 @@ class _Located(StrictModel):
         return lean_text(value)
 
     @model_validator(mode="after")
-    def _source_needs_position(self) -> _Located:
+    def _source_needs_position(self) -> Located:
         if (self.source is None) != (self.position is None):
             missing = "position" if self.position is None else "source"
             raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
         return self
 
-    def _request(self, **more: Any) -> SuggestRequest:
+    def goal_request(self, **more: Any) -> SuggestRequest:
+        """The suggester's request for this goal, with ``more`` of its fields."""
         return SuggestRequest(context=self.context, source=self.source,
                               position=(self.position.line, self.position.column) if self.position else None,
                               file_name=self.file_name, timeout=self.timeout, **more)
 
 
-class SuggestBody(_Located):
+class SuggestBody(Located):
     """``POST /suggest`` (DESIGN §3.1)."""
 
     tactic_state: str | None = Field(default=None, description="the goal, pretty-printed; left out, the server "
@@ -69,36 +69,8 @@ class SuggestBody(_Located):
         return self
 
     def to_request(self) -> SuggestRequest:
-        return self._request(tactic_state=self.tactic_state, prefix=self.prefix, n=self.n, check=self.check,
-                             include_invalid=self.include_invalid)
-
-
-class AttemptBody(_Located):
-    """Several tactics to check at one goal (an agent's multi-attempt), each answered with its verdict."""
-
-    tactics: list[str] = Field(min_length=1, max_length=MAX_SAMPLES,
-                               description="the tactics to try at the goal, each on its own (not a sequence)")
-
-    @field_validator("tactics")
-    @classmethod
-    def _tactics(cls, tactics: list[str]) -> list[str]:
-        for index, text in enumerate(tactics):
-            if not text.strip():
-                raise ValueError(f"tactic {index} is empty")
-            try:
-                lean_text(text)
-            except ValueError as exc:
-                raise ValueError(f"tactic {index} {exc}") from None
-        return tactics
-
-    @model_validator(mode="after")
-    def _needs_goal(self) -> AttemptBody:
-        if self.source is None and self.context is None:
-            raise ValueError("send `source` and `position` (or `context`): the tactics are checked at that goal")
-        return self
-
-    def to_request(self) -> SuggestRequest:
-        return self._request()
+        return self.goal_request(tactic_state=self.tactic_state, prefix=self.prefix, n=self.n, check=self.check,
+                                 include_invalid=self.include_invalid)
 
 
 def _suggestion_json(s: Suggestion) -> dict[str, Any]:
@@ -114,11 +86,10 @@ def _timings_json(t: Timings) -> dict[str, float]:
             "total_ms": round(t.total_ms, 3), "setup_ms": round(t.setup_ms, 3)}
 
 
-def suggest_answer_json(result: SuggestResult, list_key: str = "suggestions") -> dict[str, Any]:
-    """``/suggest``'s answer (an attempt's lists its tactics under ``attempts``); ``limits`` says which checking
-    budget applied when candidates were checked."""
+def suggest_answer_json(result: SuggestResult) -> dict[str, Any]:
+    """``/suggest``'s answer; ``limits`` says which checking budget applied when candidates were checked."""
     out: dict[str, Any] = {
-        list_key: [_suggestion_json(s) for s in result.suggestions],
+        "suggestions": [_suggestion_json(s) for s in result.suggestions],
         "timings": _timings_json(result.timings),
         "counts": {status.value: count for status, count in result.counts.items()},
         "checked": result.checked,
@@ -132,4 +103,4 @@ def suggest_answer_json(result: SuggestResult, list_key: str = "suggestions") ->
     return out
 
 
-__all__ = ["MAX_SAMPLES", "AttemptBody", "SuggestBody", "suggest_answer_json"]
+__all__ = ["MAX_SAMPLES", "Located", "SuggestBody", "suggest_answer_json"]
