@@ -26,6 +26,7 @@ BENCHMARKS = {
     "verify-load": "verify_load",
     "generation": "generation",
     "ray": "ray_scale",
+    "mcp": "mcp_latency",
 }
 
 
