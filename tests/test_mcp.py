@@ -293,6 +293,22 @@ def test_a_refused_suggest_is_a_tool_error_with_exactly_the_http_body(http_serve
         assert result.structured_content == http_error(http_server, "/suggest", arguments)
 
 
+def test_a_failing_model_is_a_tool_error_with_the_words_of_the_http_503():
+    unreachable = {"backend": "openai", "openai_base_url": "http://127.0.0.1:9/v1"}
+    with running_server(suggest=True, api_key=API_KEY, **unreachable) as server:
+        async def use(client: Client) -> tuple[Any, Any]:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            return tools["suggest"], await client.call_tool("suggest", {"tactic_state": "⊢ True"})
+
+        tool, result = over_http(server.url, use)
+        http = requests.post(server.url + "/suggest", json={"tactic_state": "⊢ True"},
+                             headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
+    assert tool.annotations.open_world_hint is True  # this backend calls a server outside leanstep
+    assert http.status_code == 503 and http.json()["error"] == "suggestion failed"
+    assert result.is_error and result.structured_content == http.json()
+    assert "cannot reach http://127.0.0.1:9/v1" in result.structured_content["detail"]
+
+
 def test_multi_attempt_refuses_what_cannot_be_checked(http_server):
     async def use(client: Client) -> list[Any]:
         return [await client.call_tool("multi_attempt", arguments) for arguments in (

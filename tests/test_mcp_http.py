@@ -186,7 +186,7 @@ def test_the_hosts_mcp_answers_to():
 
 
 def test_a_stopping_server_refuses_new_mcp_requests_with_503():
-    services = build_services(sim_config())
+    services = build_services(sim_config(backend="hint"))
     try:
         app = create_app(services)
         app.extensions["leanstep"].closing = True

@@ -2,9 +2,10 @@
 
 The client owns the process: it writes JSON-RPC to stdin and reads stdout (the
 SDK's transport keeps stray writes off that channel and gives child processes
-an empty stdin; logs go to stderr). The REPL pool starts before the first
-message is read. The server stops when stdin closes or at SIGTERM/SIGINT, and
-every REPL is stopped before the process exits.
+an empty stdin; logs go to stderr). The warm REPLs start importing in the
+background as the server starts, so ``initialize`` is answered at once. The
+server stops when stdin closes or at SIGTERM/SIGINT, and every REPL is stopped
+before the process exits.
 
 The SDK reads stdin in a worker thread that a cancellation cannot interrupt, so
 a signal could not end an event loop that waits for it. The loop therefore runs
