@@ -61,7 +61,7 @@ class VerifyInput(Stated):
 
 
 class MultiAttemptInput(Located):
-    """``multi_attempt``'s arguments: tactics, and the goal they run on: a place in a file, or a session's state."""
+    """`multi_attempt`'s arguments: tactics, and the goal they run on: a place in a file, or a session's state."""
 
     tactics: list[Tactic] = Field(min_length=1, max_length=MAX_TACTICS_PER_BODY,
                                   description="the tactics to try, each one on its own at the same goal (the "
@@ -101,7 +101,7 @@ class StateRef(SessionRef):
 
 
 class SessionStepInput(TacticBody, StateRef):
-    """``session_step``'s arguments: one tactic on one state of a session."""
+    """`session_step`'s arguments: one tactic on one state of a session."""
 
 
 # --------------------------------------------------------------------------- #

@@ -30,7 +30,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import mcp_types as types
 from pydantic import BaseModel
@@ -138,8 +138,8 @@ class LeanTools:
         def spec(name: str, title: str, description: str, arguments: type[BaseModel], output: type[BaseModel],
                  annotations: types.ToolAnnotations, run: Callable[[Any, Caller], BaseModel]) -> ToolSpec:
             return ToolSpec(types.Tool(name=name, title=title, description=description,
-                                       input_schema=arguments.model_json_schema(mode="validation"),
-                                       output_schema=output.model_json_schema(mode="serialization"),
+                                       input_schema=_schema(arguments, "validation"),
+                                       output_schema=_schema(output, "serialization"),
                                        annotations=annotations), arguments, run)
 
         specs = [
@@ -265,6 +265,15 @@ class LeanTools:
             raise ToolRefusal("not available", "this server checks tactics at a place in a file only with a "
                                                "suggester (leanstep serve and leanstep mcp build one)")
         return self.services.suggester
+
+
+def _schema(model: type[BaseModel], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
+    """``model``'s JSON schema, less its own title and docstring (the tool's title and description say it,
+    and the models that HTTP shares describe their route)."""
+    schema = model.model_json_schema(mode=mode)
+    schema.pop("title", None)
+    schema.pop("description", None)
+    return schema
 
 
 def _parsed(model: type[BaseModel], arguments: dict[str, Any] | None) -> Any:
