@@ -29,6 +29,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from conftest import ROOT
+from leanstep.mcp.tools import code_is_contained
+from leanstep.repl.sandbox import bwrap_usable
 from server_fixtures import running_server, sim_repls
 
 API_KEY = "mcp-test-key"
@@ -130,6 +132,11 @@ def test_the_tools_are_listed_with_their_schemas_and_honest_annotations():
     assert hints("session_close") == (False, True, True, False)
 
 
+def test_only_bubblewrap_counts_as_containing_the_code():
+    assert not code_is_contained("none") and not code_is_contained("rlimit")
+    assert code_is_contained("auto") == bwrap_usable()
+
+
 # --------------------------------------------------------------------------- the tools, over stdio
 
 
@@ -155,9 +162,11 @@ def test_verify_judges_a_file_at_the_requested_trust_level_and_statement():
     assert other["verdict"] == "invalid" and [r["code"] for r in other["reasons"]] == ["statement_mismatch"]
 
 
-def test_multi_attempt_answers_every_tactic_in_the_order_sent():
+@pytest.mark.parametrize("mode", ERAS)
+def test_multi_attempt_answers_every_tactic_in_the_order_sent(mode):
     tactics = ["bogus_tactic", "rfl", "sorry", "simp"]
-    result = over_stdio(call("multi_attempt", {"source": SOURCE, "position": AT_SORRY, "tactics": tactics}))
+    result = over_stdio(call("multi_attempt", {"source": SOURCE, "position": AT_SORRY, "tactics": tactics}),
+                        mode=mode)
     answer = result.structured_content
     assert not result.is_error and answer["goal"] == "n : Nat\n⊢ n + 0 = n" and answer["context_error"] is None
     assert [a["tactic"] for a in answer["attempts"]] == tactics
