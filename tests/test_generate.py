@@ -22,6 +22,7 @@ from leanstep.generate import (
     make_generator,
     merge,
     postprocess,
+    record_prompt_format,
     render,
 )
 
@@ -124,6 +125,19 @@ def test_guess_prompt_format():
     assert guess_prompt_format("wellecks/llmstep-mathlib4-pythia2.8b") == "proofstep"
     assert guess_prompt_format("kaiyuy/leandojo-lean4-tacgen-byt5-small") == "state"
     assert guess_prompt_format("some/chat-prover") == "chat"
+
+
+def test_a_fine_tuned_model_directory_names_its_own_prompt_format(tmp_path):
+    model = tmp_path / "my-chat-model"  # the name alone would say `chat`
+    model.mkdir()
+    record_prompt_format(model, "proofstep")
+    assert guess_prompt_format(str(model)) == "proofstep"
+    (model / "leanstep.json").write_text('{"prompt_format": "no-such-format"}')
+    assert guess_prompt_format(str(model)) == "chat"  # an unknown or unreadable record is ignored
+    (model / "leanstep.json").write_text("{not json")
+    assert guess_prompt_format(str(model)) == "chat"
+    with pytest.raises(ValueError, match="unknown prompt format"):
+        record_prompt_format(model, "no-such-format")
 
 
 def test_settings_and_request_validation():

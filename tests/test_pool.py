@@ -251,3 +251,17 @@ def test_a_preferred_worker_that_is_gone_is_no_obstacle(pool):
 def _acquired_id(pool, prefer):
     with pool.acquire(HEADER_A, Priority.INTERACTIVE, prefer=prefer) as worker:
         return worker.id
+
+
+def test_a_repl_that_died_while_idle_is_replaced_before_anyone_gets_it(pool):
+    with pool.acquire(HEADER_A) as worker:
+        dead_pid, dead_id = worker.process.pid, worker.id
+    psutil.Process(dead_pid).kill()
+    deadline = time.monotonic() + 5
+    while worker.process.alive:  # killed from outside while idle
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pid, response = run(pool, HEADER_A, "def after := 1")
+    assert pid != dead_pid and not response.errors
+    assert pool.stats().counters.lost == 1
+    assert _acquired_id(pool, dead_id) != dead_id

@@ -34,7 +34,6 @@ from leanstep.check.sessions import (
     StepResult,
 )
 from leanstep.check.tactics import CandidateStatus, TacticChecker
-from leanstep.limits import LimitError
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import Priority, ReplPool
 from leanstep.repl.protocol import CommandRequest, CommandResponse
@@ -285,7 +284,7 @@ def test_bad_tactics_are_refused_before_any_repl_runs(sessions: SessionService) 
     for tactics in ([], ["omega", "  "]):
         with pytest.raises(BadRequest):
             sessions.attempt(view.id, 0, tactics, ME)
-    with pytest.raises(LimitError, match="below the server's minimum"):
+    with pytest.raises(BadRequest, match="timeout: 0.01 s is below the server's minimum"):
         sessions.step(view.id, 0, "omega", ME, timeout=0.01)
     assert sessions.stats().steps == steps
 
@@ -470,6 +469,50 @@ def test_the_cap_on_states_counts_the_states_a_step_could_add(make) -> None:
     assert sessions.step(view.id, 0, "constructor", ME).state == 1  # known already: adds nothing
     with pytest.raises(StateLimitReached, match="2 `sorry`s, more than the 1 states"):
         make(max_states=1).start(FromCode(TWO_THEOREMS.replace("  · exact sorry\n", "")), ME)
+
+
+def test_concurrent_starts_cannot_exceed_the_cap_per_owner(make) -> None:
+    sessions = make(max_per_owner=3)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def start() -> None:
+        try:
+            sessions.start(FromStatement(STATEMENT, HEADER), ME)
+            outcome = "started"
+        except SessionLimitReached:
+            outcome = "refused"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["refused"] * 5 + ["started"] * 3
+    assert sessions.stats().open == 3
+
+
+def test_concurrent_attempts_cannot_exceed_the_cap_on_states(make) -> None:
+    sessions = make(max_repls=3, max_states=5)
+    view = sessions.start(FromStatement(STATEMENT, HEADER), ME)
+    refused: list[StateLimitReached] = []
+
+    def attempt(tactics: list[str]) -> None:
+        try:
+            sessions.attempt(view.id, 0, tactics, ME)
+        except StateLimitReached as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(["sim_delay 0.2", f"intro a{i}", f"intro b{i}"],))
+               for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(sessions.get(view.id, ME).states) <= 5
+    assert refused, "three attempts of 3 new states each cannot all fit in 4 free slots"
 
 
 def test_another_owner_cannot_see_or_touch_a_session(sessions: SessionService) -> None:

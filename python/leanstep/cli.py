@@ -1,4 +1,4 @@
-"""The ``leanstep`` command: serve | mcp | verify | generate | bench | setup | doctor.
+"""The ``leanstep`` command: serve | mcp | verify | generate | extract | finetune | bench | setup | doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
 never loads torch and ``leanstep --help`` is instant.
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "throughput": "throughput",
     "editor": "editor",
     "suggest-check": "suggest_check",
+    "sessions": "session_steps",
     "overhead": "overhead",
     "verify-load": "verify_load",
     "generation": "generation",
@@ -100,6 +101,18 @@ def _verify(args: argparse.Namespace) -> int:
     return verify_cli.run(args)
 
 
+def _extract(args: argparse.Namespace) -> int:
+    from leanstep.data import extract
+
+    return extract.run(args)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from leanstep.data import finetune
+
+    return finetune.run(args)
+
+
 def _generate(args: argparse.Namespace) -> int:
     """The model's raw candidates, one JSON line each: for trying a model or prompt without a REPL."""
     import json
@@ -176,6 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--state", required=True, help="pretty-printed goal")
     generate.add_argument("--prefix", default="", help="the tactic prefix to complete")
     generate.set_defaults(func=_generate)
+
+    about = "write the tactic steps of Lean files (goals before, tactic, goals after) as JSON lines for training"
+    extract = sub.add_parser("extract", help=about, description=about)
+    from leanstep.data import extract as extract_cli
+
+    extract_cli.add_arguments(extract)
+    extract.set_defaults(func=_extract)
+
+    about = "fine-tune a causal or seq2seq model on `leanstep extract` records; `leanstep serve --hf-model` serves it"
+    finetune = sub.add_parser("finetune", help=about, description=about)
+    from leanstep.data import finetune as finetune_cli
+
+    finetune_cli.add_arguments(finetune)
+    finetune.set_defaults(func=_finetune)
 
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/ and print its figures")
     bench.add_argument("name", choices=["all", *BENCHMARKS])

@@ -61,7 +61,7 @@ from leanstep.check.source import (
 )
 from leanstep.check.tactics import CandidateStatus, CheckedCandidate, ProofPath, TacticChecker
 from leanstep.check.verdict import TextEnum
-from leanstep.limits import AppliedTimeout, bounded_timeout
+from leanstep.limits import AppliedTimeout, LimitError, bounded_timeout
 from leanstep.repl.protocol import Message
 
 SESSION_ID_BYTES = 18  # 144 bits, 24 URL-safe characters
@@ -305,10 +305,13 @@ class SessionService:
     def applied_timeout(self, requested: float | None) -> AppliedTimeout:
         """The budget a call runs under: ``requested`` capped at the limit, the limit when None.
 
-        Raises :class:`leanstep.limits.LimitError` below the floor.
+        Raises :class:`BadRequest` below the floor (a tiny budget only kills the REPL holding the states).
         """
-        return bounded_timeout(requested, ceiling=self.limits.timeout, ceiling_flag=TIMEOUT_FLAG,
-                               floor=self.limits.min_timeout)
+        try:
+            return bounded_timeout(requested, ceiling=self.limits.timeout, ceiling_flag=TIMEOUT_FLAG,
+                                   floor=self.limits.min_timeout)
+        except LimitError as exc:
+            raise BadRequest(f"timeout: {exc}") from None
 
     def start(self, origin: Origin, owner: str, timeout: float | None = None) -> SessionView:
         """A new session whose roots are the origin's goals, as Lean states them."""

@@ -94,6 +94,14 @@ def newline_token_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
+def encode_prompt(tokenizer: Any, text: str, seq2seq: bool) -> list[int]:
+    """Token ids of a prompt as a model is served it, and so trained on (``leanstep finetune``): with the
+    tokenizer's special tokens, unless a causal prompt already starts with its BOS token (a chat template's)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    special = seq2seq or not (bos and text.startswith(bos))
+    return tokenizer(text, add_special_tokens=special)["input_ids"]
+
+
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     ids: list[int] = []
     for source in (getattr(model, "generation_config", None), getattr(model, "config", None), tokenizer):
@@ -446,10 +454,7 @@ class HFGenerator:
 
     def _prompt_ids(self, prompt: Prompt, max_new: int) -> tuple[list[int], list[int]]:
         """(input ids, decoder prefix ids); the input keeps its end when too long."""
-        tok = self.tokenizer
-        bos = getattr(tok, "bos_token", None)
-        special = self.is_seq2seq or not (bos and prompt.text.startswith(bos))
-        ids = self._encode(prompt.text, special)
+        ids = encode_prompt(self.tokenizer, prompt.text, self.is_seq2seq)
         budget = self.max_input_tokens
         if budget:
             budget = budget if self.is_seq2seq else max(1, budget - max_new)

@@ -517,6 +517,7 @@ class ReplPool:
 
     def _dispatch(self) -> None:
         """Hand idle workers and free capacity to waiters, best priority first (lock held)."""
+        self._replace_dead_idle()
         capacity_blocked = False
         for waiter in self._waiters:
             if waiter.worker is not None:
@@ -548,6 +549,17 @@ class ReplPool:
             room.state = WorkerState.BUSY
             room.header = waiter.header
             waiter.worker = room
+
+    def _replace_dead_idle(self) -> None:
+        """Replace the idle workers whose REPL died while no one held it (killed from outside, out of memory)
+        before they are handed out, so no request pays for a death it did not cause (lock held)."""
+        for worker in [w for w in self._workers if w.state == WorkerState.IDLE and w.process is not None
+                       and not w.process.alive]:
+            log.warning("%s exited while idle; replacing it", worker.name)
+            self.counters.lost += 1
+            self._workers.remove(worker)
+            self._close_background(worker)
+            self._spawn_background(worker.header)
 
     @staticmethod
     def _hand(worker: Worker, waiter: _Waiter) -> None:

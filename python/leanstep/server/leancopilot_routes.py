@@ -12,7 +12,7 @@ import logging
 from flask import Blueprint, Response
 
 from leanstep.api.leancopilot import NO_ENCODER, GenerateBody, generate_answer_json
-from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
+from leanstep.server.jsonio import error_response, json_response, read_body
 from leanstep.suggest import Suggester, SuggestRequest
 
 log = logging.getLogger(__name__)
@@ -23,10 +23,7 @@ def leancopilot_blueprint(suggester: Suggester) -> Blueprint:
 
     @bp.post("/generate")
     def generate() -> Response:
-        payload, error = read_json_body()
-        if error:
-            return error
-        body, error = parse_or_422(GenerateBody, payload)
+        body, error = read_body(GenerateBody)
         if error:
             return error
         prefix = body.prefix or ""

@@ -33,7 +33,7 @@ from leanstep.api.sessions import (
 )
 from leanstep.check.sessions import SessionError, SessionService
 from leanstep.limits import LimitError
-from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
+from leanstep.server.jsonio import error_response, json_response, read_body
 
 STATUS: dict[str, int] = {  # the HTTP status of each refusal, by its error name (api.sessions.REFUSALS)
     "session not found": 404,
@@ -66,7 +66,7 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
 
     @bp.post("/sessions")
     def start() -> Response:
-        body, error = _body(StartBody)
+        body, error = read_body(StartBody)
         if error:
             return error
         view = sessions.start(body.origin(), g.owner, body.timeout)
@@ -83,7 +83,7 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
 
     @bp.post("/sessions/<session_id>/states/<int:state>/tactic")
     def tactic(session_id: str, state: int) -> Response:
-        body, error = _body(TacticBody)
+        body, error = read_body(TacticBody)
         if error:
             return error
         result = sessions.step(session_id, state, body.tactic, g.owner, body.timeout)
@@ -91,7 +91,7 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
 
     @bp.post("/sessions/<session_id>/states/<int:state>/attempt")
     def attempt(session_id: str, state: int) -> Response:
-        body, error = _body(AttemptBody)
+        body, error = read_body(AttemptBody)
         if error:
             return error
         results = sessions.attempt(session_id, state, body.tactics, g.owner, body.timeout)
@@ -102,10 +102,3 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
         return json_response(proof_json(session_id, sessions.proof(session_id, state, g.owner)))
 
     return bp
-
-
-def _body(model: type) -> tuple[Any, Response | None]:
-    payload, error = read_json_body()
-    if error:
-        return None, error
-    return parse_or_422(model, payload)

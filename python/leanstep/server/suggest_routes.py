@@ -18,7 +18,7 @@ from flask import Blueprint, Response
 from leanstep.api.common import SUGGESTION_FAILED
 from leanstep.api.llmstep import LlmstepBody, llmstep_answer_json
 from leanstep.api.suggest import SuggestBody, suggest_answer_json
-from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
+from leanstep.server.jsonio import error_response, json_response, read_body
 from leanstep.suggest import Suggester, SuggestionFailed
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,7 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
 
     @bp.post("/suggest")
     def suggest() -> Response:
-        payload, error = read_json_body()
-        if error:
-            return error
-        body, error = parse_or_422(SuggestBody, payload)
+        body, error = read_body(SuggestBody)
         if error:
             return error
         result, error = run(body)
@@ -51,10 +48,7 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
     @bp.post("/")
     def llmstep_compatible() -> Response:
         """llmstep's server contract: ``{"suggestions": [str, ...]}``, best first, invalid ones left out."""
-        payload, error = read_json_body()
-        if error:
-            return error
-        body, error = parse_or_422(LlmstepBody, payload)
+        body, error = read_body(LlmstepBody)
         if error:
             return error
         result, error = run(body)
