@@ -11,13 +11,14 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from conftest import older_transcript_pairs
 
 from leanstep.check.source import ContextError, build_goal_context, goal_context_from_context, goal_context_from_source
-from leanstep.check.tactics import CandidateStatus, ProofPath, TacticChecker, classify
+from leanstep.check.tactics import UNVALIDATED, CandidateStatus, ProofPath, TacticChecker, classify
 from leanstep.config import load
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import Priority
-from leanstep.repl.protocol import ErrorResponse, Message, Pos, Sorry, TacticResponse
+from leanstep.repl.protocol import ErrorResponse, Message, Pos, Sorry, TacticResponse, decode_response, split_frames
 
 HEADER = "import Mathlib"
 
@@ -293,6 +294,37 @@ def test_classify_needs_completed_and_no_error():
     assert with_sorry.status == CandidateStatus.INVALID
     thrown = classify(ErrorResponse("Lean error:\n(deterministic) timeout at `whnf`"), "t", 0, 0.1, None)
     assert thrown.status == CandidateStatus.INVALID and thrown.message.startswith("(deterministic) timeout")
+
+
+def _older_repl_answers(tag: str, stem: str) -> list:
+    pairs = {i.stem: o for i, o in older_transcript_pairs()[tag]}
+    return [decode_response(b) for b in split_frames(pairs[stem].read_text(encoding="utf-8"))]
+
+
+def test_an_older_repl_without_proof_status_closes_the_goal_with_a_note():
+    """v4.16.0's README transcript: `exact -37` leaves no goal, and the answer has no proofStatus."""
+    finished = [r for r in _older_repl_answers("v4.16.0", "readme") if isinstance(r, TacticResponse)][-1]
+    verdict = classify(finished, "exact -37", 0, 0.1, None)
+    assert verdict.status == CandidateStatus.CLOSES_GOAL
+    assert verdict.message == UNVALIDATED and "kernel" in verdict.message
+
+
+def test_an_older_repl_cannot_pass_off_a_sorry_as_a_closed_goal():
+    """v4.3.0 reports no sorries in tactic mode: the text itself is read, as whole tokens only."""
+    finished = [r for r in _older_repl_answers("v4.3.0", "readme") if isinstance(r, TacticResponse)][-1]
+    assert finished.goals == () and not finished.sorries and finished.proof_status is None
+    for cheat in ("sorry", "exact sorry", "admit", "exact (sorryAx _ false)", "exact _root_.sorryAx _ true"):
+        verdict = classify(finished, cheat, 0, 0.1, None)
+        assert verdict.status == CandidateStatus.INVALID and "sorry" in verdict.message, cheat
+    for honest in ("exact sorry_free_lemma h", "exact h.sorry", "exact «sorry» h", "simp -- sorry", 'trace "sorry"'):
+        assert classify(finished, honest, 0, 0.1, None).status == CandidateStatus.CLOSES_GOAL, honest
+
+
+def test_an_older_repl_answer_with_goals_left_is_valid():
+    step = next(r for r in _older_repl_answers("v4.9.0", "readme") if isinstance(r, TacticResponse))
+    assert step.goals and step.proof_status is None
+    verdict = classify(step, "apply Int.natAbs", 0, 0.1, None)
+    assert verdict.status == CandidateStatus.VALID and verdict.goals == step.goals
 
 
 # --------------------------------------------------------------------------- #

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "throughput": "throughput",
     "editor": "editor",
     "suggest-check": "suggest_check",
+    "suggest-latency": "suggest_latency",
     "sessions": "session_steps",
     "overhead": "overhead",
     "verify-load": "verify_load",
@@ -71,6 +72,12 @@ def _serve(args: argparse.Namespace) -> int:
     listeners = []
     try:
         listeners = bind_listeners(config)  # first: a port in use is one line, before any REPL or actor starts
+        if args.setup and config.repl == "lake":  # bound, not listening: clients are refused until it serves
+            from leanstep.lean_setup import run_setup
+
+            status = run_setup(config, install_elan=True)
+            if status != 0:
+                return status
         serve(config, cluster=ray_target(args), listeners=listeners)
     except (ListenError, SetupError) as exc:
         print(f"leanstep serve: {exc}", file=sys.stderr)
@@ -147,7 +154,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _setup(args: argparse.Namespace) -> int:
     from leanstep.lean_setup import run_setup
 
-    return run_setup(Path(args.workspace).resolve())
+    return run_setup(config_mod.load(args), install_elan=args.install_elan)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -165,8 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /sessions, /mcp, "
                                          "/health, /metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions"))
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "setup"))
     add_no_model_argument(serve)
+    serve.add_argument("--setup", action="store_true",
+                       help="with --repl lake, first set the workspace up as `leanstep setup --install-elan` does "
+                            "(each step skipped when done); `make serve` passes it")
     add_ray_arguments(serve)
     serve.set_defaults(func=_serve)
 
@@ -210,8 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     bench.set_defaults(func=_bench)
 
-    setup = sub.add_parser("setup", help="build the REPL and the llmstep tactic for a Lean workspace")
+    about = ("set a Lean workspace up for the server: Lean, the REPL for its Lean version, Mathlib's cache, "
+             "warm headers (each step skipped when done)")
+    setup = sub.add_parser("setup", help=about, description=about)
     setup.add_argument("--workspace", default=".", help="the Lean project (default: current directory)")
+    setup.add_argument("--install-elan", action="store_true",
+                       help="install elan (Lean's toolchain manager) with its official installer when lake is missing")
+    config_mod.add_arguments(setup, ("setup",))
+    config_mod.add_arguments(setup, ("pool",), names=("warm_headers", "import_timeout"))
     setup.set_defaults(func=_setup)
 
     doctor = sub.add_parser("doctor", help="check dependencies, Lean, the REPL, the model and the server")

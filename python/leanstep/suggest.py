@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from leanstep.check.sessions import check_attempt
@@ -23,6 +23,7 @@ from leanstep.check.source import ContextError, GoalContext, build_goal_context
 from leanstep.check.tactics import CandidateStatus, CheckedCandidate, CheckReport, GoalReading, TacticChecker
 from leanstep.config import Config
 from leanstep.generate.base import Candidate, GenerationRequest, Generator
+from leanstep.generate.batching import RequestAbandoned
 from leanstep.limits import AppliedTimeout, bounded_timeout
 from leanstep.repl.pool import ReplPool
 
@@ -41,6 +42,8 @@ class SuggestRequest:
     (``context``, or ``source`` + ``position``), within the checking budget.
     ``n``: candidates to sample (default: the config's ``num_samples``);
     ``timeout``: checking budget in seconds (default and most: ``check_timeout``).
+    ``abandoned``: turns true once the caller no longer waits (its HTTP client left);
+    generation then drops the request if it has not started.
     """
 
     tactic_state: str | None = None
@@ -53,6 +56,7 @@ class SuggestRequest:
     check: bool = True
     timeout: float | None = None
     include_invalid: bool = False
+    abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class Suggester:
             num_samples=request.n or self.config.num_samples,
             temperatures=self.config.temperatures,
             max_new_tokens=self.config.max_new_tokens,
+            abandoned=request.abandoned,
         )
         seen: set[str] = set()
         out: list[Candidate] = []
@@ -151,6 +156,8 @@ class Suggester:
         generation_started = time.monotonic()
         try:
             candidates = self.generate(request, tactic_state)
+        except RequestAbandoned:  # the caller left: not a failure of the model
+            raise
         except Exception as exc:
             raise SuggestionFailed(f"{type(exc).__name__}: {exc}") from exc
         generated = time.monotonic()

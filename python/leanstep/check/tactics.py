@@ -52,6 +52,12 @@ Classification (docs/repl-protocol.md §5.9-5.10)
     goal context (nothing to check against, the budget ended before the
     candidate started, no REPL was free, or the server shut down mid-check). A
     request never fails because of checking.
+
+    REPLs older than v4.19.0 send no ``proofStatus``: nothing re-checked the
+    proof, so a candidate that leaves no goal, logs no error, reports no
+    ``sorry`` and has no ``sorry``/``admit``/``sorryAx`` token is ``closes_goal``
+    with a message saying the kernel did not see it (REPLs before v4.5.0 do not
+    even report tactic-mode sorries, hence the token check).
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from leanstep.check.lexer import tokens
 from leanstep.check.source import GoalContext
 from leanstep.check.verdict import TextEnum
 from leanstep.repl.pool import GoalState, PoolClosed, PoolOverloaded, Priority, ReplPool, Worker
@@ -205,6 +212,20 @@ class CheckReport:
     replayed_tactics: int = 0
 
 
+UNVALIDATED = ("no goals remain, but this REPL (older than v4.19.0) does not validate proofs in tactic mode: "
+               "the kernel has not checked it")
+
+
+def _has_sorry_token(text: str) -> bool:
+    """Whether the tactic text has the keyword ``sorry`` or ``admit``, or names ``sorryAx``, as a whole token.
+
+    ``sorry_lemma``, ``h.sorry``, ``«sorry»``, comments and strings are not.
+    """
+    return any(tok.kind == "ident" and not tok.quoted
+               and (tok.text in ("sorry", "admit") or tok.text.rsplit(".", 1)[-1] == "sorryAx")
+               for tok in tokens(text))
+
+
 def classify(response: Response, text: str, score: float, elapsed: float,
              goals_before: tuple[str, ...] | None) -> CheckedCandidate:
     """Turn a REPL answer to a tactic into a verdict (both error channels, protocol §5.9-5.10).
@@ -224,13 +245,16 @@ def classify(response: Response, text: str, score: float, elapsed: float,
     goals = tuple(response.goals)
     if errors:
         return invalid("\n".join(errors), goals)
-    if response.sorries:
+    if response.sorries or _has_sorry_token(text):
         return invalid("the tactic uses `sorry`", goals)
-    if response.proof_status == COMPLETED:
+    status = response.proof_status
+    if status == COMPLETED:
         return CheckedCandidate(text, CandidateStatus.CLOSES_GOAL, (), None, score, elapsed, messages=messages)
+    if not goals and status is None:
+        return CheckedCandidate(text, CandidateStatus.CLOSES_GOAL, (), UNVALIDATED, score, elapsed, messages=messages)
     if not goals:
-        return invalid(f"proof not accepted: {response.proof_status}")
-    if "sorry" in response.proof_status:
+        return invalid(f"proof not accepted: {status}")
+    if status is not None and "sorry" in status:
         return invalid("the tactic uses `sorry`", goals)
     progress = goals != goals_before
     message = None if progress else "no progress: the goal is unchanged"

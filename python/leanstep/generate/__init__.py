@@ -75,7 +75,7 @@ def settings_from_config(config: Config) -> GeneratorSettings:
         num_samples=config.num_samples, temperatures=config.temperatures, max_new_tokens=config.max_new_tokens,
         device=config.device, dtype=config.dtype, num_beams=config.num_beams,
         openai_base_url=config.openai_base_url, openai_api_key=config.openai_api_key, compile=config.compile,
-        hint_tactics=config.hint_tactics,
+        hint_tactics=config.hint_tactics, batch_size=config.generation_batch, batch_window=config.generation_window,
     )
 
 

@@ -11,13 +11,15 @@ errors: the suggestions come back ``unchecked``.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from leanstep.api.common import SUGGESTION_FAILED
 from leanstep.api.llmstep import LlmstepBody, llmstep_answer_json
 from leanstep.api.suggest import SuggestBody, suggest_answer_json
+from leanstep.generate.batching import RequestAbandoned
 from leanstep.server.jsonio import error_response, json_response, read_body
 from leanstep.suggest import Suggester, SuggestionFailed
 
@@ -29,8 +31,13 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
     bp = Blueprint("suggest", __name__)
 
     def run(body: SuggestBody | LlmstepBody) -> tuple[Any, Response | None]:
+        # waitress tells whether the client hung up; a batched generation then drops the request
+        suggestion = replace(body.to_request(), abandoned=request.environ.get("waitress.client_disconnected"))
         try:
-            return suggester.suggest(body.to_request()), None
+            return suggester.suggest(suggestion), None
+        except RequestAbandoned as exc:  # nobody reads this answer
+            log.info("suggestion dropped: %s", exc)
+            return None, error_response(503, "client left", str(exc))
         except SuggestionFailed as exc:  # the model or its server failed; the editor gets a clear 503
             log.exception("suggestion failed")
             return None, error_response(503, SUGGESTION_FAILED, str(exc))
