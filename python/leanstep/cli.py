@@ -1,5 +1,5 @@
-"""The ``leanstep`` command: serve | verify | prove | eval | generate | extract | finetune | bench | setup |
-doctor.
+"""The ``leanstep`` command: serve | mcp | verify | prove | eval | generate | extract | finetune | bench |
+setup | doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
 never loads torch and ``leanstep --help`` is instant.
@@ -30,7 +30,18 @@ BENCHMARKS = {
     "generation": "generation",
     "ray": "ray_scale",
     "prove": "prove",
+    "mcp": "mcp_latency",
 }
+
+
+# What a server without HTTP takes of the server group: how proofs are judged.
+VERIFICATION_SETTINGS = frozenset({"trust", "allow_import", "allow_native_decide"})
+
+
+def add_no_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-model", action="store_true",
+                        help="load no model: suggestions come from a fixed list of common tactics, checked as usual "
+                             "(the same as --backend hint)")
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +88,20 @@ def _serve(args: argparse.Namespace) -> int:
         for sock in listeners:
             sock.close()
     return 0
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    from leanstep.mcp.stdio import run_stdio
+    from leanstep.repl.launch import SetupError
+
+    config = config_mod.load(args)
+    if args.no_model:
+        config = config.with_overrides(backend="hint")
+    try:
+        return run_stdio(config)
+    except SetupError as exc:
+        print(f"leanstep mcp: {exc}", file=sys.stderr)
+        return 2
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -159,17 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /prove, /sessions, /verify, /api/check, "
-                                         "/health, /metrics)")
+    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /prove, /sessions, /mcp, /verify, "
+                                         "/api/check, /health, /metrics)")
     config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "prove", "setup"))
-    serve.add_argument("--no-model", action="store_true",
-                       help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
-                            "(the same as --backend hint)")
+    add_no_model_argument(serve)
     serve.add_argument("--setup", action="store_true",
                        help="with --repl lake, first set the workspace up as `leanstep setup --install-elan` does "
                             "(each step skipped when done); `make serve` passes it")
     add_ray_arguments(serve)
     serve.set_defaults(func=_serve)
+
+    about = "run the MCP server on stdin/stdout, for an MCP client that starts it (see docs/mcp.md)"
+    mcp = sub.add_parser("mcp", help=about, description=about)
+    config_mod.add_arguments(mcp, ("pool", "generate", "suggest", "sessions"))
+    config_mod.add_arguments(mcp.add_argument_group("verification"), ("server",), names=VERIFICATION_SETTINGS)
+    add_no_model_argument(mcp)
+    mcp.set_defaults(func=_mcp)
 
     verify = sub.add_parser("verify", help="verify proofs from a .jsonl file, a .lean file or a directory")
     from leanstep import verify_cli

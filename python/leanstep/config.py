@@ -63,6 +63,7 @@ class Config:
     threads: int = _setting(32, "HTTP worker threads")
     api_key: tuple[str, ...] = _setting((), "require `Authorization: Bearer <key>` on every request, with one of these keys (comma-separated; each key owns its own proof sessions); without one /health shows only liveness and counts", sep=",")
     allow_origin: tuple[str, ...] = _setting((), "browser origins allowed to call the server, comma-separated, e.g. https://app.example (default: none; any other `Origin` gets 403)", sep=",")
+    allow_host: tuple[str, ...] = _setting((), "host names /mcp answers to, comma-separated, besides the loopback names when --host is a loopback address; with a list, or on loopback, any other `Host` header gets 421 (DNS rebinding); e.g. the public name a local proxy passes on", sep=",")
     request_read_timeout: float = _setting(30.0, "seconds a client may take to send one request (headers and body) or stay idle between requests; slower connections are closed")
     max_body_mb: float = _setting(16.0, "largest request body in MB (larger: 413)")
     max_batch: int = _setting(10000, "most snippets in one verification request (more: 413)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from leanstep.check.sessions import SessionLimits, SessionService
@@ -23,6 +24,7 @@ from leanstep.check.trust import checks_from_config
 from leanstep.check.verify import BatchVerifier, Verifier
 from leanstep.cluster.router import RayTarget, make_verifier
 from leanstep.config import Config
+from leanstep.limits import RequestLimits
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import ReplPool
 
@@ -45,6 +47,11 @@ class Services:
     sessions: SessionService
     suggester: Suggester | None
     prover: Prover | None = None
+
+    @cached_property
+    def limits(self) -> RequestLimits:
+        """What one verification request may ask for; every door (HTTP, MCP) holds requests to these."""
+        return RequestLimits.from_config(self.config)
 
     def close(self) -> None:
         """Stop the verifier, then the pool (the suggester holds nothing of its own)."""
