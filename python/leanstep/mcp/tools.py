@@ -2,16 +2,17 @@
 
 A tool parses its arguments with the API's strict models (``leanstep.api``),
 calls the same service object as the HTTP route (the verifier under
-``Services.limits``, the suggester, the proof sessions, the prover) and answers structured
-content that its output schema describes, with the same JSON as text beside it
-for clients that read only text. A refusal is a tool error (``isError``) whose
-structured content is the HTTP error body ``{"error", "detail"}`` with the
-words the HTTP 4xx or 503 carries for the same input: the messages come from
-the shared models, limits and services, not from here.
+``Services.limits``, the suggester, the proof sessions, the prover) and answers
+structured content that its output schema describes, with the same JSON as text
+beside it for clients that read only text. A refusal is a tool error
+(``isError``) whose structured content is the HTTP error body ``{"error",
+"detail"}`` with the words the HTTP 4xx or 503 carries for the same input: the
+messages come from the shared models, limits and services, not from here.
 
 Proof sessions belong to the caller (``Caller.owner``: the API key over HTTP,
 the same owner as on ``/sessions``; the process over stdio): another caller's
-session is "not found", as on HTTP.
+session is "not found", as on HTTP. ``prove`` needs no owner: its search runs
+on sessions of the prover's own, as for ``POST /prove``.
 
 Annotations are honest hints. Every tool but ``session_inspect`` and
 ``session_proof`` runs Lean on the submitted code, which is arbitrary code
@@ -278,7 +279,6 @@ class LeanTools:
         return suggest_output(result)
 
     def _prove(self, args: ProveBody, _caller: Caller) -> ProveOutput:
-        # the search's proof sessions are the prover's own, closed when it ends: nothing is left to the caller
         assert self.services.prover is not None  # listed only with a prover
         try:
             return prove_output(self.services.prover.answer(args.to_request()))
