@@ -227,6 +227,7 @@ def test_warmup_loads_model(causal_dir):
     assert gen.model is not None and gen.stop_ids == [1]
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # a renamed argument of transformers must not come back
 def test_graph_decoder_matches_generate(causal_dir):
     """The GPU fast path's decoding loop (run eagerly here) equals generate()."""
     import torch
@@ -256,6 +257,13 @@ def test_graph_decoder_matches_generate(causal_dir):
         assert 1 <= length <= 16
         assert 1 not in row[: length - 1]
 
+
+def test_the_cache_goes_under_the_name_the_models_forward_takes():
+    from leanstep.generate.hf import cache_keyword
+
+    assert cache_keyword(["input_ids", "attention_mask", "cache", "use_cache"]) == "cache"  # transformers 5
+    assert cache_keyword(["input_ids", "attention_mask", "past_key_values", "use_cache"]) == "past_key_values"
+    assert cache_keyword(["input_ids", "kwargs"]) == "past_key_values"  # a wrapper that hides it: the old name
 
 # -- cross-request batching (several editors at once) ----------------------------------------------
 
@@ -369,6 +377,7 @@ def test_a_model_call_that_fails_for_one_prompt_fails_only_that_request(causal_d
         assert texts(answers[index]) == texts(gen.generate(requests[index]))
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # a renamed argument of transformers must not come back
 def test_the_gpu_decoding_path_batches_requests_exactly_too(causal_dir):
     """The generator's graph-decoder path (the one it takes on a GPU), run eagerly on the CPU."""
     from leanstep.generate.hf import GraphDecoder
@@ -388,6 +397,7 @@ def test_the_gpu_decoding_path_batches_requests_exactly_too(causal_dir):
         assert greedy[0] in texts(candidates) and len(candidates) <= 7
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # a renamed argument of transformers must not come back
 def test_graph_decoder_decodes_each_prompt_of_a_batch_as_alone(causal_dir):
     """Left padding, per-row positions and masks, per-row temperatures, padding rows: no effect on a row."""
     import torch

@@ -119,6 +119,14 @@ def test_encode_says_there_is_no_encoder(server: RunningServer) -> None:
     assert "no encoder" in response.json()["detail"]
 
 
+def test_a_failing_model_is_a_503_naming_its_error() -> None:
+    with running_server(suggest=True, backend="openai", openai_base_url="http://127.0.0.1:9/v1") as down:
+        body = lean_pretty({"name": "any", "input": GOALS, "prefix": ""})
+        response = requests.post(down.url + "/generate", data=body, headers=CURL_HEADERS, timeout=30)
+    assert response.status_code == 503 and response.json()["error"] == "generation failed"
+    assert "cannot reach http://127.0.0.1:9/v1" in response.json()["detail"]
+
+
 class WildScores:
     """A generator whose scores are everything a broken backend could send."""
 

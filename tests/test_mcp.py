@@ -40,6 +40,8 @@ PROOF = "theorem two : 1 + 1 = 2 := by\n  norm_num"
 SORRY_PROOF = "theorem two : 1 + 1 = 2 := by\n  sorry"
 SOURCE = "theorem t (n : Nat) : n + 0 = n := by\n  sorry\n"
 AT_SORRY = {"line": 2, "column": 2}
+PROVE_WHOLE = {"header": "import Mathlib", "statement": "theorem two : 1 + 1 = 2", "strategy": "whole", "samples": 2,
+               "rounds": 0}
 ERAS = ("legacy", "auto")  # the initialize handshake; the 2026 per-request envelope (discovered)
 
 Session = Callable[[Client], Awaitable[Any]]
@@ -102,7 +104,7 @@ def http_error(server: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- listing
 
 
-RUNS_LEAN = ("verify", "multi_attempt", "session_start", "session_step", "suggest")
+RUNS_LEAN = ("verify", "multi_attempt", "session_start", "session_step", "suggest", "prove")
 
 
 def test_the_tools_are_listed_with_their_schemas_and_honest_annotations():
@@ -111,7 +113,7 @@ def test_the_tools_are_listed_with_their_schemas_and_honest_annotations():
 
     tools = {tool.name: tool for tool in over_stdio(use)}
     assert list(tools) == ["verify", "multi_attempt", "session_start", "session_step", "session_inspect",
-                           "session_proof", "session_close", "suggest"]
+                           "session_proof", "session_close", "suggest", "prove"]
     assert tools["verify"].input_schema["required"] == ["code"]
     assert {"statement", "trust", "timeout"} <= set(tools["verify"].input_schema["properties"])
     assert tools["multi_attempt"].input_schema["required"] == ["tactics"]
@@ -120,6 +122,9 @@ def test_the_tools_are_listed_with_their_schemas_and_honest_annotations():
     assert {"verdict", "reasons", "messages", "limits"} <= set(tools["verify"].output_schema["properties"])
     assert "attempts" in tools["multi_attempt"].output_schema["required"]
     assert "suggestions" in tools["suggest"].output_schema["required"]
+    assert {"statement", "header", "source", "position", "strategy", "timeout"} <= \
+        set(tools["prove"].input_schema["properties"])
+    assert {"proved", "proof", "strategy", "check", "limits"} <= set(tools["prove"].output_schema["required"])
 
     def hints(name: str) -> tuple[Any, ...]:
         a = tools[name].annotations
@@ -191,6 +196,43 @@ def test_a_goal_that_cannot_be_located_is_reported_not_raised():
     assert not result.is_error
     assert result.structured_content["attempts"][0]["status"] == "unchecked"
     assert "line 9" in result.structured_content["context_error"]
+
+
+def _same_but_timings(tool: dict[str, Any], http: dict[str, Any]) -> None:
+    """``prove``'s answer is ``POST /prove``'s, but for where the time went (each call spends its own)."""
+    def without(answer: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in answer.items() if k != "timings"}
+        out["check"] = {"reasons": [], **answer["check"]}  # MCP lists no reasons as []; HTTP leaves the key out
+        return out
+
+    assert set(tool["timings"]) == set(http["timings"]) == {"generation_ms", "checking_ms", "total_ms"}
+    assert without(tool) == without(http)
+
+
+def test_prove_over_stdio_proves_the_goal_at_a_position_with_the_tactic_list():
+    result = over_stdio(call("prove", {"source": SOURCE, "position": AT_SORRY, "strategy": "search"}),
+                        extra=("--prove-timeout", "30"))
+    answer = result.structured_content
+    assert not result.is_error and answer["proved"] is True and answer["stopped"] is None
+    assert answer["proof"] == "rfl" and answer["strategy"] == "search" and answer["tried"] == ["search"]
+    assert answer["expansions"] == 1 and answer["samples"] == 0
+    assert answer["check"]["verdict"] == "valid" and answer["check"]["trust"] == "strict"
+    assert answer["check"]["concerns"] == [] and "rfl" in answer["check"]["code"]
+    assert answer["limits"]["prove_timeout"] == {"seconds": 30.0, "requested": None, "source": "server",
+                                                 "max": 30.0, "min": 1.0}  # `leanstep mcp --prove-timeout`
+    assert json.loads(result.content[0].text) == answer
+
+
+@pytest.mark.parametrize("mode", ERAS)
+def test_prove_over_http_answers_what_post_prove_answers(http_server, mode):
+    result = over_http(http_server.url, call("prove", PROVE_WHOLE), mode=mode)
+    http = requests.post(http_server.url + "/prove", json=PROVE_WHOLE, headers={"Authorization": f"Bearer {API_KEY}"},
+                         timeout=60)
+    assert not result.is_error and http.status_code == 200
+    answer = result.structured_content
+    assert answer["proved"] is True and answer["proof"] == "theorem two : 1 + 1 = 2 := by\n  rfl"
+    assert (answer["strategy"], answer["samples"], answer["rounds"]) == ("whole", 2, 0)  # samples drawn
+    _same_but_timings(answer, http.json())
 
 
 # --------------------------------------------------------------------------- proof sessions
@@ -277,6 +319,19 @@ SUGGEST_REFUSALS = [  # the same arguments for the MCP tool and POST /suggest
 ]
 
 
+PROVE_REFUSALS = [  # the same arguments for the MCP tool and POST /prove
+    {},
+    {"statement": "theorem t : True", "source": SOURCE, "position": AT_SORRY},
+    {"statement": "def f : ℕ := 1"},
+    {"source": SOURCE, "position": {"line": 9, "column": 0}},
+    {"statement": "theorem t : True", "strategy": "magic"},
+    {"statement": "theorem t : True", "samples": 0},
+    {"statement": "theorem t : True", "timeout": "30"},
+    {"statement": "theorem t : True", "timeout": 0.01},
+    {"statement": "theorem t : True\u0000"},
+]
+
+
 def _words(detail: str) -> str:
     """The message after its field path (the paths differ where the shapes differ: ``codes.0`` vs ``body``)."""
     return detail.split(": ", 1)[1]
@@ -302,20 +357,40 @@ def test_a_refused_suggest_is_a_tool_error_with_exactly_the_http_body(http_serve
         assert result.structured_content == http_error(http_server, "/suggest", arguments)
 
 
+def test_a_refused_prove_is_a_tool_error_with_exactly_the_http_body(http_server):
+    async def use(client: Client) -> list[Any]:
+        return [await client.call_tool("prove", arguments) for arguments in PROVE_REFUSALS]
+
+    results = over_http(http_server.url, use)
+    for result, arguments in zip(results, PROVE_REFUSALS, strict=True):
+        assert result.is_error
+        assert result.structured_content == http_error(http_server, "/prove", arguments)
+    details = [r.structured_content["detail"] for r in results]
+    assert "name one target" in details[0] and "statement" in details[2] and "minimum" in details[7]
+    assert "no goal at the position" in details[3]  # the prover's refusal, not the model's: a 422
+
+
 def test_a_failing_model_is_a_tool_error_with_the_words_of_the_http_503():
     unreachable = {"backend": "openai", "openai_base_url": "http://127.0.0.1:9/v1"}
     with running_server(suggest=True, api_key=API_KEY, **unreachable) as server:
-        async def use(client: Client) -> tuple[Any, Any]:
+        async def use(client: Client) -> tuple[Any, ...]:
             tools = {t.name: t for t in (await client.list_tools()).tools}
-            return tools["suggest"], await client.call_tool("suggest", {"tactic_state": "⊢ True"})
+            return (tools, await client.call_tool("suggest", {"tactic_state": "⊢ True"}),
+                    await client.call_tool("prove", PROVE_WHOLE))
 
-        tool, result = over_http(server.url, use)
-        http = requests.post(server.url + "/suggest", json={"tactic_state": "⊢ True"},
-                             headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
-    assert tool.annotations.open_world_hint is True  # this backend calls a server outside leanstep
-    assert http.status_code == 503 and http.json()["error"] == "suggestion failed"
-    assert result.is_error and result.structured_content == http.json()
-    assert "cannot reach http://127.0.0.1:9/v1" in result.structured_content["detail"]
+        tools, suggested, proved = over_http(server.url, use)
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        http_suggest = requests.post(server.url + "/suggest", json={"tactic_state": "⊢ True"}, headers=headers,
+                                     timeout=30)
+        http_prove = requests.post(server.url + "/prove", json=PROVE_WHOLE, headers=headers, timeout=30)
+    # these backends call a server outside leanstep
+    assert tools["suggest"].annotations.open_world_hint is tools["prove"].annotations.open_world_hint is True
+    assert http_suggest.status_code == 503 and http_suggest.json()["error"] == "suggestion failed"
+    assert suggested.is_error and suggested.structured_content == http_suggest.json()
+    assert "cannot reach http://127.0.0.1:9/v1" in suggested.structured_content["detail"]
+    assert http_prove.status_code == 503 and http_prove.json()["error"] == "proving failed"
+    assert proved.is_error and proved.structured_content == http_prove.json()
+    assert "cannot reach http://127.0.0.1:9/v1" in proved.structured_content["detail"]
 
 
 def test_multi_attempt_refuses_what_cannot_be_checked(http_server):
@@ -344,12 +419,12 @@ def test_multi_attempt_refuses_what_cannot_be_checked(http_server):
 def test_an_unknown_tool_is_a_protocol_error(http_server):
     async def use(client: Client) -> MCPError:
         with pytest.raises(MCPError) as refused:
-            await client.call_tool("prove", {})
+            await client.call_tool("disprove", {})
         return refused.value
 
     error = over_http(http_server.url, use)
     assert error.code == INVALID_PARAMS
-    assert error.message.startswith("unknown tool 'prove'; the tools are verify, multi_attempt, session_start")
+    assert error.message.startswith("unknown tool 'disprove'; the tools are verify, multi_attempt, session_start")
 
 
 # --------------------------------------------------------------------------- over streamable HTTP
@@ -362,7 +437,7 @@ def test_both_protocol_eras_are_served_over_http(http_server, mode):
         return tools, await client.call_tool("verify", {"code": PROOF, "trust": "lenient"})
 
     tools, result = over_http(http_server.url, use, mode=mode)
-    assert [t.name for t in tools][:2] == ["verify", "multi_attempt"] and len(tools) == 8
+    assert [t.name for t in tools][:2] == ["verify", "multi_attempt"] and len(tools) == 9
     assert result.structured_content["verdict"] == "valid" and result.structured_content["trust"] == "lenient"
 
 

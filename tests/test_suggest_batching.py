@@ -77,16 +77,24 @@ def test_batching_off_runs_every_request_alone(model_dir):
     assert all(isinstance(a, list) for a in answers)
 
 
-def raw_suggest(port: int, goal: str) -> socket.socket:
-    """A client that sends one /suggest request on its own connection (and can hang up)."""
-    body = json.dumps({"tactic_state": goal, "check": False}).encode()
+# What an editor sends for a goal: a /suggest request, or LeanCopilot's /generate request.
+ROUTE_BODIES = {
+    "/suggest": lambda goal: {"tactic_state": goal, "check": False},
+    "/generate": lambda goal: {"name": "tiny", "input": goal, "prefix": ""},
+}
+
+
+def raw_post(port: int, path: str, goal: str) -> socket.socket:
+    """A client that sends one request for ``goal`` to ``path`` on its own connection (and can hang up)."""
+    body = json.dumps(ROUTE_BODIES[path](goal)).encode()
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(b"POST /suggest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n".encode()
                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     return sock
 
 
-def test_an_editor_that_hangs_up_while_queued_is_dropped_without_costing_a_generation(model_dir):
+@pytest.mark.parametrize("path", ROUTE_BODIES)
+def test_an_editor_that_hangs_up_while_queued_is_dropped_without_costing_a_generation(model_dir, path):
     with serving(model_dir, generation_batch=4, generation_window=0.0) as (url, generator):
         port = int(url.rsplit(":", 1)[1])
         start = generator.batch_stats()
@@ -94,7 +102,7 @@ def test_an_editor_that_hangs_up_while_queued_is_dropped_without_costing_a_gener
             first = threading.Thread(target=ask, args=(url, GOALS[0]))
             first.start()
             wait_until(lambda: generator.batch_stats().batches == start.batches + 1)
-            quitter = raw_suggest(port, GOALS[1])
+            quitter = raw_post(port, path, GOALS[1])
             wait_until(lambda: generator.batch_stats().queued == 1)
             quitter.close()  # the editor moved on
             wait_until(lambda: generator.batch_stats().dropped == start.dropped + 1)

@@ -34,15 +34,6 @@ BENCHMARKS = {
 }
 
 
-# What a server without HTTP takes of the server group: how proofs are judged.
-VERIFICATION_SETTINGS = frozenset({"trust", "allow_import", "allow_native_decide"})
-
-
-def add_no_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-model", action="store_true",
-                        help="load no model: suggestions come from a fixed list of common tactics, checked as usual "
-                             "(the same as --backend hint)")
-
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     """``--ray [ADDRESS]`` and ``--ray-actors N``, the same for ``serve`` and ``verify`` (imports nothing from Ray)."""
@@ -69,8 +60,6 @@ def _serve(args: argparse.Namespace) -> int:
     from leanstep.server.wsgi import ListenError, bind_listeners, serve
 
     config = config_mod.load(args)
-    if args.no_model:
-        config = config.with_overrides(backend="hint")
     listeners = []
     try:
         listeners = bind_listeners(config)  # first: a port in use is one line, before any REPL or actor starts
@@ -95,8 +84,6 @@ def _mcp(args: argparse.Namespace) -> int:
     from leanstep.repl.launch import SetupError
 
     config = config_mod.load(args)
-    if args.no_model:
-        config = config.with_overrides(backend="hint")
     try:
         return run_stdio(config)
     except SetupError as exc:
@@ -187,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /prove, /sessions, /mcp, /verify, "
                                          "/api/check, /health, /metrics)")
     config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "prove", "setup"))
-    add_no_model_argument(serve)
+    config_mod.add_no_model_argument(serve)
     serve.add_argument("--setup", action="store_true",
                        help="with --repl lake, first set the workspace up as `leanstep setup --install-elan` does "
                             "(each step skipped when done); `make serve` passes it")
@@ -196,9 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     about = "run the MCP server on stdin/stdout, for an MCP client that starts it (see docs/mcp.md)"
     mcp = sub.add_parser("mcp", help=about, description=about)
-    config_mod.add_arguments(mcp, ("pool", "generate", "suggest", "sessions"))
-    config_mod.add_arguments(mcp.add_argument_group("verification"), ("server",), names=VERIFICATION_SETTINGS)
-    add_no_model_argument(mcp)
+    config_mod.add_service_arguments(mcp)
     mcp.set_defaults(func=_mcp)
 
     verify = sub.add_parser("verify", help="verify proofs from a .jsonl file, a .lean file or a directory")

@@ -176,8 +176,31 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, gro
             parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
 
 
+# The settings of the server group that say how proofs are judged: what the commands that check without serving
+# HTTP (`leanstep mcp`, `verify`, `prove`, `eval`) take of it.
+TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
+# What a command that runs the services without HTTP takes besides (`leanstep mcp`, `prove`, `eval`).
+SERVICE_GROUPS = ("pool", "generate", "suggest", "sessions", "prove")
+
+
+def add_no_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-model``, the same as ``--backend hint``; :func:`load` reads it."""
+    parser.add_argument("--no-model", dest="no_model", action="store_true",
+                        help="load no model: suggestions and proofs come from a fixed list of common tactics, "
+                             "checked as usual (the same as --backend hint)")
+
+
+def add_service_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
+    """The flags of a command that runs the services without HTTP: the pool, the model, proof sessions and
+    proving (only ``names`` when given), how proofs are judged, and ``--no-model``."""
+    add_arguments(parser, SERVICE_GROUPS, names=names)
+    add_arguments(parser.add_argument_group("trust (docs/verdicts.md)"), ("server",), names=TRUST_SETTINGS)
+    add_no_model_argument(parser)
+
+
 def load(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Resolve every setting: a given flag wins over ``LEANSTEP_*``, which wins over the default."""
+    """Resolve every setting: a given flag wins over ``LEANSTEP_*``, which wins over the default; ``--no-model``
+    wins over any backend."""
     given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -192,6 +215,8 @@ def load(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Ma
             values[f.name] = raw if not isinstance(raw, str) else _parse_value(f, raw)
         except ValueError as exc:
             raise ValueError(f"invalid value for {source}: {exc}") from None
+    if given.get("no_model"):
+        values["backend"] = "hint"
     config = Config(**values)
     _validate(config)
     return config

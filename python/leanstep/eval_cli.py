@@ -32,9 +32,6 @@ from leanstep.api.records import problem_from_record
 from leanstep.prove.evaluate import Evaluation, Problem, ProblemOutcome, Summary
 from leanstep.verify_cli import UsageError, read_records
 
-SETTING_GROUPS = ("pool", "generate", "suggest", "sessions", "prove")
-TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="a .jsonl file of problems: {id, header, statement} per line")
@@ -50,11 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, default=None, help="problems at once (default --max-repls)")
     parser.add_argument("-o", "--output", default="eval.jsonl", help="every attempt as JSON lines (default eval.jsonl)")
     parser.add_argument("--plot", default="eval.png", help="pass@k plot, PNG (default eval.png; '' for none)")
-    parser.add_argument("--no-model", action="store_true", help="load no model: the fixed tactic list")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    names = [f.name for f in fields(config_mod.Config) if f.name != "strategy"]
-    config_mod.add_arguments(parser, SETTING_GROUPS, names=names)
-    config_mod.add_arguments(parser.add_argument_group("trust (docs/verdicts.md)"), ("server",), names=TRUST_SETTINGS)
+    config_mod.add_service_arguments(parser, names=[f.name for f in fields(config_mod.Config) if f.name != "strategy"])
 
 
 def read_problems(path: Path) -> list[Problem]:
@@ -111,8 +105,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = config_mod.load(args)
-        if args.no_model:
-            config = config.with_overrides(backend="hint")
         attempts = args.samples if args.samples is not None else args.pass_k
         if args.pass_k < 1 or attempts < args.pass_k:
             raise UsageError(f"--pass-k must be at least 1 and at most --samples ({attempts})")

@@ -27,19 +27,13 @@ from leanstep.prove.prover import Prover, ProveRequest, ProveResult
 from leanstep.prove.target import TargetError, open_goals
 from leanstep.repl.protocol import Pos
 
-SETTING_GROUPS = ("pool", "generate", "suggest", "sessions", "prove")
-TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="the Lean file whose `sorry`s to prove")
     parser.add_argument("--theorem", default=None, metavar="NAME", help="prove only the `sorry`s of this declaration")
     parser.add_argument("--write", action="store_true", help="write the proofs into FILE (default: print a diff)")
-    parser.add_argument("--no-model", action="store_true",
-                        help="load no model: search and whole proofs use the fixed tactic list (--backend hint)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    config_mod.add_arguments(parser, SETTING_GROUPS)
-    config_mod.add_arguments(parser.add_argument_group("trust (docs/verdicts.md)"), ("server",), names=TRUST_SETTINGS)
+    config_mod.add_service_arguments(parser)
 
 
 def offset_of(text: str, pos: Pos) -> int:
@@ -93,8 +87,6 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
         config = config_mod.load(args)
-        if args.no_model:
-            config = config.with_overrides(backend="hint")
         text = path.read_text(encoding="utf-8")
         total = len(open_goals(text, args.theorem))
     except (OSError, UnicodeDecodeError, ValueError) as exc:

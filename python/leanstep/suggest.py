@@ -122,7 +122,11 @@ class Suggester:
         self.checker = checker
 
     def generate(self, request: SuggestRequest, tactic_state: str) -> list[Candidate]:
-        """The model's distinct candidates for ``tactic_state``, best first, without the ones never suggested."""
+        """The model's distinct candidates for ``tactic_state``, best first, without the ones never suggested.
+
+        Raises :class:`SuggestionFailed` when the model fails, and ``RequestAbandoned`` when the caller left
+        (``request.abandoned``) before its generation ran.
+        """
         generation = GenerationRequest(
             tactic_state=tactic_state,
             prefix=request.prefix,
@@ -131,9 +135,15 @@ class Suggester:
             max_new_tokens=self.config.max_new_tokens,
             abandoned=request.abandoned,
         )
+        try:
+            generated = self.generator.generate(generation)
+        except RequestAbandoned:  # the caller left: not a failure of the model
+            raise
+        except Exception as exc:
+            raise SuggestionFailed(f"{type(exc).__name__}: {exc}") from exc
         seen: set[str] = set()
         out: list[Candidate] = []
-        for candidate in self.generator.generate(generation):
+        for candidate in generated:
             text = candidate.text.strip()
             if not text or text in seen or text in DROPPED_TEXTS:
                 continue
@@ -154,12 +164,7 @@ class Suggester:
                 return self._no_goal(reading, budget, started)
             tactic_state = reading.goal
         generation_started = time.monotonic()
-        try:
-            candidates = self.generate(request, tactic_state)
-        except RequestAbandoned:  # the caller left: not a failure of the model
-            raise
-        except Exception as exc:
-            raise SuggestionFailed(f"{type(exc).__name__}: {exc}") from exc
+        candidates = self.generate(request, tactic_state)
         generated = time.monotonic()
         if request.check:  # reading the goal, when the request had none, spent part of the one checking budget
             spent = reading.seconds if reading is not None else 0.0

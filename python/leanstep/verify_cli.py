@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 
 # The pool flags of `leanstep verify`: a local pool's, or each node's with --ray.
 POOL_SETTINGS = ("repl", "workspace", "max_repls", "sandbox", "import_timeout")
-# The trust flags (the server's, applied locally): the level, the import allowlist, native_decide.
-TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
 
 
 class UsageError(ValueError):
@@ -71,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="retries of a batch on a connection error, 429 or 5xx with --url, with backoff")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     trust = parser.add_argument_group("trust (docs/verdicts.md)")
-    config_mod.add_arguments(trust, ("server",), names=TRUST_SETTINGS)
+    config_mod.add_arguments(trust, ("server",), names=config_mod.TRUST_SETTINGS)
     pool = parser.add_argument_group("REPL pool (without --url: a local one, or one per node with --ray)")
     config_mod.add_arguments(pool, ("pool",), names=POOL_SETTINGS)
     add_ray_arguments(parser)
@@ -178,7 +176,7 @@ def summary_line(counts: Counter[str], total: int, elapsed: float) -> str:
 def _run_on_pools(args: argparse.Namespace, snippets: list[Snippet],
                   on_result: Callable[[int, VerifyResult], None]) -> None:
     """Verify on a local pool, or with ``--ray`` on one per node: the same flags and options either way."""
-    config = settings_from_args(args, (*POOL_SETTINGS, *TRUST_SETTINGS))
+    config = settings_from_args(args, (*POOL_SETTINGS, *config_mod.TRUST_SETTINGS))
     timeout = args.timeout if args.timeout is not None else config.timeout
     options = VerifyOptions(timeout=timeout, infotree=args.infotree, trust=requested_trust(args) or config.trust,
                             use_cache=not args.no_cache)

@@ -4,10 +4,11 @@ The MCP server (``leanstep.mcp``) publishes these models' JSON schemas as its
 tools' input and output schemas and validates with them, so a tool's schema and
 its answers cannot drift apart. Arguments reuse the HTTP routes' strict models
 and field validators (``suggest`` takes :class:`~leanstep.api.suggest.SuggestBody`
-itself, ``session_start`` :class:`~leanstep.api.sessions.StartBody`, and the
-others build on them), so a wrong field gets the words a 422 would carry.
-Answers are built by the HTTP encoders where the shape is the same (suggestions,
-sessions, steps, proofs); ``verify`` answers one proof, flat: its verdict, the
+itself, ``session_start`` :class:`~leanstep.api.sessions.StartBody`, ``prove``
+:class:`~leanstep.api.prove.ProveBody`, and the others build on them), so a
+wrong field gets the words a 422 would carry. Answers are built by the HTTP
+encoders where the shape is the same (suggestions, sessions, steps, session
+proofs, ``prove``); ``verify`` answers one proof, flat: its verdict, the
 reasons with their stable codes, and Lean's messages with their positions in the
 code as sent. ``multi_attempt`` answers one shape whether its tactics ran at a
 place in a file or on a session's state.
@@ -21,6 +22,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from leanstep.api.common import RequestTimeout, StrictModel, applied_timeout_json, reason_json
 from leanstep.api.kimina import Stated, TrustName, positive_timeout
+from leanstep.api.prove import prove_answer_json
 from leanstep.api.sessions import MAX_TACTICS_PER_BODY, Tactic, TacticBody, proof_json, session_json, step_json
 from leanstep.api.suggest import Located, suggest_answer_json
 from leanstep.check.sessions import ProofScript, SessionView, StepResult
@@ -28,6 +30,7 @@ from leanstep.check.tactics import CandidateStatus
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import Snippet, VerifyOptions, VerifyResult
 from leanstep.limits import AppliedTimeout
+from leanstep.prove.prover import ProveResult
 from leanstep.suggest import SuggestRequest, SuggestResult
 
 VerdictName = Literal["valid", "invalid", "timeout", "error"]
@@ -289,6 +292,45 @@ class ClosedOutput(BaseModel):
     closed: bool
 
 
+class ProveTimings(BaseModel):
+    generation_ms: float
+    checking_ms: float
+    total_ms: float
+
+
+class ProofCheck(BaseModel):
+    """The final check of the proof (or of the last failed attempt) at `trust`: the verdict of `code`, the file up
+    to the end of the declaration with the proof in it. For a goal in a file, `concerns` are the reasons about the
+    proof itself: it counts as proved when there are none, whatever the rest of the file leaves unfinished."""
+
+    verdict: VerdictName
+    trust: TrustName | None = None
+    reasons: list[Reason] = Field(default_factory=list)
+    concerns: list[Reason] = Field(default_factory=list)
+    code: str
+
+
+class ProveLimits(BaseModel):
+    prove_timeout: TimeoutLimit
+
+
+class ProveOutput(BaseModel):
+    """`prove`'s answer, as `POST /prove` answers: whether it is proved, the proof, which strategy found it, the
+    budget it took, where the time went; `stopped` says why no proof was found (`timeout`, `budget`, `exhausted`)."""
+
+    proved: bool
+    proof: str | None
+    strategy: Literal["search", "whole"] | None
+    tried: list[Literal["search", "whole"]]
+    expansions: int
+    samples: int
+    rounds: int
+    timings: ProveTimings
+    check: ProofCheck | None
+    stopped: str | None
+    limits: ProveLimits
+
+
 def _timeout_limit(limit: AppliedTimeout) -> TimeoutLimit:
     return TimeoutLimit.model_validate(applied_timeout_json(limit))
 
@@ -346,14 +388,18 @@ def proof_output(session: str, script: ProofScript) -> ProofOutput:
     return ProofOutput.model_validate(proof_json(session, script))
 
 
+def prove_output(result: ProveResult) -> ProveOutput:
+    return ProveOutput.model_validate(prove_answer_json(result))
+
+
 def output_json(output: BaseModel) -> dict[str, Any]:
     """A tool's structured content: the model's JSON (what its output schema describes, nulls included)."""
     return output.model_dump(mode="json")
 
 
 __all__ = [
-    "AttemptOutput", "ClosedOutput", "MultiAttemptInput", "ProofOutput", "SessionOutput", "SessionRef",
-    "SessionStepInput", "StateRef", "StepOutput", "SuggestOutput", "VerifyInput", "VerifyOutput",
-    "file_attempt_output", "output_json", "proof_output", "session_attempt_output", "session_output", "step_output",
-    "suggest_output", "verify_output",
+    "AttemptOutput", "ClosedOutput", "MultiAttemptInput", "ProofOutput", "ProveOutput", "SessionOutput",
+    "SessionRef", "SessionStepInput", "StateRef", "StepOutput", "SuggestOutput", "VerifyInput", "VerifyOutput",
+    "file_attempt_output", "output_json", "proof_output", "prove_output", "session_attempt_output",
+    "session_output", "step_output", "suggest_output", "verify_output",
 ]

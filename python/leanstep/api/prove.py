@@ -32,33 +32,56 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from leanstep.api.common import StrictModel, applied_timeout_json, lean_text, reason_json, verdict_json
+from leanstep.api.common import (
+    INVALID_REQUEST,
+    StrictModel,
+    applied_timeout_json,
+    lean_text,
+    reason_json,
+    verdict_json,
+)
 from leanstep.api.suggest import Position
-from leanstep.prove.prover import ProveRequest, ProveResult
+from leanstep.limits import LimitError
+from leanstep.prove.prover import ProveRequest, ProveResult, ProvingFailed
 from leanstep.prove.strategy import Strategy
+from leanstep.prove.target import TargetError
 from leanstep.prove.whole import Attempt
 
 MAX_EXPANSIONS = 4096
 MAX_SAMPLES = 256
 MAX_ROUNDS = 16
 MAX_TIMEOUT_S = 3600.0
+PROVING_FAILED = "proving failed"  # the model or its server failed (HTTP 503)
+# What ``Prover.answer`` refuses a request with; :func:`prove_refusal` names each, for every door.
+PROVE_REFUSALS = (TargetError, LimitError, ProvingFailed)
 
 
 class ProveBody(StrictModel):
     """``POST /prove``: one target, optional strategy and budgets."""
 
-    statement: str | None = None
-    header: str = ""
-    source: str | None = None
-    position: Position | None = None
-    context: str | None = None
-    tactic_state: str | None = None
-    strategy: Strategy | None = None
-    expansions: int | None = Field(default=None, ge=1, le=MAX_EXPANSIONS)
-    samples: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
-    rounds: int | None = Field(default=None, ge=0, le=MAX_ROUNDS)
-    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    statement: str | None = Field(default=None, description="a theorem to prove (`theorem name (args) : type`, "
+                                  "`:= by sorry` or not); the answer's proof is the full theorem")
+    header: str = Field(default="", description="what `statement` needs before it: its imports (`import Mathlib`)")
+    source: str | None = Field(default=None, description="a whole Lean file; with `position`, prove the goal there "
+                               "(the answer's proof is the tactics to put in its place)")
+    position: Position | None = Field(default=None, description="where in `source` the goal is (a `sorry`)")
+    context: str | None = Field(default=None, description="the Lean file's text up to the goal (as llmstep sends "
+                                "it), instead of `source` + `position`")
+    tactic_state: str | None = Field(default=None, description="the goal, pretty-printed, when you have it (shown "
+                                     "to whole-proof models)")
+    strategy: Strategy | None = Field(default=None, description="search (best-first over next tactics), whole "
+                                      "(complete proofs, repaired with Lean's errors) or auto (search, then whole); "
+                                      "default: the server's --strategy")
+    expansions: int | None = Field(default=None, ge=1, le=MAX_EXPANSIONS, description="proof states the search "
+                                   "may expand (default: the server's --prove-expansions)")
+    samples: int | None = Field(default=None, ge=1, le=MAX_SAMPLES, description="whole proofs to sample "
+                                "(default: the server's --prove-samples)")
+    rounds: int | None = Field(default=None, ge=0, le=MAX_ROUNDS, description="repair rounds: failed proofs sent "
+                               "back with Lean's errors (default: the server's --prove-rounds)")
+    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False, description="seconds "
+                                  "to look for a proof (the server caps it at --prove-timeout)")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="the search's seed: the same seed and model "
+                      "search the same way")
 
     @field_validator("statement", "header", "source", "context", "tactic_state")
     @classmethod
@@ -83,6 +106,12 @@ class ProveBody(StrictModel):
             position=(self.position.line, self.position.column) if self.position else None,
             context=self.context, tactic_state=self.tactic_state, expansions=self.expansions,
             samples=self.samples, rounds=self.rounds, timeout=self.timeout, seed=self.seed)
+
+
+def prove_refusal(exc: TargetError | LimitError | ProvingFailed) -> tuple[str, str]:
+    """The error name and detail of a request :meth:`~leanstep.prove.prover.Prover.answer` refused, the same on
+    every door (HTTP, MCP): no goal where it names one, or a timeout below the floor, is a wrong field."""
+    return (PROVING_FAILED if isinstance(exc, ProvingFailed) else INVALID_REQUEST), str(exc)
 
 
 def prove_answer_json(result: ProveResult) -> dict[str, Any]:
@@ -134,5 +163,5 @@ def run_record(problem: str, seed: int, result: ProveResult) -> dict[str, Any]:
     return {"problem": problem, "seed": seed, **prove_answer_json(result)}
 
 
-__all__ = ["MAX_EXPANSIONS", "MAX_ROUNDS", "MAX_SAMPLES", "MAX_TIMEOUT_S", "ProveBody", "attempt_record",
-           "prove_answer_json", "run_record"]
+__all__ = ["MAX_EXPANSIONS", "MAX_ROUNDS", "MAX_SAMPLES", "MAX_TIMEOUT_S", "PROVE_REFUSALS", "PROVING_FAILED",
+           "ProveBody", "attempt_record", "prove_answer_json", "prove_refusal", "run_record"]

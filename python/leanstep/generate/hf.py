@@ -38,7 +38,7 @@ import inspect
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -151,6 +151,13 @@ def _make_static_cache(config: Any, batch: int, length: int, device: torch.devic
     return StaticCache(**kwargs)
 
 
+def cache_keyword(forward_params: Collection[str]) -> str:
+    """The name a model's ``forward`` takes its key/value cache under, and its output carries it under:
+    ``cache`` where transformers renamed it (the old ``past_key_values`` still works there, with a
+    deprecation warning), ``past_key_values`` before."""
+    return "cache" if "cache" in forward_params and "past_key_values" not in forward_params else "past_key_values"
+
+
 def graph_decoding_supported(config: Any) -> str | None:
     """None when :class:`GraphDecoder` can run this model, else the reason it cannot."""
     if getattr(config, "is_encoder_decoder", False):
@@ -256,7 +263,7 @@ class _GraphEntry:
             "input_ids": self.tokens_in,
             "position_ids": self.position_ids,
             "attention_mask": self.mask,
-            "past_key_values": self.cache,
+            self.owner.cache_keyword: self.cache,
             "use_cache": True,
         }
         if self.owner.accepts_cache_position:
@@ -362,6 +369,7 @@ class GraphDecoder:
         if ids:
             self.stop_mask[torch.tensor(ids, device=self.device)] = True
         params = inspect.signature(model.forward).parameters
+        self.cache_keyword = cache_keyword(params)
         self.accepts_cache_position = "cache_position" in params
         self.accepts_logits_to_keep = "logits_to_keep" in params
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
@@ -403,7 +411,7 @@ class GraphDecoder:
         if self.accepts_logits_to_keep:
             kwargs["logits_to_keep"] = 1
         out = self.model(**kwargs)
-        return out.logits[:, -1, :], out.past_key_values
+        return out.logits[:, -1, :], getattr(out, self.cache_keyword)
 
     def _plan(self, inputs: Sequence[DecodeInput], lengths: Sequence[int], width: int, batch: int) -> _RowPlan:
         owner: list[int] = []

@@ -47,7 +47,8 @@ def build_server(services: Services, owner_of: OwnerOf) -> Server[Any]:
                                              abandon_on_cancel=True)
 
     return Server(SERVER_NAME, version=_version(), title="leanstep",
-                  description="Lean 4 proof checking on warm REPLs: verify, multi-attempt, suggest",
+                  description="Lean 4 proof checking on warm REPLs: verify, multi-attempt, proof sessions, suggest, "
+                              "prove",
                   instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool)
 
 

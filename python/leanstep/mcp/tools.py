@@ -2,16 +2,17 @@
 
 A tool parses its arguments with the API's strict models (``leanstep.api``),
 calls the same service object as the HTTP route (the verifier under
-``Services.limits``, the suggester, the proof sessions) and answers structured
-content that its output schema describes, with the same JSON as text beside it
-for clients that read only text. A refusal is a tool error (``isError``) whose
-structured content is the HTTP error body ``{"error", "detail"}`` with the
-words the HTTP 4xx or 503 carries for the same input: the messages come from
-the shared models, limits and services, not from here.
+``Services.limits``, the suggester, the proof sessions, the prover) and answers
+structured content that its output schema describes, with the same JSON as text
+beside it for clients that read only text. A refusal is a tool error
+(``isError``) whose structured content is the HTTP error body ``{"error",
+"detail"}`` with the words the HTTP 4xx or 503 carries for the same input: the
+messages come from the shared models, limits and services, not from here.
 
 Proof sessions belong to the caller (``Caller.owner``: the API key over HTTP,
 the same owner as on ``/sessions``; the process over stdio): another caller's
-session is "not found", as on HTTP.
+session is "not found", as on HTTP. ``prove`` needs no owner: its search runs
+on sessions of the prover's own, as for ``POST /prove``.
 
 Annotations are honest hints. Every tool but ``session_inspect`` and
 ``session_proof`` runs Lean on the submitted code, which is arbitrary code
@@ -20,8 +21,9 @@ the REPL sandbox's business: with bubblewrap it sees a read-only file system and
 no network, so they are not destructive, and under a weaker sandbox (``rlimit``,
 ``none``) they say they may be. ``session_close`` destroys a session.
 ``session_start`` makes a new session at every call (not idempotent); repeating
-any other call changes nothing more. Only ``suggest`` on an OpenAI-compatible
-backend reaches outside the server (open world).
+any other call changes nothing more (``prove`` closes the sessions its search
+opens before it answers). Only ``suggest`` and ``prove`` on an OpenAI-compatible
+backend reach outside the server (open world).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from leanstep.api.mcp import (
     ClosedOutput,
     MultiAttemptInput,
     ProofOutput,
+    ProveOutput,
     SessionOutput,
     SessionRef,
     SessionStepInput,
@@ -52,12 +55,14 @@ from leanstep.api.mcp import (
     file_attempt_output,
     output_json,
     proof_output,
+    prove_output,
     session_attempt_output,
     session_output,
     step_output,
     suggest_output,
     verify_output,
 )
+from leanstep.api.prove import PROVE_REFUSALS, ProveBody, prove_refusal
 from leanstep.api.sessions import StartBody, refusal
 from leanstep.api.suggest import SuggestBody
 from leanstep.check.sessions import SessionError
@@ -80,6 +85,8 @@ error).
 proof states; a tactic Lean accepts on a state makes a new state, so you can branch from any state you hold. \
 Start from a file with `sorry`s, a position in a file, or a statement.
 - suggest: a language model's next tactics at a goal, checked the same way, goal-closing ones first.
+- prove: look for a whole proof of a theorem statement or of a goal in a file (search and/or whole proofs with \
+repair); only a proof Lean accepted comes back.
 Send file text, not paths: the server never reads your files. Positions are 1-based lines and 0-based columns."""
 
 
@@ -190,6 +197,18 @@ class LeanTools:
                 f"code {where}.",
                 SuggestBody, SuggestOutput,
                 runs_lean("Suggest next tactics", open_world=config.backend == "openai"), self._suggest))
+        if services.prover is not None:
+            specs.append(spec(
+                "prove", "Prove a theorem or a goal",
+                "Look for a proof of a theorem (`statement`, with `header` for its imports) or of the goal at a "
+                "place in a file (`source` + `position`, or `context`): best-first search over the model's next "
+                "tactics, whole proofs repaired with Lean's errors, or both (`strategy`), within `timeout`. A proof "
+                "is returned only once Lean accepted it at `strict`: the full theorem, or the tactics to put at the "
+                "place. The answer says which strategy found it, the expansions and samples it took and where the "
+                "time went; not finding one is not an error (`proved` false, `stopped` says why). Runs the code "
+                f"{where}.",
+                ProveBody, ProveOutput,
+                runs_lean("Prove a theorem or a goal", open_world=config.backend == "openai"), self._prove))
         self._specs = {s.tool.name: s for s in specs}
 
     def listing(self) -> list[types.Tool]:
@@ -258,6 +277,13 @@ class LeanTools:
             log.exception("suggestion failed")
             raise ToolRefusal(SUGGESTION_FAILED, str(exc)) from None
         return suggest_output(result)
+
+    def _prove(self, args: ProveBody, _caller: Caller) -> ProveOutput:
+        assert self.services.prover is not None  # listed only with a prover
+        try:
+            return prove_output(self.services.prover.answer(args.to_request()))
+        except PROVE_REFUSALS as exc:  # the words and error names of POST /prove's 422 and 503
+            raise ToolRefusal(*prove_refusal(exc)) from None
 
     @property
     def _suggester(self) -> Suggester:

@@ -18,6 +18,7 @@ samples it took, and where the time went: generating (the model) and checking
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ from leanstep.prove.search import Sampling as SearchSampling
 from leanstep.prove.strategy import STRATEGIES, Strategy
 from leanstep.prove.target import Target, TargetError
 from leanstep.prove.whole import Attempt, Sampling, WholeProver
+
+log = logging.getLogger(__name__)
 
 TIMEOUT_FLAG = "--prove-timeout"
 SEARCH_SHARE = 0.5  # of the time, for search when ``auto`` runs both
@@ -93,6 +96,11 @@ class ProveResult:
     checking: CheckTime | None = None
 
 
+class ProvingFailed(RuntimeError):
+    """The model (or its server) failed while a proof was looked for; the message names the error. Not the
+    client's fault: the server answers it as unavailable (HTTP 503, or the same words as an MCP tool error)."""
+
+
 class Prover:
     """Proves targets with one generator and one checker (and, for search, the proof sessions); thread-safe
     when they are."""
@@ -131,6 +139,18 @@ class Prover:
         if strategy == "auto":
             return ("search", "whole") if self.search is not None else ("whole",)
         return (strategy,)
+
+    def answer(self, request: ProveRequest) -> ProveResult:
+        """:meth:`prove` for a client (``POST /prove``, the MCP ``prove`` tool): a request that names no goal
+        (:class:`TargetError`) or asks for less time than the server allows (``LimitError``) is refused before
+        any work; a failure while proving is :class:`ProvingFailed`."""
+        target = self.target(request)
+        self.budget(request.timeout)
+        try:
+            return self.prove(request, target)
+        except Exception as exc:
+            log.exception("proving failed")
+            raise ProvingFailed(f"{type(exc).__name__}: {exc}") from exc
 
     def prove(self, request: ProveRequest, target: Target | None = None) -> ProveResult:
         """Look for a proof of the request's target within its budget."""
@@ -217,4 +237,4 @@ class _Run:
     stopped: str | None = None
 
 
-__all__ = ["ProveRequest", "ProveResult", "ProveTimings", "Prover"]
+__all__ = ["ProveRequest", "ProveResult", "ProveTimings", "Prover", "ProvingFailed"]

@@ -2,20 +2,23 @@
 
 Point LeanCopilot's ``ExternalGenerator`` at the server's host and port and its
 ``suggest_tactics`` and ``search_proof`` use the configured model. Nothing is
-checked here: LeanCopilot checks the tactics itself, in the editor.
+checked here: LeanCopilot checks the tactics itself, in the editor. A client
+that hangs up while its generation waits in a batch is dropped, as on
+``/suggest`` (``server.generation``).
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import replace
 
 from flask import Blueprint, Response
 
 from leanstep.api.leancopilot import NO_ENCODER, GenerateBody, generate_answer_json
+from leanstep.server.generation import generated
 from leanstep.server.jsonio import error_response, json_response, read_body
 from leanstep.suggest import Suggester, SuggestRequest
 
-log = logging.getLogger(__name__)
+GENERATION_FAILED = "generation failed"  # the model or its server failed (503)
 
 
 def leancopilot_blueprint(suggester: Suggester) -> Blueprint:
@@ -26,12 +29,11 @@ def leancopilot_blueprint(suggester: Suggester) -> Blueprint:
         body, error = read_body(GenerateBody)
         if error:
             return error
-        prefix = body.prefix or ""
-        try:
-            candidates = suggester.generate(SuggestRequest(tactic_state=body.input, prefix=prefix), body.input)
-        except Exception as exc:  # the model or its server failed: a clear 503, as /suggest answers
-            log.exception("generation failed")
-            return error_response(503, "generation failed", f"{type(exc).__name__}: {exc}")
+        goal = SuggestRequest(tactic_state=body.input, prefix=body.prefix or "")
+        candidates = generated(lambda abandoned: suggester.generate(replace(goal, abandoned=abandoned), body.input),
+                               GENERATION_FAILED)
+        if isinstance(candidates, Response):
+            return candidates
         return json_response(generate_answer_json(candidates))
 
     @bp.post("/encode")

@@ -9,22 +9,20 @@ or the server is shutting down. A proof that is not found is not an error:
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response
 
-from leanstep.api.prove import ProveBody, prove_answer_json
+from leanstep.api.common import INVALID_REQUEST
+from leanstep.api.prove import PROVE_REFUSALS, PROVING_FAILED, ProveBody, prove_answer_json, prove_refusal
 from leanstep.check.verify import SHUTTING_DOWN
-from leanstep.limits import LimitError
-from leanstep.prove.target import TargetError
 from leanstep.server.jsonio import error_response, json_response, read_body
 
 if TYPE_CHECKING:
     from leanstep.prove.prover import Prover
     from leanstep.server.app import AppState
 
-log = logging.getLogger(__name__)
+STATUS = {INVALID_REQUEST: 422, PROVING_FAILED: 503}  # the HTTP status of each refusal (api.prove.prove_refusal)
 
 
 def prove_blueprint(state: AppState, prover: Prover) -> Blueprint:
@@ -37,17 +35,11 @@ def prove_blueprint(state: AppState, prover: Prover) -> Blueprint:
         body, error = read_body(ProveBody)
         if error:
             return error
-        request = body.to_request()
         try:
-            target = prover.target(request)
-            prover.budget(request.timeout)
-        except (TargetError, LimitError) as exc:
-            return error_response(422, "invalid request", str(exc))
-        try:
-            result = prover.prove(request, target)
-        except Exception as exc:  # the model or its server failed; a clear 503, as for /suggest
-            log.exception("proving failed")
-            return error_response(503, "proving failed", f"{type(exc).__name__}: {exc}")
+            result = prover.answer(body.to_request())
+        except PROVE_REFUSALS as exc:
+            error_name, detail = prove_refusal(exc)
+            return error_response(STATUS[error_name], error_name, detail)
         return json_response(prove_answer_json(result))
 
     return bp
