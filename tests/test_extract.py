@@ -61,14 +61,7 @@ end Inner
 
 example : True := by trivial
 
-theorem broken (x : Nat) : x = x := by
-  exact no_such_lemma
-
-theorem holey (p : Prop) (hp : p) : p ∧ True := by
-  constructor
-  · sorry
-  · trivial
-
+""" + MIXED + """
 end Demo
 """
 
@@ -139,7 +132,8 @@ def test_every_proved_named_theorem_becomes_a_problem_under_the_files_header_wit
         {"id": "Demo.Inner.swap", "file": "Namespaced.lean", "header": header,
          "statement": "theorem Demo.Inner.swap {p q : Prop}\n    (h : p ∧ q) : q ∧ p"},
         {"id": "top_level", "file": "Namespaced.lean", "header": header,
-         "statement": "theorem top_level (n : Nat) : n = n"}]
+         "statement": "theorem top_level (n : Nat) : n = n"},
+        {"id": "Demo.fine", "file": "Namespaced.lean", "header": header, "statement": "theorem Demo.fine : 2 + 2 = 4"}]
     # a problem's id is the `decl` of the theorem's steps
     assert {r["decl"] for r in records(out)} >= {"Demo.add_zero'", "top_level"}
     assert [p["id"] for p in problems_of(out, {("Namespaced.lean", "top_level"), ("Other.lean", "Demo.add_zero'"),
