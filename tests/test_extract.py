@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from leanstep.cli import main as leanstep
-from leanstep.data.extract import file_log_path, main
+from leanstep.data.extract import file_log_path, main, problems_of, problems_path
 from leanstep.generate.prompts import render
 
 LOCAL = ["--repl", "sim", "--sandbox", "none", "--max-repls", "2", "--no-progress"]
@@ -35,6 +35,34 @@ theorem holey (p : Prop) (hp : p) : p ∧ True := by
   constructor
   · sorry
   · trivial
+"""
+
+
+NAMESPACED = """import Std.Data.List -- what the problems run under
+
+/-! Theorems in namespaces, and declarations that are no problem. -/
+
+namespace Demo
+
+def three : Nat := by exact 3
+
+theorem add_zero' (n : Nat) : n + 0 = n := by
+  rfl
+
+namespace Inner
+
+@[simp] private theorem swap {p q : Prop}
+    (h : p ∧ q) : q ∧ p :=
+  ⟨h.2, h.1⟩
+
+theorem _root_.top_level (n : Nat) : n = n := by rfl
+
+end Inner
+
+example : True := by trivial
+
+""" + MIXED + """
+end Demo
 """
 
 
@@ -93,6 +121,26 @@ def test_a_declaration_with_an_error_and_a_sorry_step_are_left_out_and_the_rest_
     assert entry["skipped"] == {"declaration with an error": 1, "sorry": 1}
 
 
+def test_every_proved_named_theorem_becomes_a_problem_under_the_files_header_with_its_full_name(tmp_path):
+    (tmp_path / "Namespaced.lean").write_text(NAMESPACED, encoding="utf-8")
+    out = tmp_path / "steps.jsonl"
+    assert main([str(tmp_path / "Namespaced.lean"), "-o", str(out), *LOCAL]) == 0
+    header = "import Std.Data.List"
+    assert records(problems_path(out)) == [
+        {"id": "Demo.add_zero'", "file": "Namespaced.lean", "header": header,
+         "statement": "theorem Demo.add_zero' (n : Nat) : n + 0 = n"},
+        {"id": "Demo.Inner.swap", "file": "Namespaced.lean", "header": header,
+         "statement": "theorem Demo.Inner.swap {p q : Prop}\n    (h : p ∧ q) : q ∧ p"},
+        {"id": "top_level", "file": "Namespaced.lean", "header": header,
+         "statement": "theorem top_level (n : Nat) : n = n"},
+        {"id": "Demo.fine", "file": "Namespaced.lean", "header": header, "statement": "theorem Demo.fine : 2 + 2 = 4"}]
+    # a problem's id is the `decl` of the theorem's steps
+    assert {r["decl"] for r in records(out)} >= {"Demo.add_zero'", "top_level"}
+    assert [p["id"] for p in problems_of(out, {("Namespaced.lean", "top_level"), ("Other.lean", "Demo.add_zero'"),
+                                               ("Namespaced.lean", "Demo.broken")})] == ["top_level"]
+    assert problems_of(tmp_path / "elsewhere.jsonl", {("Namespaced.lean", "top_level")}) is None
+
+
 def test_errors_are_reported_per_file_and_never_stop_the_run(project, tmp_path, capsys):
     (project / "Hangs.lean").write_text("theorem slow : True := by\n  sim_hang\n", encoding="utf-8")
     (project / "Latin1.lean").write_bytes("theorem caf\xe9 : True := by trivial\n".encode("latin-1"))
@@ -128,6 +176,8 @@ def test_a_run_resumes_where_it_stopped_and_redoes_what_changed(project, tmp_pat
     assert {r["file"] for r in again} == {"Pairs.lean", "Sub/Mixed.lean"}
     assert sorted(log_entries(out)) == ["Pairs.lean", "Sub/Mixed.lean"]
     assert len(records(file_log_path(out))) == 2
+    assert [(p["file"], p["id"]) for p in records(problems_path(out))] == [
+        ("Pairs.lean", "and_swap"), ("Pairs.lean", "add_zero'"), ("Sub/Mixed.lean", "fine"), ("Sub/Mixed.lean", "more")]
 
 
 def test_a_finished_extraction_starts_no_repl_and_overwrite_starts_afresh(project, tmp_path, capsys):

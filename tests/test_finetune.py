@@ -9,13 +9,17 @@ from pathlib import Path
 import pytest
 import requests
 
+from leanstep.cli import main as leanstep
 from leanstep.data import extract
 from leanstep.data.finetune import (
+    HELD_OUT_FILE,
     IGNORE_INDEX,
     LOG_FILE,
     PLOT_FILE,
     ExampleEncoder,
+    FinetuneReport,
     TrainingStep,
+    held_out_line,
     main,
 )
 from leanstep.generate import GenerationRequest, GeneratorSettings
@@ -51,6 +55,8 @@ theorem zero (n : Nat) : n + 0 = n := by
 """,
 }
 FAST = ["--batch-size", "64", "--logging-steps", "1", "--device", "cpu", "--no-progress"]
+EVAL = ["--strategy", "search", "--expansions", "2", "--repl", "sim", "--sandbox", "none", "--max-repls", "2",
+        "--no-progress", "--plot", ""]
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +119,11 @@ def test_a_causal_model_learns_the_steps_and_leanstep_serve_loads_it_as_saved(st
     held = {tuple(d) for d in log["held_out_declarations"]}
     trained_on = {(r["file"], r["decl"]) for r in map(json.loads, steps_file.read_text().splitlines())} - held
     assert held and trained_on and held.isdisjoint(trained_on)
+    # the held-out theorems, and only they, are problems for `leanstep eval`, each the theorem as written
+    problems = [json.loads(line) for line in (out / HELD_OUT_FILE).read_text(encoding="utf-8").splitlines()]
+    assert {(p["file"], p["id"]) for p in problems} == held and len(problems) == len(held) == log["held_out_problems"]
+    for problem in problems:
+        assert f"\n{problem['statement']} := by" in "\n" + LEAN[problem["file"]]
     assert (out / PLOT_FILE).read_bytes()[:8] == PNG
     assert json.loads((out / "leanstep.json").read_text(encoding="utf-8")) == {"prompt_format": "proofstep"}
     # served with no flag but the model: the prompt format comes from the directory
@@ -123,6 +134,17 @@ def test_a_causal_model_learns_the_steps_and_leanstep_serve_loads_it_as_saved(st
         r = requests.post(server.url + "/suggest", json={"tactic_state": GOAL, "prefix": ""}, timeout=120)
         assert r.status_code == 200, r.text
         assert r.json()["suggestions"] and all(s["status"] == "unchecked" for s in r.json()["suggestions"])
+    # `leanstep eval` reads them: with the fixed tactic list, Lean (simulated) accepts a proof of each as the
+    # statement asked; with the fine-tuned model, every problem gets its search
+    assert leanstep(["eval", str(out / HELD_OUT_FILE), *EVAL, "--no-model", "-o", str(tmp_path / "hint.jsonl")]) == 0
+    attempts = [json.loads(line) for line in (tmp_path / "hint.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(a["problem"] for a in attempts) == sorted(p["id"] for p in problems)
+    assert all(a["proved"] and a["check"]["verdict"] == "valid" and a["check"]["trust"] == "strict" for a in attempts)
+    assert leanstep(["eval", str(out / HELD_OUT_FILE), *EVAL, "--hf-model", str(out), "--device", "cpu",
+                     "--num-samples", "2", "--max-new-tokens", "6", "-o", str(tmp_path / "model.jsonl")]) == 0
+    attempts = [json.loads(line) for line in (tmp_path / "model.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(a["problem"] for a in attempts) == sorted(p["id"] for p in problems)
+    assert all(a["expansions"] >= 1 for a in attempts)
 
 
 def test_a_seq2seq_model_learns_through_lora_and_is_saved_merged(steps_file, tiny_seq2seq, tmp_path):
@@ -139,6 +161,20 @@ def test_a_seq2seq_model_learns_through_lora_and_is_saved_merged(steps_file, tin
     candidates = generator.generate(GenerationRequest(GOAL, "", num_samples=2, max_new_tokens=4))
     assert generator.is_seq2seq and len(candidates) <= 2
     assert all(c.text.strip() and c.score <= 0 for c in candidates)
+
+
+def test_held_out_declarations_without_the_extracted_problems_are_reported_as_not_written(tmp_path):
+    held = [("A.lean", "a"), ("B.lean", "b")]
+    report = FinetuneReport(tmp_path / "model", "base", "proofstep", False, 4, 2, {}, held)
+    assert extract.problems_of(tmp_path / "data.jsonl", set(held)) is None
+    assert held_out_line(report, tmp_path / "data.jsonl") == (
+        f"no {tmp_path / 'data.problems.jsonl'} beside the data (`leanstep extract` writes it): "
+        "the held-out theorems are not written as problems")
+    report.held_out_problems = 0
+    assert "none of the 2 held-out declarations is a proved named theorem" in held_out_line(report, tmp_path)
+    report.held_out_problems = 1
+    assert held_out_line(report, tmp_path).startswith(f"1 of the 2 held-out declarations are theorems, written as "
+                                                      f"problems to {tmp_path / 'model' / HELD_OUT_FILE}")
 
 
 def _write(path: Path, lines: list[dict | str]) -> Path:

@@ -21,6 +21,16 @@ steps left out and why, or the error that stopped it: a timeout, a lost REPL, a 
 not import) is one line of ``<output stem>.files.jsonl`` and a line on stderr; an error is never
 fatal to the run.
 
+Every named theorem and lemma the files prove (no error, no ``sorry``) is also a problem for
+``leanstep eval``, one line of ``<output stem>.problems.jsonl``::
+
+    {"id": "Demo.and_swap", "file": "Demo/Logic.lean", "header": "<the file's imports>",
+     "statement": "theorem Demo.and_swap (p q : Prop) (h : p ∧ q) : q ∧ p"}
+
+``id`` is the ``decl`` of the theorem's steps; the statement is the declaration's head with its full
+name (``check.statement.standalone_statements``). ``leanstep finetune`` picks the held-out
+declarations' problems from this file.
+
 Resuming: run the same command again and the files that finished (same text, no error) are
 skipped; steps of a file that was cut off, or whose text changed, are removed and extracted again.
 ``--overwrite`` starts afresh.
@@ -37,13 +47,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from leanstep import config as config_mod
-from leanstep.check.source import Declaration, declarations
+from leanstep.check.source import Declaration, declarations, split_source
+from leanstep.check.statement import standalone_statements
 from leanstep.check.verdict import Trust, Verdict
 from leanstep.check.verify import Snippet, VerifyOptions, VerifyResult
 from leanstep.cli import add_ray_arguments
@@ -146,13 +157,28 @@ class StepRecord:
                 "prompt": example.prompt.text, "completion": example.completion}
 
 
+@dataclass(frozen=True)
+class ProblemRecord:
+    """A theorem a file proves, as a problem for ``leanstep eval`` (a line of the problems file)."""
+
+    file: str
+    id: str  # the theorem's full name: the ``decl`` of its steps
+    header: str
+    statement: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "file": self.file, "header": self.header, "statement": self.statement}
+
+
 @dataclass
 class FileSteps:
-    """What one file gave: its steps, the steps left out (by reason), or the error that stopped it."""
+    """What one file gave: its steps and proved theorems, the steps left out (by reason), or the error
+    that stopped it."""
 
     file: str
     digest: str
     records: list[StepRecord] = field(default_factory=list)
+    problems: list[ProblemRecord] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     error: str | None = None
 
@@ -196,6 +222,11 @@ def file_steps(source: LeanSource, result: VerifyResult) -> FileSteps:
             out.error = f"Lean error at line {message.pos.line} outside any declaration: {first}"
             return out
         broken.add(where)
+    unproved = broken | {decls.index(s.pos) for s in result.sorries if s.pos is not None}
+    header = split_source(code).header
+    out.problems = [ProblemRecord(source.file, decl.name, header, statement)
+                    for decl, statement in standalone_statements(code)
+                    if decl.name is not None and decls.index(Pos(decl.line, decl.column)) not in unproved]
     trees = [InfoTree.from_json(t) for t in result.infotree or ()]
     for step in steps_from_infotree(trees, code):
         where = decls.index(step.pos)
@@ -216,6 +247,20 @@ def file_steps(source: LeanSource, result: VerifyResult) -> FileSteps:
 def file_log_path(output: Path) -> Path:
     """Where the per-file log of ``output`` goes: ``steps.jsonl`` -> ``steps.files.jsonl``."""
     return output.with_name(f"{output.stem}.files.jsonl")
+
+
+def problems_path(output: Path) -> Path:
+    """Where the problems of ``output``'s files go: ``steps.jsonl`` -> ``steps.problems.jsonl``."""
+    return output.with_name(f"{output.stem}.problems.jsonl")
+
+
+def problems_of(output: Path, wanted: Collection[tuple[str, str]]) -> list[dict[str, Any]] | None:
+    """The problems of the ``(file, declaration)`` pairs ``wanted``, as extracted beside ``output``, in the
+    file's order; None when there is no problems file beside it."""
+    path = problems_path(output)
+    if not path.exists():
+        return None
+    return [p for p in _json_lines(path) if (p.get("file"), p.get("id")) in wanted]
 
 
 def _json_lines(path: Path) -> list[dict[str, Any]]:
@@ -249,15 +294,18 @@ def resume(output: Path, sources: list[LeanSource]) -> set[str]:
     entries = [e for e in _json_lines(log_path) if e.get("error") is None and isinstance(e.get("file"), str)]
     done = {e["file"] for e in entries if current.get(e["file"], e.get("sha256")) == e.get("sha256")}
     _rewrite(log_path, [e for e in entries if e["file"] in done])
-    _rewrite(output, [r for r in _json_lines(output) if r.get("file") in done])
+    for path in (output, problems_path(output)):
+        _rewrite(path, [r for r in _json_lines(path) if r.get("file") in done])
     return done
 
 
 class StepWriter:
-    """Appends each file's steps, then its log line (so a file is in the log only once its steps are all written)."""
+    """Appends each file's steps and problems, then its log line (so a file is in the log only once they are
+    all written)."""
 
     def __init__(self, output: Path) -> None:
         self.steps: IO[str] = output.open("a", encoding="utf-8")
+        self.problems: IO[str] = problems_path(output).open("a", encoding="utf-8")
         self.log: IO[str] = file_log_path(output).open("a", encoding="utf-8")
         self.lock = threading.Lock()
         self.totals: Counter[str] = Counter()
@@ -266,15 +314,19 @@ class StepWriter:
         with self.lock:
             self.steps.writelines(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in found.records)
             self.steps.flush()
+            self.problems.writelines(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in found.problems)
+            self.problems.flush()
             self.log.write(json.dumps(found.log_entry(), ensure_ascii=False) + "\n")
             self.log.flush()
             self.totals["files"] += 1
             self.totals["steps"] += len(found.records)
+            self.totals["problems"] += len(found.problems)
             self.totals["errors"] += found.error is not None
             self.totals.update({f"skipped: {k}": v for k, v in found.skipped.items()})
 
     def close(self) -> None:
         self.steps.close()
+        self.problems.close()
         self.log.close()
 
 
@@ -282,7 +334,7 @@ def summary_line(totals: Counter[str], elapsed: float) -> str:
     skipped = ", ".join(f"{v} {k.removeprefix('skipped: ')}" for k, v in sorted(totals.items())
                         if k.startswith("skipped: "))
     return (f"{totals['files']} files: {totals['steps']} steps" + (f" (left out: {skipped})" if skipped else "")
-            + f", files with errors: {totals['errors']}, in {elapsed:.1f} s")
+            + f", {totals['problems']} theorems proved, files with errors: {totals['errors']}, in {elapsed:.1f} s")
 
 
 # --------------------------------------------------------------------------- #
@@ -299,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     output.parent.mkdir(parents=True, exist_ok=True)
     if args.overwrite:
-        for path in (output, file_log_path(output)):
+        for path in (output, file_log_path(output), problems_path(output)):
             path.unlink(missing_ok=True)
     done = resume(output, sources)
     todo = [s for s in sources if s.file not in done]

@@ -16,7 +16,9 @@ declarations (steps of one proof never sit on both sides) and reports their loss
 
 ``DIR`` then holds the model and tokenizer (``save_pretrained``), ``leanstep.json`` (the prompt
 format, which ``leanstep serve --hf-model DIR`` reads, so it needs no other flag),
-``training_log.json`` (counts, the held-out declarations, every logged loss) and ``loss.png`` (the curves).
+``training_log.json`` (counts, the held-out declarations, every logged loss), ``loss.png`` (the curves)
+and, when declarations were held out and ``leanstep extract`` wrote the problems of the data's
+theorems beside it, ``held_out.jsonl``: the held-out theorems as problems for ``leanstep eval``.
 
 torch, transformers, peft and matplotlib load only when training runs.
 """
@@ -35,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leanstep.data.extract import problems_of, problems_path
 from leanstep.generate import record_prompt_format
 from leanstep.generate.prompts import FORMATS, get_format, training_example
 from leanstep.verify_cli import UsageError, read_records
@@ -42,6 +45,7 @@ from leanstep.verify_cli import UsageError, read_records
 IGNORE_INDEX = -100  # the label the loss skips (transformers' convention)
 LOG_FILE = "training_log.json"
 PLOT_FILE = "loss.png"
+HELD_OUT_FILE = "held_out.jsonl"
 SKIP_MULTILINE = "tactic spans several lines"
 SKIP_PLACEHOLDER = "sorry"
 SKIP_TOO_LONG = "tactic longer than --max-length"
@@ -246,6 +250,7 @@ class FinetuneReport:
     held_out: int
     skipped: dict[str, int]
     held_out_declarations: list[tuple[str, str]] = field(default_factory=list)  # (file, declaration)
+    held_out_problems: int | None = None  # how many are theorems written to held_out.jsonl (None: no problems file)
     steps: int = 0
     seconds: float = 0.0
     lora: dict[str, Any] | None = None
@@ -368,6 +373,8 @@ def finetune(settings: FinetuneSettings) -> FinetuneReport:
         model = _with_lora(model, settings, seq2seq)
     report = FinetuneReport(settings.out, settings.base, settings.prompt_format, seq2seq, len(train_set),
                             len(held_set), dict(skipped), _declarations(held_steps))
+    problems = problems_of(settings.data, set(report.held_out_declarations)) if held_steps else None
+    report.held_out_problems = None if problems is None else len(problems)
     if settings.lora:
         report.lora = {"r": settings.lora_r, "alpha": settings.lora_alpha, "dropout": settings.lora_dropout,
                        "target_modules": list(settings.lora_target_modules or ()) or "peft default"}
@@ -402,7 +409,7 @@ def finetune(settings: FinetuneSettings) -> FinetuneReport:
         trainer.evaluate()  # and after the last step
     report.seconds = time.monotonic() - started
     report.steps = trainer.state.global_step
-    _save(model.merge_and_unload() if settings.lora else model, tokenizer, settings, report)
+    _save(model.merge_and_unload() if settings.lora else model, tokenizer, settings, report, problems or [])
     return report
 
 
@@ -416,12 +423,17 @@ def _max_length(settings: FinetuneSettings, model: Any) -> int:
     return min(settings.max_length, positions) if isinstance(positions, int) and positions > 0 else settings.max_length
 
 
-def _save(model: Any, tokenizer: Any, settings: FinetuneSettings, report: FinetuneReport) -> None:
+def _save(model: Any, tokenizer: Any, settings: FinetuneSettings, report: FinetuneReport,
+          held_out_problems: list[dict[str, Any]]) -> None:
     out = settings.out
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     record_prompt_format(out, settings.prompt_format)
+    (out / HELD_OUT_FILE).unlink(missing_ok=True)  # a previous run's, for other declarations
+    if held_out_problems:
+        (out / HELD_OUT_FILE).write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in held_out_problems),
+                                         encoding="utf-8")
     (out / LOG_FILE).write_text(json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     plot_losses(report, out / PLOT_FILE)
 
@@ -463,7 +475,22 @@ def run(args: argparse.Namespace) -> int:
           + (f"; held-out loss {held[0]:.3f} -> {held[-1]:.3f}" if held else ""), file=sys.stderr)
     print(f"leanstep finetune: saved to {report.out} (serve it with `leanstep serve --hf-model {report.out}`; "
           f"loss curve: {report.out / PLOT_FILE})", file=sys.stderr)
+    if report.held_out_declarations:
+        print(f"leanstep finetune: {held_out_line(report, Path(args.data))}", file=sys.stderr)
     return 0
+
+
+def held_out_line(report: FinetuneReport, data: Path) -> str:
+    """What became of the held-out declarations as problems for ``leanstep eval``."""
+    held = len(report.held_out_declarations)
+    if report.held_out_problems is None:
+        return (f"no {problems_path(data)} beside the data (`leanstep extract` writes it): "
+                "the held-out theorems are not written as problems")
+    if not report.held_out_problems:
+        return f"none of the {held} held-out declarations is a proved named theorem: no {HELD_OUT_FILE}"
+    path = report.out / HELD_OUT_FILE
+    return (f"{report.held_out_problems} of the {held} held-out declarations are theorems, written as problems to "
+            f"{path} (measure them with `leanstep eval {path} --hf-model {report.out}`)")
 
 
 def main(argv: list[str] | None = None) -> int:
