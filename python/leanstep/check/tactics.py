@@ -266,6 +266,18 @@ def _unchecked(candidate: CandidateLike, reason: str, elapsed: float = 0.0) -> C
                             elapsed)
 
 
+def _budget_name(budget: float) -> str:
+    return f"the checking budget ({budget:g} s)"
+
+
+def _timed_out(candidate: CandidateLike, elapsed: float, limit: str, worker: int | None = None) -> CheckedCandidate:
+    """A candidate still running when ``limit`` (named as in the message) ended; its REPL is killed, so the
+    message is the same whether the lane or the answer saw it first."""
+    return CheckedCandidate(candidate.text, CandidateStatus.INVALID, (),
+                            f"timeout: still running after {elapsed:.2f} s when {limit} ended; its REPL is stopped",
+                            candidate.score, elapsed, worker=worker)
+
+
 def _not_ready(budget: float) -> str:
     return (f"the goal context was not ready within the checking budget ({budget:g} s); "
             "it keeps elaborating and later calls reuse it")
@@ -518,9 +530,9 @@ class TacticChecker:
             if index is None:
                 return False
             candidate = run.candidates[index]
-            limit = run.remaining()
-            if self.candidate_timeout is not None:
-                limit = min(limit, self.candidate_timeout)
+            limit, limit_name = run.remaining(), _budget_name(run.budget)
+            if self.candidate_timeout is not None and self.candidate_timeout < limit:
+                limit, limit_name = self.candidate_timeout, f"the per-candidate limit ({self.candidate_timeout:g} s)"
             t0 = time.monotonic()
             try:
                 request = TacticRequest(candidate.text, state.proof_state)
@@ -532,11 +544,7 @@ class TacticChecker:
             try:
                 response = worker.run(request, max(limit, 0.001))
             except ReplTimeout:
-                elapsed = time.monotonic() - t0
-                run.put(index, CheckedCandidate(
-                    candidate.text, CandidateStatus.INVALID, (),
-                    f"timeout: still running after {elapsed:.2f} s (checking budget {run.budget:g} s); "
-                    "its REPL was stopped", candidate.score, elapsed, worker=worker.id))
+                run.put(index, _timed_out(candidate, time.monotonic() - t0, limit_name, worker=worker.id))
                 return run.has_work()
             except ReplError as exc:
                 if self.pool.closed:  # the shutdown killed the REPL: the tactic is not at fault
@@ -678,11 +686,7 @@ class TacticChecker:
                 out.append(_unchecked(candidate, run.context_error))
             elif index in run.running:
                 timed_out += 1
-                elapsed = now - run.running[index]
-                out.append(CheckedCandidate(
-                    candidate.text, CandidateStatus.INVALID, (),
-                    f"timeout: still running after {elapsed:.2f} s when the checking budget ({run.budget:g} s) ended; "
-                    "its REPL is being stopped", candidate.score, elapsed))
+                out.append(_timed_out(candidate, now - run.running[index], _budget_name(run.budget)))
             else:
                 if run.ready_at is None:
                     reason = run.failure or _not_ready(run.budget)
