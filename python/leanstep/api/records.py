@@ -2,9 +2,10 @@
 
 A snippet record may use the field names of the data people bring: ``id``,
 ``custom_id`` (Kimina's) or ``name`` for the id, and ``code``, ``proof``
-(Kimina's) or ``full_proof`` for the text, and ``statement`` or
+(Kimina's) or ``full_proof`` for the text, ``statement`` or
 ``formal_statement`` (the datasets' name) for the formal statement the proof
-must prove; the first one present wins. The CLI
+must prove, and ``group`` or ``problem_id`` for the problem a sample belongs to
+(for "first valid wins"); the first one present wins. The CLI
 reads its JSONL input with it, and the Python APIs (``Client.verify``,
 ``RayVerifier.verify``) accept such dicts next to the domain's own inputs.
 """
@@ -20,6 +21,7 @@ from leanstep.check.verify import Snippet, SnippetLike, VerifyResult, as_snippet
 ID_FIELDS = ("id", "custom_id", "name")
 CODE_FIELDS = ("code", "proof", "full_proof")
 STATEMENT_FIELDS = ("statement", "formal_statement")
+GROUP_FIELDS = ("group", "problem_id")
 
 
 def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Snippet:
@@ -31,7 +33,10 @@ def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Sni
     statement = next((record[k] for k in STATEMENT_FIELDS if record.get(k) is not None), None)
     if statement is not None and not isinstance(statement, str):
         raise ValueError(f"snippet {str(sid)!r}: `statement` must be a string")
-    return Snippet(str(sid), code, statement)
+    group = next((record[k] for k in GROUP_FIELDS if record.get(k) is not None), None)
+    if group is not None and (isinstance(group, bool) or not isinstance(group, (str, int))):
+        raise ValueError(f"snippet {str(sid)!r}: `group` must be a string or an integer")
+    return Snippet(str(sid), code, statement, None if group is None else str(group))
 
 
 def snippet_of(item: SnippetLike | Mapping[str, Any], index: int) -> Snippet:
@@ -61,4 +66,5 @@ def result_record(result: VerifyResult) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CODE_FIELDS", "ID_FIELDS", "STATEMENT_FIELDS", "result_record", "snippet_from_record", "snippet_of"]
+__all__ = ["CODE_FIELDS", "GROUP_FIELDS", "ID_FIELDS", "STATEMENT_FIELDS", "result_record", "snippet_from_record",
+           "snippet_of"]

@@ -16,7 +16,10 @@ line numbers. The verdict (DESIGN §3.3):
 * ``error``: no verdict could be reached (lost REPL, overload, the restart
   budget spent, REPL-level failure, input that cannot be sent, or the server
   shutting down: every check still running when the pool shuts down is
-  answered ``server shutting down``).
+  answered ``server shutting down``);
+* ``skipped``: not checked, because the batch asked for "first valid wins"
+  (``VerifyOptions.first_valid``) and another snippet of its ``group`` was
+  valid before this one's check started.
 
 Batches fan out over a bounded thread pool, are de-duplicated before dispatch,
 and answered from an LRU result cache across batches; only definitive verdicts
@@ -70,6 +73,7 @@ from leanstep.repl.protocol import (
 log = logging.getLogger(__name__)
 
 VALID, INVALID, ERROR, TIMEOUT = Verdict.VALID, Verdict.INVALID, Verdict.ERROR, Verdict.TIMEOUT
+SKIPPED = Verdict.SKIPPED
 VERDICTS = tuple(Verdict)
 ALLOWED_AXIOMS = frozenset({"propext", "Classical.choice", "Quot.sound"})
 NATIVE_AXIOMS = frozenset({"Lean.ofReduceBool", "Lean.ofReduceNat", "Lean.trustCompiler"})
@@ -88,11 +92,13 @@ SHUTTING_DOWN = "server shutting down"
 
 @dataclass(frozen=True)
 class Snippet:
-    """A submission: its id, its Lean code, and optionally the formal statement it had to prove."""
+    """A submission: its id, its Lean code, optionally the formal statement it had to prove, and the
+    ``group`` it belongs to (the problem it is a sample of: "first valid wins" works per group)."""
 
     id: str
     code: str
     statement: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class VerifyOptions:
     trust: Trust = Trust.STRICT
     use_cache: bool = True  # False: no result cache and no de-duplication (Kimina's disable_cache / reuse=false)
     debug: bool = False  # record per-snippet diagnostics (worker name, RSS)
+    first_valid: bool = False  # once a snippet of a group is valid, the group's unstarted snippets are `skipped`
 
     def __post_init__(self) -> None:
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
@@ -515,9 +522,25 @@ def screen(submission: Submission, options: VerifyOptions, checks: Checks) -> Sc
     return Screening(tuple(reasons), tuple(header_reasons), statement)
 
 
+@dataclass(frozen=True)
+class GroupGate:
+    """One check's part in "first valid wins" (``VerifyOptions.first_valid``).
+
+    ``skipped()`` may give the answer instead of the check: it is asked before the check takes a REPL and
+    again once it holds one (a wait for a REPL can be long). ``solved()`` is told when the REPL found the
+    snippet valid, before that REPL is released, so a sibling that takes it next is already skipped.
+    """
+
+    skipped: Callable[[], Outcome | None]
+    solved: Callable[[], None]
+
+
 def _run(pool: ReplPool, submission: Submission, options: VerifyOptions, priority: Priority,
-         checks: Checks) -> Outcome:
+         checks: Checks, gate: GroupGate | None = None) -> Outcome:
     """Run one submission; every failure becomes an outcome, never an exception."""
+    skipped = gate.skipped() if gate is not None else None
+    if skipped is not None:
+        return skipped
     split = submission.split
     problem = _validate_text(split.body) or _validate_text(split.header)
     if problem is not None:
@@ -551,6 +574,10 @@ def _run(pool: ReplPool, submission: Submission, options: VerifyOptions, priorit
                             "and replaced; the proof was not checked)", time.monotonic() - started,
                             {"repl_uuid": exc.worker})
         return _failure(ERROR, codes.REPL_ERROR, f"could not start a REPL for this header: {exc}")
+    skipped = gate.skipped() if gate is not None else None
+    if skipped is not None:
+        acquired.__exit__(None, None, None)
+        return skipped
     try:
         outcome = _Run(worker, split, options, checks, screening).outcome()
     except BaseException as exc:
@@ -560,6 +587,8 @@ def _run(pool: ReplPool, submission: Submission, options: VerifyOptions, priorit
             return _failure(ERROR, codes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}",
                             time.monotonic() - started)
         raise
+    if gate is not None and outcome.verdict == VALID and options.trust is not Trust.SEALED:
+        gate.solved()
     acquired.__exit__(None, None, None)
     if outcome.verdict == ERROR and outcome.error is not None and pool.closed:
         return _failure(ERROR, codes.SHUTTING_DOWN, f"{SHUTTING_DOWN}: the check was stopped before it finished",
@@ -834,6 +863,12 @@ class BatchPlan:
     in its own id and lines, so each snippet is answered exactly once; ``on_result`` hears of each
     answer, and a callback that raises is logged, never loses a result. Resolving from several
     threads at once is safe.
+
+    With ``options.first_valid`` ("first valid wins", for pass@k): ``checks`` take the groups in
+    turn (each group's first snippet, then each group's second, ...), so every problem's first
+    samples run before any problem's later ones; once a snippet of a group is valid (checked or
+    cached), ``skipped`` gives the outcome of a check all of whose copies are in solved groups,
+    which its runner answers instead of checking it. A snippet without a group is always checked.
     """
 
     def __init__(self, dedup: Deduplicator, snippets: Sequence[Snippet], options: VerifyOptions,
@@ -842,6 +877,9 @@ class BatchPlan:
         self.options = options
         self._on_result = on_result
         self._ids = [s.id for s in snippets]
+        self._groups = [s.group for s in snippets]
+        self._solved: dict[str, str] = {}  # group -> id of its first valid snippet
+        self._solved_lock = threading.Lock()
         self._results: list[VerifyResult | None] = [None] * len(snippets)
         self._copies: dict[str, tuple[list[int], list[SourceSplit]]] = {}
         self.answered: list[tuple[int, VerifyResult]] = []
@@ -869,6 +907,43 @@ class BatchPlan:
                 self.answered += self._answer(self._copies[key][0], splits, hit, True)
             else:
                 self.checks.append(PendingCheck(key, Submission(splits[0], statements[key])))
+        if options.first_valid:
+            self.checks = self._groups_in_turn(self.checks)
+
+    def _groups_in_turn(self, checks: list[PendingCheck]) -> list[PendingCheck]:
+        """``checks`` reordered to take the groups in turn, each group in its own order (a check without a
+        group is a group of its own)."""
+        first_seen: dict[str, int] = {}
+        taken: dict[str, int] = {}
+        keyed: list[tuple[tuple[int, int], PendingCheck]] = []
+        for position, check in enumerate(checks):
+            group = self._groups[self._copies[check.key][0][0]]
+            if group is None:
+                keyed.append(((0, position), check))
+                continue
+            turn = taken.get(group, 0)
+            taken[group] = turn + 1
+            keyed.append(((turn, first_seen.setdefault(group, position)), check))
+        return [check for _, check in sorted(keyed, key=lambda pair: pair[0])]
+
+    def gate(self, check: PendingCheck) -> GroupGate:
+        """How ``check``'s runner takes part in first valid wins (see :class:`GroupGate`)."""
+        indices = self._copies[check.key][0]
+        return GroupGate(partial(self.skipped, check), partial(self._solve, indices))
+
+    def skipped(self, check: PendingCheck) -> Outcome | None:
+        """With ``first_valid``, the ``skipped`` outcome of ``check`` when every copy of it is in a group that
+        another snippet already solved; else None (it must be checked)."""
+        if not self.options.first_valid:
+            return None
+        indices = self._copies[check.key][0]
+        with self._solved_lock:
+            winners = [self._solved.get(g) for g in (self._groups[i] for i in indices) if g is not None]
+        if len(winners) < len(indices) or None in winners:
+            return None
+        message = (f"not checked: snippet {winners[0]!r} of group {self._groups[indices[0]]!r} was valid first "
+                   "(first valid wins; send first_valid false to check every snippet)")
+        return _failure(SKIPPED, codes.GROUP_SOLVED, message)
 
     def resolve(self, check: PendingCheck, outcome: Outcome) -> list[tuple[int, VerifyResult]]:
         """Cache ``check``'s outcome and answer every copy of it; returns the ``(index, result)`` pairs."""
@@ -881,6 +956,14 @@ class BatchPlan:
         """Answer every copy of ``check`` with verdict ``error`` (reason ``code``): it could not be checked."""
         return self.resolve(check, _failure(ERROR, code, error))
 
+    def _solve(self, indices: list[int]) -> None:
+        """The snippets at ``indices`` are valid: their groups are solved (the first of them to be wins)."""
+        with self._solved_lock:
+            for index in indices:
+                group = self._groups[index]
+                if group is not None:
+                    self._solved.setdefault(group, self._ids[index])
+
     def results(self) -> list[VerifyResult]:
         """Every answer in input order, once every check is resolved."""
         results = [r for r in self._results if r is not None]
@@ -892,6 +975,8 @@ class BatchPlan:
                 cached: bool) -> list[tuple[int, VerifyResult]]:
         answers = [(index, _to_user(outcome, splits[k], self._ids[index], cached or k > 0))
                    for k, index in enumerate(indices)]
+        if outcome.verdict == VALID:
+            self._solve(indices)
         self._dedup.count(result for _, result in answers)
         for index, result in answers:
             self._results[index] = result
@@ -922,8 +1007,13 @@ class PoolChecker:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def check(self, submissions: Sequence[Submission], options: VerifyOptions,
-              on_outcome: Callable[[int, Outcome], object] | None = None) -> list[Outcome]:
-        """One outcome per submission, in order, ``on_outcome(index, outcome)`` as each finishes; never raises."""
+              on_outcome: Callable[[int, Outcome], object] | None = None,
+              gates: Callable[[int], GroupGate] | None = None) -> list[Outcome]:
+        """One outcome per submission, in order, ``on_outcome(index, outcome)`` as each finishes; never raises.
+
+        Checks start in index order. ``gates(index)``: that check's part in first valid wins (a sibling found
+        valid meanwhile answers it ``skipped`` instead).
+        """
         outcomes: list[Outcome | None] = [None] * len(submissions)
         done = threading.Condition()
         pending = [0]
@@ -936,7 +1026,8 @@ class PoolChecker:
 
         def job(index: int) -> None:
             try:
-                outcome = _run(self.pool, submissions[index], options, self.priority, self.checks)
+                outcome = _run(self.pool, submissions[index], options, self.priority, self.checks,
+                               None if gates is None else gates(index))
             except BaseException as exc:  # noqa: BLE001 - never lose a snippet, whatever went wrong
                 outcome = _failure(ERROR, codes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
             finish(index, outcome)
@@ -999,7 +1090,8 @@ class Verifier:
         plan = self.dedup.plan([as_snippet(s, i) for i, s in enumerate(snippets)], options, on_result)
         checks = plan.checks
         self.checker.check([c.submission for c in checks], options,
-                           lambda i, outcome: plan.resolve(checks[i], outcome))
+                           lambda i, outcome: plan.resolve(checks[i], outcome),
+                           (lambda i: plan.gate(checks[i])) if options.first_valid else None)
         return plan.results()
 
     def stats(self) -> VerifierStats:
@@ -1028,8 +1120,8 @@ def verify_code(pool: ReplPool, code: str, **option_fields: Any) -> VerifyResult
 
 
 __all__ = [
-    "ALLOWED_AXIOMS", "ERROR", "INVALID", "SHUTTING_DOWN", "TIMEOUT", "VALID", "VERDICTS", "BatchPlan",
-    "BatchVerifier", "CacheStats", "Checks", "Deduplicator", "Outcome", "PendingCheck", "PoolChecker",
+    "ALLOWED_AXIOMS", "ERROR", "INVALID", "SHUTTING_DOWN", "SKIPPED", "TIMEOUT", "VALID", "VERDICTS", "BatchPlan",
+    "BatchVerifier", "CacheStats", "Checks", "Deduplicator", "GroupGate", "Outcome", "PendingCheck", "PoolChecker",
     "RecheckReport", "ResultCache", "SealedCheck", "Snippet", "Submission", "Verifier", "VerifierStats",
     "VerifyOptions", "VerifyResult", "as_snippet", "distinct_headers",
     "judge", "parse_axioms", "plan_audit", "verify_batch", "verify_code",

@@ -354,6 +354,9 @@ class RayVerifier:
                 burst: Burst = []
                 while pending and len(in_flight) < max_workers:
                     chunk = pending.pop(self._least_loaded_owns, finished.pop() if finished else None)
+                    burst += self._drop_skipped(plan, chunk)
+                    if not chunk.checks:
+                        continue
                     slot = self._choose(chunk)
                     if slot is None:  # every actor is gone: answer what is left with errors
                         for check in chunk.checks:
@@ -412,6 +415,21 @@ class RayVerifier:
                 for chunk, slot, generation in in_flight.values():
                     if slot.generation == generation:
                         slot.in_flight -= len(chunk.checks)
+
+    @staticmethod
+    def _drop_skipped(plan: BatchPlan, chunk: _Chunk) -> Burst:
+        """Answer the checks of ``chunk`` that first valid wins skips (a sibling was valid meanwhile) and keep
+        the rest in it; the answers are returned."""
+        burst: Burst = []
+        kept = []
+        for check in chunk.checks:
+            skipped = plan.skipped(check)
+            if skipped is None:
+                kept.append(check)
+            else:
+                burst += plan.resolve(check, skipped)
+        chunk.checks = kept
+        return burst
 
     # -- placement, routing, recovery -------------------------------------------------------------
 
