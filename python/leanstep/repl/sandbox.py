@@ -471,6 +471,11 @@ class SandboxPlan:
         # /tmp stays read-only like the rest, and TMPDIR points at the worker's own directory
         for mask in self.masked:
             argv += ["--tmpfs", str(mask)]  # mode 0755: only the binds below are inside
+        # the directories on the way from a tmpfs to a bind, made searchable: bwrap would make them 0700,
+        # and the REPL (not root) could then not reach what is bound there
+        made = _synthetic_dirs(self.masked, [*self.exposed, workdir]) - set(self.masked)
+        for directory in sorted(made, key=lambda d: len(d.parts)):
+            argv += ["--perms", "0755", "--dir", str(directory)]
         for path in self.exposed:
             argv += ["--ro-bind", str(path), str(path)]
         argv += ["--bind", str(workdir), str(workdir),
