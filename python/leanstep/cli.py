@@ -1,4 +1,4 @@
-"""The ``leanstep`` command: serve | verify | generate | bench | setup | doctor.
+"""The ``leanstep`` command: serve | verify | generate | plan | bench | setup | doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
 never loads torch and ``leanstep --help`` is instant.
@@ -91,6 +91,12 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from leanstep.perf import report
+
+    return report.run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks").is_dir():
@@ -126,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /health, /metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest"))
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "trace"))
     serve.add_argument("--no-model", action="store_true",
                        help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
                             "(the same as --backend hint)")
@@ -145,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--state", required=True, help="pretty-printed goal")
     generate.add_argument("--prefix", default="", help="the tactic prefix to complete")
     generate.set_defaults(func=_generate)
+
+    about = "size the result cache and the pool from a trace of `leanstep serve --trace FILE`"
+    plan = sub.add_parser("plan", help=about, description=about)
+    from leanstep.perf import report
+
+    report.add_arguments(plan)
+    plan.set_defaults(func=_plan)
 
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/ and print its figures")
     bench.add_argument("name", choices=["all", *BENCHMARKS])

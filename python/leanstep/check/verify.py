@@ -31,12 +31,12 @@ what runs the checks (``PoolChecker``, on a pool) sees distinct snippets only.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -48,6 +48,7 @@ from leanstep.check.policy import SourcePolicy, early_exits
 from leanstep.check.source import SourceSplit, declarations, line_count, split_source
 from leanstep.check.statement import Statement, StatementError, new_nonce, parse_statement, text_mismatch
 from leanstep.check.verdict import Reason, Trust, Verdict
+from leanstep.lru import LruCache
 from leanstep.repl.pool import (
     IMPORT_TIMEOUT_ORIGIN,
     HeaderImportTimeout,
@@ -371,7 +372,7 @@ class ResultCache:
 
     def __init__(self, max_entries: int = 10000) -> None:
         self.max_entries = max(0, int(max_entries))
-        self._data: OrderedDict[str, Outcome] = OrderedDict()
+        self._data: LruCache[str, Outcome] = LruCache(self.max_entries)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -387,22 +388,19 @@ class ResultCache:
         if not self.max_entries:
             return None
         with self._lock:
-            outcome = self._data.get(key)
+            outcome = self._data.peek(key)
             if outcome is None or outcome.time > timeout:
                 self.misses += 1
                 return None
-            self._data.move_to_end(key)
+            self._data.touch(key)
             self.hits += 1
             return outcome
 
     def put(self, key: str, outcome: Outcome) -> None:
-        if not self.max_entries or not outcome.cacheable:
+        if not outcome.cacheable:
             return
         with self._lock:
-            self._data[key] = outcome
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            self._data.put(key, outcome)
 
     def note_duplicates(self, count: int) -> None:
         with self._lock:
@@ -825,20 +823,42 @@ class PendingCheck:
         return self.submission.split
 
 
+@dataclass(frozen=True)
+class CheckRecord:
+    """A distinct snippet of a batch, answered: what ``serve --trace`` writes of it (``leanstep.perf.trace``,
+    which keeps digests and sizes only) for ``leanstep plan`` to size the caches from."""
+
+    batch: int  # the batch's number at its Deduplicator, from 0
+    header: str
+    key: str | None  # the result cache's key (None: the batch asked for no cache)
+    copies: int  # the batch's snippets it answered
+    chars: int  # the body's length
+    verdict: Verdict
+    seconds: float  # REPL seconds of its check (0 when the cache answered)
+    cached: bool
+    timeout: float
+
+
 class Deduplicator:
     """The one place a verifier keys snippets, answers repeats and counts verdicts.
 
     Identical (header, body, options) in a batch are checked once and share the answer, and
     definitive outcomes are cached across batches (``VerifyOptions.use_cache=False``: neither).
     The local :class:`Verifier` and the cluster router each own one, so what they check on (a
-    pool, a cluster node) only ever sees distinct snippets.
+    pool, a cluster node) only ever sees distinct snippets. ``on_check`` hears of each distinct
+    snippet as it is answered (``serve --trace``).
     """
 
-    def __init__(self, cache: ResultCache) -> None:
+    def __init__(self, cache: ResultCache, on_check: Callable[[CheckRecord], None] | None = None) -> None:
         self.cache = cache
+        self.on_check = on_check
         self._lock = threading.Lock()
         self._verdicts = dict.fromkeys(VERDICTS, 0)
         self._snippets = 0
+        self._batches = itertools.count()
+
+    def next_batch(self) -> int:
+        return next(self._batches)
 
     def plan(self, snippets: Sequence[Snippet], options: VerifyOptions,
              on_result: ResultCallback | None = None) -> BatchPlan:
@@ -876,6 +896,7 @@ class BatchPlan:
         self._dedup = dedup
         self.options = options
         self._on_result = on_result
+        self._batch = dedup.next_batch()
         self._ids = [s.id for s in snippets]
         self._groups = [s.group for s in snippets]
         self._solved: dict[str, str] = {}  # group -> id of its first valid snippet
@@ -905,6 +926,7 @@ class BatchPlan:
             hit = cache.get(key, options.timeout) if options.use_cache else None
             if hit is not None:
                 self.answered += self._answer(self._copies[key][0], splits, hit, True)
+                self._record(key, hit, cached=True)
             else:
                 self.checks.append(PendingCheck(key, Submission(splits[0], statements[key])))
         if options.first_valid:
@@ -950,7 +972,23 @@ class BatchPlan:
         if self.options.use_cache:
             self._dedup.cache.put(check.key, outcome)
         indices, splits = self._copies[check.key]
-        return self._answer(indices, splits, outcome, False)
+        answers = self._answer(indices, splits, outcome, False)
+        self._record(check.key, outcome, cached=False)
+        return answers
+
+    def _record(self, key: str, outcome: Outcome, *, cached: bool) -> None:
+        """Tell the Deduplicator's ``on_check`` of one answered distinct snippet (a failing one is logged)."""
+        on_check = self._dedup.on_check
+        if on_check is None:
+            return
+        indices, splits = self._copies[key]
+        record = CheckRecord(self._batch, splits[0].header, key if self.options.use_cache else None, len(indices),
+                             len(splits[0].body), outcome.verdict, 0.0 if cached else outcome.time, cached,
+                             self.options.timeout)
+        try:
+            on_check(record)
+        except Exception:
+            log.exception("on_check failed for a snippet of batch %d", self._batch)
 
     def fail(self, check: PendingCheck, code: str, error: str) -> list[tuple[int, VerifyResult]]:
         """Answer every copy of ``check`` with verdict ``error`` (reason ``code``): it could not be checked."""
@@ -1066,9 +1104,10 @@ class Verifier:
     """Checks batches on a pool: repeats answered by a :class:`Deduplicator`, the rest by a :class:`PoolChecker`."""
 
     def __init__(self, pool: ReplPool, *, cache: ResultCache | None = None, cache_size: int = 10000,
-                 threads: int | None = None, priority: Priority = Priority.BATCH, checks: Checks | None = None) -> None:
+                 threads: int | None = None, priority: Priority = Priority.BATCH, checks: Checks | None = None,
+                 on_check: Callable[[CheckRecord], None] | None = None) -> None:
         self.pool = pool
-        self.dedup = Deduplicator(cache if cache is not None else ResultCache(cache_size))
+        self.dedup = Deduplicator(cache if cache is not None else ResultCache(cache_size), on_check)
         self.checker = PoolChecker(pool, threads=threads, priority=priority, checks=checks)
 
     def close(self) -> None:
@@ -1121,8 +1160,8 @@ def verify_code(pool: ReplPool, code: str, **option_fields: Any) -> VerifyResult
 
 __all__ = [
     "ALLOWED_AXIOMS", "ERROR", "INVALID", "SHUTTING_DOWN", "SKIPPED", "TIMEOUT", "VALID", "VERDICTS", "BatchPlan",
-    "BatchVerifier", "CacheStats", "Checks", "Deduplicator", "GroupGate", "Outcome", "PendingCheck", "PoolChecker",
-    "RecheckReport", "ResultCache", "SealedCheck", "Snippet", "Submission", "Verifier", "VerifierStats",
+    "BatchVerifier", "CacheStats", "CheckRecord", "Checks", "Deduplicator", "GroupGate", "Outcome", "PendingCheck",
+    "PoolChecker", "RecheckReport", "ResultCache", "SealedCheck", "Snippet", "Submission", "Verifier", "VerifierStats",
     "VerifyOptions", "VerifyResult", "as_snippet", "distinct_headers",
     "judge", "parse_axioms", "plan_audit", "verify_batch", "verify_code",
 ]

@@ -3,9 +3,12 @@
 Importing a header such as ``import Mathlib`` costs seconds and gigabytes, so a
 worker keeps the env of its header and serves every later body on top of it
 (header affinity). ``acquire(header)`` returns an idle worker with that header;
-else starts one while under ``max_repls``; else evicts the least recently used
-idle worker of another header; else waits in a priority queue (interactive
-before batch) up to ``queue_wait`` and raises :class:`PoolOverloaded`.
+else an idle worker of the header's group imports it; else starts one while
+under ``max_repls``; else replaces the least recently used idle worker; else
+waits in a priority queue (interactive before batch) up to ``queue_wait`` and
+raises :class:`PoolOverloaded`. Which worker takes which header is the rule
+of ``repl.placement`` (a stack algorithm in the pool's size, so a bigger pool
+never imports more).
 
 A worker whose request timed out or whose process was lost is replaced in the
 background; so is one recycled for memory (RSS above the limit) or age (the
@@ -47,6 +50,8 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from pathlib import Path
 
+from leanstep.lru import LruCache
+from leanstep.repl.placement import HeaderGroups, holder, importer, victim
 from leanstep.repl.process import LaunchSpec, ReplError, ReplLost, ReplProcess, ReplTimeout
 from leanstep.repl.protocol import CommandRequest, CommandResponse, ErrorResponse, Message, Request, Response
 
@@ -184,14 +189,16 @@ class Worker:
     """One REPL process holding the envs of up to ``max_headers`` headers and a cache of preamble envs.
 
     A REPL can import several headers, one env each (as LeanInteract does), so a
-    worker switches headers without restarting. ``header``/``header_env`` are the
-    ones it was acquired for.
+    worker switches headers without restarting: those of its ``group``
+    (``repl.placement``). ``header``/``header_env`` are the ones it was acquired for.
     """
 
-    def __init__(self, worker_id: int, header: str, workdir: Path) -> None:
+    def __init__(self, worker_id: int, header: str, workdir: Path, group: int = 0, *,
+                 preamble_slots: int = PREAMBLE_CACHE_PER_WORKER, goal_slots: int = GOAL_STATES_PER_WORKER) -> None:
         self.id = worker_id
         self.name = f"repl-{worker_id}"
         self.header = header
+        self.group = group
         self.workdir = workdir
         self.state = WorkerState.STARTING
         self.process: ReplProcess | None = None
@@ -201,8 +208,8 @@ class Worker:
         self.last_rss_check = 0.0
         self.rss = 0
         self.failure: ReplError | None = None
-        self._preambles: OrderedDict[tuple[int, str], CommandResponse] = OrderedDict()
-        self._goal_states: OrderedDict[str, GoalState] = OrderedDict()
+        self._preambles: LruCache[tuple[int, str], CommandResponse] = LruCache(preamble_slots)
+        self._goal_states: LruCache[str, GoalState] = LruCache(goal_slots)
         self._goal_lock = threading.Lock()
         self._lifecycle = threading.Lock()  # orders start() against interrupt()/close() from the shutdown
         self._stopped = False
@@ -231,30 +238,21 @@ class Worker:
         key = (self.header_env, hashlib.sha256(text.encode()).hexdigest())
         cached = self._preambles.get(key)
         if cached is not None:
-            self._preambles.move_to_end(key)
             return PreambleEnv(cached, cached=True)
         response = self.run(CommandRequest(text, env=self.header_env), timeout)
         if not isinstance(response, CommandResponse):
             raise ReplLost(f"preamble answered {response!r}", worker=self.name)
-        self._preambles[key] = response
-        if len(self._preambles) > PREAMBLE_CACHE_PER_WORKER:
-            self._preambles.popitem(last=False)
+        self._preambles.put(key, response)
         return PreambleEnv(response, cached=False)
 
     def goal_state(self, key: str) -> GoalState | None:
         """A goal proof state this REPL built earlier under ``key`` (ids are only valid in this process)."""
         with self._goal_lock:
-            state = self._goal_states.get(key)
-            if state is not None:
-                self._goal_states.move_to_end(key)
-            return state
+            return self._goal_states.get(key)
 
     def remember_goal_state(self, key: str, state: GoalState) -> None:
         with self._goal_lock:
-            self._goal_states[key] = state
-            self._goal_states.move_to_end(key)
-            if len(self._goal_states) > GOAL_STATES_PER_WORKER:
-                self._goal_states.popitem(last=False)
+            self._goal_states.put(key, state)
 
     def rss_bytes(self) -> int:
         """Resident memory of this worker's REPL (and its children) now."""
@@ -329,6 +327,7 @@ class ReplPool:
         self._closed = False
         self._background: set[threading.Thread] = set()
         self._import_seconds: dict[str, float] = {}
+        self._groups = HeaderGroups(settings.headers_per_repl)
         self._starts = 0  # REPL starts so far; those after the first max_repls are restarts
         self._restarts: deque[float] = deque()  # when the restarts of the last minute happened
         self._deferred: list[str] = []  # headers of replacements the restart budget put off
@@ -500,9 +499,8 @@ class ReplPool:
             if waiter.worker is not None:
                 continue
             waiter.restart_at = 0.0
-            idle = [w for w in self._workers if w.state == WorkerState.IDLE and waiter.header in w.envs]
-            if idle:
-                worker = max(idle, key=lambda w: w.last_used)
+            worker = holder((w for w in self._workers if w.state == WorkerState.IDLE), waiter.header)
+            if worker is not None:
                 worker.state = WorkerState.BUSY
                 worker.header = waiter.header
                 worker.envs.move_to_end(waiter.header)
@@ -542,40 +540,42 @@ class ReplPool:
         return max(0.01, (self.import_seconds(waiter.header) - rent) / max(waiting, 1))
 
     def _make_room(self, waiter: _Waiter) -> Worker | None:
-        """A worker for ``waiter``'s header: a new one, or an idle one that imports it (lock held).
+        """A worker for ``waiter``'s header: an idle one of its group that imports it, or a new one (lock held).
 
-        A header import costs seconds, so this follows the ski-rental rule: while
-        a header is loaded in some (busy) worker, its queued requests wait for it
-        until their waiting times add up to what an import of that header costs;
-        then the header takes another REPL. A header loaded nowhere takes the least
-        recently used idle REPL at once. That REPL imports the header beside its
-        others (so later switches are free), or, when it already holds
-        ``headers_per_repl`` headers, is replaced by a fresh one.
+        The order is ``repl.placement``'s: an idle REPL of the header's group imports
+        it; else a new REPL starts while the pool is under ``max_repls``; else the
+        least recently used idle REPL is replaced. A header import costs seconds,
+        so once the pool is full this follows the ski-rental rule: while a header
+        is loaded in some (busy) worker, its queued requests wait for it until
+        their waiting times add up to what an import of that header costs; then
+        the header takes another REPL. A header loaded nowhere takes one at once.
         """
         header = waiter.header
+        group = self._groups.of(header)
         delay = self._restart_delay()
+        idle = [w for w in self._workers if w.state == WorkerState.IDLE]
+        loaded_somewhere = any(header in w.envs or w.header == header for w in self._workers)
+        mate = importer(idle, group)
+        if mate is not None and not loaded_somewhere:
+            return mate
         if len(self._workers) < self.settings.max_repls and not delay:
             return self._reserve(header)
-        idle = [w for w in self._workers if w.state == WorkerState.IDLE]
         if not idle:
             if len(self._workers) < self.settings.max_repls:
                 self._budget_blocks(waiter, delay)
             return None
-        loaded_somewhere = any(header in w.envs or w.header == header for w in self._workers)
         if loaded_somewhere and self._queue_rent(header)[0] < self.import_seconds(header):
             return None
-        victim = min(idle, key=lambda w: w.last_used)
-        if len(victim.envs) < self.settings.headers_per_repl:
-            return victim
-        if delay:  # no start allowed: an idle REPL with room imports the header, or the waiter waits
-            roomy = [w for w in idle if len(w.envs) < self.settings.headers_per_repl]
-            if roomy:
-                return min(roomy, key=lambda w: w.last_used)
+        if mate is not None:
+            return mate
+        if delay:  # no start allowed now: the waiter waits for the budget
             self._budget_blocks(waiter, delay)
             return None
-        self._workers.remove(victim)
+        replaced = victim(idle)
+        assert replaced is not None  # idle is not empty
+        self._workers.remove(replaced)
         self.counters.evicted += 1
-        self._close_background(victim)
+        self._close_background(replaced)
         return self._reserve(header)
 
     def _reserve(self, header: str) -> Worker:
@@ -584,7 +584,7 @@ class ReplPool:
             self._restarts.append(time.monotonic())
         self._starts += 1
         workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
-        worker = Worker(next(self._ids), header, workdir)
+        worker = Worker(next(self._ids), header, workdir, self._groups.of(header))
         self._workers.append(worker)
         return worker
 
@@ -610,9 +610,10 @@ class ReplPool:
         waiter.budget_blocked = True
 
     def _servable_without_start(self, header: str) -> bool:
-        """Whether a worker holds ``header`` or has room to import it, so it may serve it with no new REPL
-        (lock held)."""
-        return any(header in w.envs or w.header == header or len(w.envs) < self.settings.headers_per_repl
+        """Whether a worker holds ``header`` or is of its group (and so may import it), so it may serve it with
+        no new REPL (lock held)."""
+        group = self._groups.of(header)
+        return any(header in w.envs or w.header == header or w.group == group
                    for w in self._workers if w.state != WorkerState.DEAD)
 
     def _restart_limit_message(self, header: str, wait: float) -> str:

@@ -19,6 +19,7 @@ from leanstep.check.trust import checks_from_config
 from leanstep.check.verify import BatchVerifier, Verifier
 from leanstep.cluster.router import RayTarget, make_verifier
 from leanstep.config import Config
+from leanstep.perf.trace import TraceWriter
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import ReplPool
 
@@ -37,13 +38,16 @@ class Services:
     pool: ReplPool
     verifier: BatchVerifier
     suggester: Suggester | None
+    trace: TraceWriter | None = None
 
     def close(self) -> None:
-        """Stop the verifier, then the pool (the suggester holds nothing of its own)."""
+        """Stop the verifier, then the pool (the suggester holds nothing of its own), then the trace."""
         try:
             self.verifier.close()
         finally:
             self.pool.shutdown()
+            if self.trace is not None:
+                self.trace.close()
 
 
 def build_services(config: Config, *, cluster: RayTarget | None = None, suggest: bool = True,
@@ -58,18 +62,23 @@ def build_services(config: Config, *, cluster: RayTarget | None = None, suggest:
     pool = make_pool(config)  # raises SetupError before anything starts
     pool.start()
     verifier: BatchVerifier | None = None
+    trace = None
     try:
+        if config.trace is not None:
+            trace = TraceWriter(config.trace, pool.import_seconds if cluster is None else None)
         if cluster is not None:
-            verifier = make_verifier(cluster, config)
+            verifier = make_verifier(cluster, config, on_check=trace)
         else:
-            verifier = Verifier(pool, cache_size=config.cache_size, checks=checks_from_config(config))
+            verifier = Verifier(pool, cache_size=config.cache_size, checks=checks_from_config(config), on_check=trace)
         suggester = _suggester(config, pool, generator) if suggest else None
     except BaseException:
         if verifier is not None:
             verifier.close()
         pool.shutdown()
+        if trace is not None:
+            trace.close()
         raise
-    return Services(config, pool, verifier, suggester)
+    return Services(config, pool, verifier, suggester, trace)
 
 
 def _suggester(config: Config, pool: ReplPool, generator: Generator | None) -> Suggester:
