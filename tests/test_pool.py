@@ -105,13 +105,28 @@ def test_workers_are_recycled_after_max_uses():
         assert pool.stats().counters.recycled_uses == 1
 
 
-def test_workers_are_recycled_above_the_memory_limit():
+def test_an_idle_worker_above_the_memory_limit_is_recycled_by_the_watcher():
     with sim_pool(mem_limit_mb=200) as pool:
         pid1, _ = run(pool, "", "-- sim: grow 300\ndef big := 1")
+        tick = threading.Event()
+        for _ in range(200):  # the watcher reads memory once a second: give it up to 10 s
+            if pool.stats().counters.recycled_memory:
+                break
+            tick.wait(0.05)
+        assert pool.stats().counters.recycled_memory == 1, "the idle worker above the limit was not recycled"
         pool.wait_warm(30)
         pid2, _ = run(pool, "", "def small := 1")
         assert pid1 != pid2
         assert pool.stats().counters.recycled_memory == 1
+
+
+def test_a_busy_worker_found_above_the_memory_limit_is_recycled_when_released():
+    with sim_pool(mem_limit_mb=200) as pool:
+        pid1, _ = run(pool, "", "-- sim: grow 300\n-- sim: delay 2.5\ndef big := 1")  # the watcher reads it meanwhile
+        assert pool.stats().counters.recycled_memory == 1
+        pool.wait_warm(30)
+        pid2, _ = run(pool, "", "def small := 1")
+        assert pid1 != pid2
 
 
 def wait_for_queue(pool, depth):

@@ -482,12 +482,14 @@ def _validate_text(text: str) -> str | None:
 
 @dataclass(frozen=True)
 class Screening:
-    """What is known before any REPL runs: reasons to reject, and the statement to check by Lean."""
+    """What is known before any REPL runs: reasons to reject, the statement to check by Lean, and (strict) the
+    axiom audit's commands, planned here so that no REPL waits for it."""
 
     reasons: tuple[Reason, ...]  # in body lines
     header_reasons: tuple[Reason, ...]  # in header lines
     statement: Statement | None
     failure: Outcome | None = None  # no verdict can be reached (an unreadable statement)
+    audit: _AuditPlan | None = None
 
     @property
     def rejected(self) -> bool:
@@ -517,7 +519,8 @@ def screen(submission: Submission, options: VerifyOptions, checks: Checks) -> Sc
         mismatch = text_mismatch(split.body, statement)
         if mismatch is not None:
             reasons.append(Reason(codes.STATEMENT_MISMATCH, mismatch))
-    return Screening(tuple(reasons), tuple(header_reasons), statement)
+    audit = plan_audit(split.body) if options.strict and not reasons and not header_reasons else None
+    return Screening(tuple(reasons), tuple(header_reasons), statement, audit=audit)
 
 
 @dataclass(frozen=True)
@@ -719,7 +722,7 @@ class _Run:
 
     def _audit(self, response: CommandResponse) -> tuple[dict[str, list[str]] | None, list[Reason], Reason | None]:
         """Axioms per declaration, the reasons they give, and why the audit is incomplete (None: it is not)."""
-        plan = plan_audit(self.split.body)
+        plan = self.screening.audit
         if plan is None:
             return None, [], None
         env = self.worker.header_env if plan.on_header_env else response.env

@@ -12,9 +12,14 @@ never imports more).
 
 A worker whose request timed out or whose process was lost is replaced in the
 background; so is one recycled for memory (RSS above the limit) or age (the
-REPL never frees an env). Warm spares for the configured headers are started at
+REPL never frees an env). Memory is read by a watcher thread once a second, off
+the path between one request and the next (reading a process tree's RSS scans
+``/proc``): an idle worker above the limit is recycled at once, a busy one when
+it is released. Warm spares for the configured headers are started at
 boot and refilled after every replacement, so no request waits for an import
-it could have avoided.
+it could have avoided. The REPL processes of the other slots are launched at
+boot too, without a header, so the first request on each pays its import but
+not the process start (seconds for ``lake env``, a sandbox's set-up).
 
 Every header import, the first one of a worker as much as a second header
 imported into an idle worker, is bounded by ``import_timeout``; a header that
@@ -205,8 +210,8 @@ class Worker:
         self.envs: OrderedDict[str, HeaderEnv] = OrderedDict()
         self.uses = 0
         self.last_used = time.monotonic()
-        self.last_rss_check = 0.0
-        self.rss = 0
+        self.rss = 0  # resident memory when the pool's watcher last read it
+        self.over_memory = False  # the watcher found it above the limit while it was busy: recycle on release
         self.failure: ReplError | None = None
         self._preambles: LruCache[tuple[int, str], CommandResponse] = LruCache(preamble_slots)
         self._goal_states: LruCache[str, GoalState] = LruCache(goal_slots)
@@ -259,12 +264,18 @@ class Worker:
         return self.process.rss_bytes() if self.process is not None else 0
 
     def start(self, launcher: Launcher, spawn: Callable[[Callable[[], object]], object], limit: ImportLimit) -> None:
-        process = ReplProcess(launcher(self.workdir), name=self.name)
+        """Start the REPL (or adopt the one the pool launched ahead for it, if it is alive) and import the header."""
         with self._lifecycle:
             if self._stopped:
                 raise ReplLost("the pool shut down before this REPL started", worker=self.name)
-            self.process = process
-            spawn(process.start)
+            ahead = self.process
+            if ahead is not None and ahead.alive:
+                ahead.name = self.name
+            else:
+                if ahead is not None:
+                    ahead.close(grace=0)
+                self.process = ReplProcess(launcher(self.workdir), name=self.name)
+                spawn(self.process.start)
         self.load_header(self.header, limit)
 
     def load_header(self, header: str, limit: ImportLimit) -> HeaderEnv:
@@ -313,6 +324,11 @@ class _Waiter:
     budget_blocked: bool = field(default=False, compare=False)  # the restart budget kept it waiting at some point
 
 
+def _new_workdir() -> Path:
+    """A worker's own directory; its name carries the server's pid, so a later server can remove a killed one's."""
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+
+
 class ReplPool:
     """Thread-safe pool; every public method may be called from any thread."""
 
@@ -335,16 +351,23 @@ class ReplPool:
         # REPLs are started from one long-lived thread: bwrap --die-with-parent (PR_SET_PDEATHSIG)
         # kills a child when the *thread* that started it exits, not only the process.
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="repl-spawn")
+        self._stopping = threading.Event()
+        self._ahead: list[tuple[Path, ReplProcess]] = []  # processes launched for slots no worker fills yet
         self.counters = PoolCounters()
 
     # -- public API ----------------------------------------------------------
 
     def start(self) -> None:
-        """Start one warm worker per configured header (each in the background)."""
+        """Start one warm worker per configured header (each in the background), and the memory watcher."""
         with self._cond:
             headers = list(self.settings.warm_headers)[: self.settings.max_repls]
             for header in headers:
                 self._spawn_background(header)
+            free = self.settings.max_repls - len(self._workers)
+        for _ in range(free):
+            self._spawner.submit(self._launch_ahead)
+        if self.settings.mem_limit_bytes:
+            threading.Thread(target=self._watch_memory, name="repl-memory", daemon=True).start()
 
     def wait_warm(self, timeout: float) -> bool:
         """Block until no worker is starting (used by tests and benchmarks). True when all are idle."""
@@ -393,7 +416,8 @@ class ReplPool:
 
     def pids(self) -> list[int]:
         with self._cond:
-            return [w.process.pid for w in self._workers if w.process is not None and w.process.pid is not None]
+            processes = [w.process for w in self._workers if w.process is not None] + [p for _, p in self._ahead]
+            return [p.pid for p in processes if p.pid is not None]
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop everything within about ``timeout`` s: waiters get PoolClosed, every REPL is killed and reaped.
@@ -403,6 +427,7 @@ class ReplPool:
         nothing here waits for a proof or an import to finish.
         """
         deadline = time.monotonic() + timeout
+        self._stopping.set()
         with self._cond:
             self._closed = True
             if self._refill_timer is not None:
@@ -420,9 +445,13 @@ class ReplPool:
                     break
                 self._cond.wait(remaining)
             workers, self._workers = self._workers, []
+            ahead, self._ahead = self._ahead, []
             threads = list(self._background)
         for worker in workers:
             worker.close(grace=0)
+        for workdir, process in ahead:
+            process.close(grace=0)
+            shutil.rmtree(workdir, ignore_errors=True)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._spawner.shutdown(wait=False)
@@ -579,14 +608,36 @@ class ReplPool:
         return self._reserve(header)
 
     def _reserve(self, header: str) -> Worker:
-        """A new worker in the pool (lock held); a start after the pool was first filled is a restart."""
+        """A new worker in the pool (lock held), on a process launched ahead when there is one; a start after
+        the pool was first filled is a restart."""
         if self._starts >= self.settings.max_repls:
             self._restarts.append(time.monotonic())
         self._starts += 1
-        workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+        workdir, process = self._ahead.pop(0) if self._ahead else (_new_workdir(), None)
         worker = Worker(next(self._ids), header, workdir, self._groups.of(header))
+        worker.process = process
         self._workers.append(worker)
         return worker
+
+    def _launch_ahead(self) -> None:
+        """Launch one REPL process for a free slot, with no header yet (in the spawner thread)."""
+        with self._cond:
+            if self._closed:
+                return
+            workdir = _new_workdir()
+        process = ReplProcess(self._launcher(workdir), name="repl-ahead")
+        try:
+            process.start()
+        except ReplError as exc:
+            log.warning("could not launch a REPL ahead of need: %s", exc)
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        with self._cond:
+            if not self._closed and len(self._workers) + len(self._ahead) < self.settings.max_repls:
+                self._ahead.append((workdir, process))
+                return
+        process.close(grace=0)
+        shutil.rmtree(workdir, ignore_errors=True)
 
     def _restart_delay(self) -> float:
         """Seconds until the restart budget allows another REPL start; 0 now (lock held).
@@ -647,34 +698,47 @@ class ReplPool:
     def _release(self, worker: Worker) -> None:
         worker.uses += 1
         worker.last_used = time.monotonic()
-        recycle_reason = None
-        if worker.state != WorkerState.DEAD:
-            if worker.uses >= self.settings.max_uses:
-                recycle_reason = "uses"
-            elif self.settings.mem_limit_bytes and worker.last_used - worker.last_rss_check >= RSS_POLL_SECONDS:
-                worker.last_rss_check = worker.last_used
-                worker.rss = worker.process.rss_bytes() if worker.process else 0
-                if worker.rss > self.settings.mem_limit_bytes:
-                    recycle_reason = "memory"
         with self._cond:
             self.counters.requests += 1
-            if worker.state == WorkerState.DEAD or recycle_reason is not None:
+            if worker.state == WorkerState.DEAD:
                 if isinstance(worker.failure, ReplTimeout):
                     self.counters.timeouts += 1
-                elif worker.state == WorkerState.DEAD:
-                    self.counters.lost += 1
-                elif recycle_reason == "uses":
-                    self.counters.recycled_uses += 1
                 else:
-                    self.counters.recycled_memory += 1
-                if worker in self._workers:
-                    self._workers.remove(worker)
-                self._close_background(worker)
-                if not self._closed:
-                    self._spawn_background(worker.header)
+                    self.counters.lost += 1
+                self._replace(worker)
+            elif worker.uses >= self.settings.max_uses:
+                self.counters.recycled_uses += 1
+                self._replace(worker)
+            elif worker.over_memory:
+                self.counters.recycled_memory += 1
+                self._replace(worker)
             elif worker in self._workers:
                 worker.state = WorkerState.IDLE
             self._cond.notify_all()
+
+    def _replace(self, worker: Worker) -> None:
+        """Close ``worker`` and start one for its header in its place (lock held)."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+        self._close_background(worker)
+        if not self._closed:
+            self._spawn_background(worker.header)
+
+    def _watch_memory(self) -> None:
+        """Once a second, read each live worker's RSS; recycle an idle one above the limit, mark a busy one."""
+        while not self._stopping.wait(RSS_POLL_SECONDS):
+            with self._cond:
+                live = [w for w in self._workers if w.state in (WorkerState.IDLE, WorkerState.BUSY)]
+            for worker in live:
+                worker.rss = worker.rss_bytes()
+                if worker.rss <= self.settings.mem_limit_bytes:
+                    continue
+                worker.over_memory = True
+                with self._cond:
+                    if worker.state == WorkerState.IDLE and worker in self._workers and not self._closed:
+                        self.counters.recycled_memory += 1
+                        self._replace(worker)
+                        self._cond.notify_all()
 
     def _spawn_background(self, header: str) -> None:
         """Start a replacement or spare in a thread (lock held).
