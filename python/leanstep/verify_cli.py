@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from leanstep import config as config_mod
-from leanstep.api.records import result_record, snippet_from_record
+from leanstep.api.records import json_objects, result_record, snippet_from_record
 from leanstep.check.trust import checks_from_config
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import VERDICTS, BatchVerifier, Snippet, Verifier, VerifyOptions, VerifyResult
@@ -111,24 +111,23 @@ def _read_text(path: Path) -> str:
 
 
 def _read_jsonl(path: Path) -> list[Snippet]:
-    snippets = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{lineno}: expected a JSON object with `id` and `code`")
-            try:
-                snippets.append(snippet_from_record(obj, lineno))
-            except ValueError as exc:
-                raise UsageError(f"{path}:{lineno}: {exc}") from None
+    try:
+        snippets = [_snippet_at(path, lineno, obj)
+                    for lineno, obj in json_objects(path, "a JSON object with `id` and `code`")]
+    except UsageError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if not snippets:
         raise UsageError(f"{path}: no snippets")
     return snippets
+
+
+def _snippet_at(path: Path, lineno: int, record: dict[str, Any]) -> Snippet:
+    try:
+        return snippet_from_record(record, lineno)
+    except ValueError as exc:
+        raise UsageError(f"{path}:{lineno}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- #

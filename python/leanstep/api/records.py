@@ -12,7 +12,9 @@ reads its JSONL input with it, and the Python APIs (``Client.verify``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from leanstep.api.common import verdict_json
@@ -22,6 +24,22 @@ ID_FIELDS = ("id", "custom_id", "name")
 CODE_FIELDS = ("code", "proof", "full_proof")
 STATEMENT_FIELDS = ("statement", "formal_statement")
 GROUP_FIELDS = ("group", "problem_id")
+
+
+def json_objects(path: Path, what: str = "a JSON object") -> Iterator[tuple[int, dict[str, Any]]]:
+    """The objects of a JSON-lines file with their line numbers (blank lines skipped); a line that is not a JSON
+    object is a ValueError naming the file and the line (``what`` says what was expected)."""
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{lineno}: expected {what}")  # noqa: TRY004 - one error type for bad input
+            yield lineno, obj
 
 
 def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Snippet:
@@ -66,5 +84,5 @@ def result_record(result: VerifyResult) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CODE_FIELDS", "GROUP_FIELDS", "ID_FIELDS", "STATEMENT_FIELDS", "result_record", "snippet_from_record",
-           "snippet_of"]
+__all__ = ["CODE_FIELDS", "GROUP_FIELDS", "ID_FIELDS", "STATEMENT_FIELDS", "json_objects", "result_record",
+           "snippet_from_record", "snippet_of"]

@@ -24,11 +24,12 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
+from leanstep.api.records import json_objects
 from leanstep.check.verify import CheckRecord
 
 FORMAT = "leanstep-trace"
@@ -115,7 +116,7 @@ def read_trace(path: Path) -> list[Segment]:
     segments: list[Segment] = []
     started: str | None = None
     entries: list[TraceEntry] = []
-    for lineno, obj in _lines(path):
+    for lineno, obj in json_objects(path):
         if "format" in obj:
             if obj.get("format") != FORMAT or obj.get("version") != VERSION:
                 raise ValueError(f"{path}:{lineno}: not a {FORMAT} version {VERSION} line")
@@ -132,20 +133,6 @@ def read_trace(path: Path) -> list[Segment]:
     if started is not None:
         segments.append(Segment(started, tuple(entries)))
     return segments
-
-
-def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")  # noqa: TRY004 - one error type
-            yield lineno, obj
 
 
 __all__ = ["DIGEST_CHARS", "FORMAT", "VERSION", "Segment", "TraceEntry", "TraceWriter", "digest", "read_trace"]
