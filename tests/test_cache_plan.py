@@ -102,7 +102,7 @@ def goal_state_hits(keys, size: int) -> int:
         if worker.goal_state(str(key)) is not None:
             hits += 1
         else:
-            worker.remember_goal_state(str(key), GoalState(key, f"⊢ goal {key}"))
+            worker.remember_goal_state(str(key), GoalState(key, (f"⊢ goal {key}",)))
     return hits
 
 

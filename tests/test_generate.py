@@ -22,6 +22,7 @@ from leanstep.generate import (
     make_generator,
     merge,
     postprocess,
+    record_prompt_format,
     render,
 )
 
@@ -124,6 +125,19 @@ def test_guess_prompt_format():
     assert guess_prompt_format("wellecks/llmstep-mathlib4-pythia2.8b") == "proofstep"
     assert guess_prompt_format("kaiyuy/leandojo-lean4-tacgen-byt5-small") == "state"
     assert guess_prompt_format("some/chat-prover") == "chat"
+
+
+def test_a_fine_tuned_model_directory_names_its_own_prompt_format(tmp_path):
+    model = tmp_path / "my-chat-model"  # the name alone would say `chat`
+    model.mkdir()
+    record_prompt_format(model, "proofstep")
+    assert guess_prompt_format(str(model)) == "proofstep"
+    (model / "leanstep.json").write_text('{"prompt_format": "no-such-format"}')
+    assert guess_prompt_format(str(model)) == "chat"  # an unknown or unreadable record is ignored
+    (model / "leanstep.json").write_text("{not json")
+    assert guess_prompt_format(str(model)) == "chat"
+    with pytest.raises(ValueError, match="unknown prompt format"):
+        record_prompt_format(model, "no-such-format")
 
 
 def test_settings_and_request_validation():
@@ -240,6 +254,162 @@ def test_graph_decoder_matches_generate(causal_dir):
     for row, length in zip(res.tokens.tolist(), res.lengths.tolist()):
         assert 1 <= length <= 16
         assert 1 not in row[: length - 1]
+
+
+# -- cross-request batching (several editors at once) ----------------------------------------------
+
+# Goals of different lengths and prefixes of different lengths, so batched rows need padding.
+BATCH_STATES = [STATE, "⊢ True", "a b : Nat\n⊢ a + b = b + a ∧ a * b = b * a at h h1 h2 with x y z", "x : Nat ⊢ x = x"]
+BATCH_PREFIXES = ["", "simp", "intro h", "rw ["]
+
+
+def greedy_requests(samples: int = 3) -> list[GenerationRequest]:
+    return [GenerationRequest(s, p, num_samples=samples, temperatures=(0.0,), max_new_tokens=10)
+            for s, p in zip(BATCH_STATES, BATCH_PREFIXES, strict=True)]
+
+
+def texts(candidates) -> list[str]:
+    return [c.text for c in candidates]
+
+
+def concurrently(generator, requests: list[GenerationRequest]) -> list:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(generator.generate, requests))
+
+
+@pytest.mark.parametrize(("model", "fmt", "beams"), [("causal", "proofstep", 0), ("causal", "proofstep", 3),
+                                                      ("seq2seq", "state", 0), ("seq2seq", "state", 3)])
+def test_a_batch_of_requests_decodes_exactly_what_each_decodes_alone(causal_dir, seq2seq_dir, model, fmt, beams):
+    directory = causal_dir if model == "causal" else seq2seq_dir
+    gen = make_generator(GeneratorSettings(model=str(directory), prompt_format=fmt, num_beams=beams))
+    requests = greedy_requests()
+    alone = [gen.generate(r) for r in requests]
+    together = gen.generate_many(requests)
+    assert [texts(a) for a in alone] == [texts(t) for t in together]
+    for a, t in zip(alone, together, strict=True):
+        assert [c.score for c in a] == pytest.approx([c.score for c in t], abs=1e-4)
+
+
+def test_concurrent_callers_share_one_model_call_and_get_their_own_candidates(causal_dir):
+    solo = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+    # A window far longer than the test: the batch closes because it is full, so all four share it.
+    shared = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep",
+                                              batch_size=4, batch_window=1.0))
+    assert shared.batch_stats().batches == 0 and solo.batch_stats() is None
+    requests = greedy_requests()
+    answers = concurrently(shared, requests)
+    assert [texts(a) for a in answers] == [texts(solo.generate(r)) for r in requests]
+    stats = shared.batch_stats()
+    assert (stats.batches, stats.items, stats.largest) == (1, 4, 4)
+
+
+def test_requests_arriving_while_the_model_is_busy_wait_together_for_the_next_call(causal_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from server_fixtures import wait_until
+
+    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep",
+                                           batch_size=8, batch_window=0.0))
+    gen.warmup()
+    start = gen.batch_stats()
+    requests = greedy_requests()
+    with ThreadPoolExecutor(4) as pool:
+        with gen._lock:  # the model is busy with the first request's call
+            first = pool.submit(gen.generate, requests[0])
+            wait_until(lambda: gen.batch_stats().batches == start.batches + 1)
+            rest = [pool.submit(gen.generate, r) for r in requests[1:]]
+            wait_until(lambda: gen.batch_stats().queued == 3)
+        answers = [first.result(60)] + [f.result(60) for f in rest]
+    stats = gen.batch_stats()
+    assert (stats.batches - start.batches, stats.largest) == (2, 3)
+    assert [texts(a) for a in answers] == [texts(a) for a in gen.generate_many(requests)]
+
+
+def test_a_batch_mixes_sample_counts_temperatures_and_prefixes(causal_dir):
+    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+    requests = [GenerationRequest(s, p, num_samples=n, temperatures=temps, max_new_tokens=8)
+                for s, p, n, temps in zip(BATCH_STATES, BATCH_PREFIXES, (1, 2, 5, 8),
+                                          ((1.0,), (0.0, 1.0), (0.5,), (1.5, 0.0)), strict=True)]
+    answers = gen.generate_many(requests)
+    greedy = {i: texts(gen.generate(GenerationRequest(r.tactic_state, r.prefix, 1, (0.0,), 8)))
+              for i, r in enumerate(requests) if 0.0 in r.temperatures}
+    for index, (request, candidates) in enumerate(zip(requests, answers, strict=True)):
+        assert isinstance(candidates, list)
+        assert_well_formed(candidates, request.prefix)
+        most = sum(request.num_samples if t > 0 else 1 for t in request.temperatures)
+        assert len(candidates) <= most
+        if index in greedy:  # the greedy sequence is among a request's candidates, batched with sampling
+            assert greedy[index][0] in texts(candidates)
+
+
+def test_a_model_call_that_fails_for_one_prompt_fails_only_that_request(causal_dir):
+    """Fault injection: the model raises whenever a batch holds the poisoned goal's prompt."""
+    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+    gen.load()
+    poison = gen.tokenizer("omega omega omega omega", add_special_tokens=False)["input_ids"]
+    real_generate = gen.model.generate
+
+    def generate(**kwargs):
+        for row in kwargs["input_ids"].tolist():
+            if any(row[i:i + len(poison)] == poison for i in range(len(row))):
+                raise RuntimeError("CUDA error: device-side assert triggered")
+        return real_generate(**kwargs)
+
+    gen.model.generate = generate
+    requests = greedy_requests()
+    requests[2] = GenerationRequest("⊢ omega omega omega omega", "", num_samples=3, temperatures=(0.0,),
+                                    max_new_tokens=10)
+    answers = gen.generate_many(requests)
+    assert isinstance(answers[2], RuntimeError) and "device-side assert" in str(answers[2])
+    gen.model.generate = real_generate
+    for index in (0, 1, 3):
+        assert texts(answers[index]) == texts(gen.generate(requests[index]))
+
+
+def test_the_gpu_decoding_path_batches_requests_exactly_too(causal_dir):
+    """The generator's graph-decoder path (the one it takes on a GPU), run eagerly on the CPU."""
+    from leanstep.generate.hf import GraphDecoder
+
+    plain = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+    fast = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+    fast.load()
+    fast.graph_decoder = GraphDecoder(fast.model, fast.stop_ids, use_graphs=False, bucket_rows=True)
+    requests = greedy_requests()
+    want = [texts(plain.generate(r)) for r in requests]
+    assert [texts(fast.generate(r)) for r in requests] == want
+    assert [texts(a) for a in fast.generate_many(requests)] == want
+    sampled = fast.generate_many([GenerationRequest(s, p, 6, (1.0, 0.0), 10)
+                                  for s, p in zip(BATCH_STATES, BATCH_PREFIXES, strict=True)])
+    for request_prefix, candidates, greedy in zip(BATCH_PREFIXES, sampled, want, strict=True):
+        assert_well_formed(candidates, request_prefix)
+        assert greedy[0] in texts(candidates) and len(candidates) <= 7
+
+
+def test_graph_decoder_decodes_each_prompt_of_a_batch_as_alone(causal_dir):
+    """Left padding, per-row positions and masks, per-row temperatures, padding rows: no effect on a row."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from leanstep.generate.hf import DecodeInput, GraphDecoder
+
+    model = AutoModelForCausalLM.from_pretrained(causal_dir).eval()
+    prompts = [list(range(2, 40)), list(range(5, 12)), list(range(3, 70, 2)), [7]]
+    dec = GraphDecoder(model, stop_ids=[1], bucket_rows=True)
+    alone = [dec.decode(p, 1, 0.0, 12, min_new_tokens=12) for p in prompts]
+    # 1 + 2 + 3 + 1 = 7 rows, padded to 8; the sampled rows (temperature 1) sit between greedy ones.
+    batch = [DecodeInput(prompts[0], 1, 0.0, 12), DecodeInput(prompts[1], 2, 1.0, 12),
+             DecodeInput(prompts[2], 3, 0.0, 12), DecodeInput(prompts[3], 1, 0.0, 12)]
+    together = dec.decode_batch(batch, 12)
+    assert [r.tokens.shape[0] for r in together] == [1, 2, 3, 1]
+    for index in (0, 2, 3):
+        for row in range(batch[index].num_samples):
+            assert together[index].tokens[row].tolist() == alone[index].tokens[0].tolist()
+            assert together[index].logprob_sums[row].item() == pytest.approx(
+                alone[index].logprob_sums[0].item(), abs=1e-3)
+    assert bool((together[1].lengths == 12).all())  # min_new_tokens held for the sampled rows too
+    assert not torch.isnan(together[1].logprob_sums).any()
 
 
 # -- vLLM -----------------------------------------------------------------------------------

@@ -23,26 +23,37 @@ WORDS = (
 ).split()
 
 
-def build_tiny_causal(path: Path | str, seed: int = 0) -> Path:
-    """Save a tiny causal LM and its tokenizer to ``path``; returns the path."""
-    import torch
+def save_word_tokenizer(path: Path | str, vocab_size: int | None = None) -> int:
+    """Save the causal models' word-level tokenizer (``WORDS``, newline as end of sequence) to
+    ``path``, padded with filler words ``w<i>`` up to ``vocab_size`` when that is larger; returns its size."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     vocab = {"[UNK]": 0, "\n": 1}
     for word in WORDS:
         vocab.setdefault(word, len(vocab))
+    while vocab_size is not None and len(vocab) < vocab_size:
+        vocab[f"w{len(vocab)}"] = len(vocab)
     raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="\n", pad_token="\n")
     # "\n" must be matched before whitespace splitting: the eos token does that.
     tokenizer.save_pretrained(path)
+    return len(vocab)
+
+
+def build_tiny_causal(path: Path | str, seed: int = 0) -> Path:
+    """Save a tiny causal LM and its tokenizer to ``path``; returns the path."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab_size = save_word_tokenizer(path)
 
     torch.manual_seed(seed)
     config = GPTNeoXConfig(
-        vocab_size=len(vocab),
+        vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,

@@ -1,4 +1,4 @@
-"""The ``leanstep`` command: serve | verify | generate | plan | bench | setup | doctor.
+"""The ``leanstep`` command: serve | verify | generate | extract | finetune | plan | bench | setup | doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
 never loads torch and ``leanstep --help`` is instant.
@@ -22,6 +22,8 @@ BENCHMARKS = {
     "throughput": "throughput",
     "editor": "editor",
     "suggest-check": "suggest_check",
+    "suggest-latency": "suggest_latency",
+    "sessions": "session_steps",
     "overhead": "overhead",
     "verify-load": "verify_load",
     "generation": "generation",
@@ -59,6 +61,12 @@ def _serve(args: argparse.Namespace) -> int:
     listeners = []
     try:
         listeners = bind_listeners(config)  # first: a port in use is one line, before any REPL or actor starts
+        if args.setup and config.repl == "lake":  # bound, not listening: clients are refused until it serves
+            from leanstep.lean_setup import run_setup
+
+            status = run_setup(config, install_elan=True)
+            if status != 0:
+                return status
         serve(config, cluster=ray_target(args), listeners=listeners)
     except (ListenError, SetupError) as exc:
         print(f"leanstep serve: {exc}", file=sys.stderr)
@@ -73,6 +81,18 @@ def _verify(args: argparse.Namespace) -> int:
     from leanstep import verify_cli
 
     return verify_cli.run(args)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from leanstep.data import extract
+
+    return extract.run(args)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from leanstep.data import finetune
+
+    return finetune.run(args)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -115,7 +135,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _setup(args: argparse.Namespace) -> int:
     from leanstep.lean_setup import run_setup
 
-    return run_setup(Path(args.workspace).resolve())
+    return run_setup(config_mod.load(args), install_elan=args.install_elan)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -132,10 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /health, /metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "trace"))
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "setup", "trace"))
     serve.add_argument("--no-model", action="store_true",
                        help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
                             "(the same as --backend hint)")
+    serve.add_argument("--setup", action="store_true",
+                       help="with --repl lake, first set the workspace up as `leanstep setup --install-elan` does "
+                            "(each step skipped when done); `make serve` passes it")
     add_ray_arguments(serve)
     serve.set_defaults(func=_serve)
 
@@ -152,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--prefix", default="", help="the tactic prefix to complete")
     generate.set_defaults(func=_generate)
 
+    about = "write the tactic steps of Lean files (goals before, tactic, goals after) as JSON lines for training"
+    extract = sub.add_parser("extract", help=about, description=about)
+    from leanstep.data import extract as extract_cli
+
+    extract_cli.add_arguments(extract)
+    extract.set_defaults(func=_extract)
+
+    about = "fine-tune a causal or seq2seq model on `leanstep extract` records; `leanstep serve --hf-model` serves it"
+    finetune = sub.add_parser("finetune", help=about, description=about)
+    from leanstep.data import finetune as finetune_cli
+
+    finetune_cli.add_arguments(finetune)
+    finetune.set_defaults(func=_finetune)
+
     about = "size the result cache and the pool from a trace of `leanstep serve --trace FILE`"
     plan = sub.add_parser("plan", help=about, description=about)
     from leanstep.perf import report
@@ -165,8 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     bench.set_defaults(func=_bench)
 
-    setup = sub.add_parser("setup", help="build the REPL and the llmstep tactic for a Lean workspace")
+    about = ("set a Lean workspace up for the server: Lean, the REPL for its Lean version, Mathlib's cache, "
+             "warm headers (each step skipped when done)")
+    setup = sub.add_parser("setup", help=about, description=about)
     setup.add_argument("--workspace", default=".", help="the Lean project (default: current directory)")
+    setup.add_argument("--install-elan", action="store_true",
+                       help="install elan (Lean's toolchain manager) with its official installer when lake is missing")
+    config_mod.add_arguments(setup, ("setup",))
+    config_mod.add_arguments(setup, ("pool",), names=("warm_headers", "import_timeout"))
     setup.set_defaults(func=_setup)
 
     doctor = sub.add_parser("doctor", help="check dependencies, Lean, the REPL, the model and the server")

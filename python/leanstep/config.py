@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from leanstep.check.verdict import Trust
-from leanstep.generate.base import BACKENDS, DEFAULT_HF_MODEL
+from leanstep.generate.base import BACKENDS, DEFAULT_HF_MODEL, MAX_BATCH_WINDOW_S
 from leanstep.generate.hint import DEFAULT_HINT_TACTICS
 from leanstep.repl.sandbox import MODES as SANDBOX_MODES
 
@@ -59,7 +59,7 @@ class Config:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(6000, "port to listen on")
     threads: int = _setting(32, "HTTP worker threads")
-    api_key: str | None = _setting(None, "require `Authorization: Bearer <key>` on every request; without it /health shows only liveness and counts")
+    api_key: tuple[str, ...] = _setting((), "require `Authorization: Bearer <key>` on every request, with one of these keys (comma-separated; each key owns its own proof sessions); without one /health shows only liveness and counts", sep=",")
     allow_origin: tuple[str, ...] = _setting((), "browser origins allowed to call the server, comma-separated, e.g. https://app.example (default: none; any other `Origin` gets 403)", sep=",")
     request_read_timeout: float = _setting(30.0, "seconds a client may take to send one request (headers and body) or stay idle between requests; slower connections are closed")
     max_body_mb: float = _setting(16.0, "largest request body in MB (larger: 413)")
@@ -86,9 +86,21 @@ class Config:
     dtype: str = _setting("auto", "model dtype: auto, float32, bfloat16, float16", group="generate")
     openai_base_url: str | None = _setting(None, "OpenAI-compatible server URL (backend openai)", group="generate")
     openai_api_key: str | None = _setting(None, "key for the OpenAI-compatible server", group="generate")
+    generation_batch: int = _setting(16, "most concurrent /suggest requests whose candidates the hf backend generates in one batched model call (1: each request alone)", group="generate")
+    generation_window: float = _setting(0.005, f"seconds a generation waits for concurrent requests to join its batch (0 to {MAX_BATCH_WINDOW_S:g}; 0: only those already waiting)", group="generate")
     # Suggestion checking
     check_timeout: float = _setting(5.0, "wall-clock budget in seconds for checking all candidates of one suggestion", group="suggest")
     heartbeats: int = _setting(200000, "heartbeat cap for each candidate tactic", group="suggest")
+    # Proof sessions
+    session_timeout: float = _setting(30.0, "default and most wall-clock seconds of one proof-session start, step or attempt (rebuilding lost states included); a request may ask less", group="sessions")
+    session_ttl: float = _setting(600.0, "seconds a proof session may stay idle before it is closed", group="sessions")
+    max_sessions: int = _setting(256, "most proof sessions open on the server (more: 429)", group="sessions")
+    max_sessions_per_key: int = _setting(32, "most proof sessions open per API key (more: 429)", group="sessions")
+    max_session_states: int = _setting(1000, "most proof states one session may hold (more: 409)", group="sessions")
+    max_attempt_tactics: int = _setting(64, "most tactics in one multi-attempt (more: 422)", group="sessions")
+    # Set-up of a Lean workspace (`leanstep setup`, `leanstep serve --setup`)
+    repl_repo: str = _setting("https://github.com/leanprover-community/repl", "git URL the Lean REPL is fetched from (a mirror must keep the release tags and commits)", group="setup")
+    elan_installer: str = _setting("https://elan.lean-lang.org/elan-init.sh", "URL of elan's official installer script, run when `lake` is missing (an `elan-init` on PATH is run instead)", group="setup")
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
@@ -176,12 +188,17 @@ def load(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Ma
 
 def _validate(config: Config) -> None:
     positive = ("max_repls", "headers_per_repl", "timeout", "import_timeout", "queue_wait", "threads", "max_body_mb", "max_batch",
-                "request_read_timeout", "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb")
+                "request_read_timeout", "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb",
+                "session_timeout", "session_ttl", "max_sessions", "max_sessions_per_key", "max_session_states",
+                "max_attempt_tactics", "generation_batch")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
     if config.sandbox not in SANDBOX_MODES:
         raise ValueError(f"--sandbox must be one of {', '.join(SANDBOX_MODES)}, got {config.sandbox!r}")
+    if not 0 <= config.generation_window <= MAX_BATCH_WINDOW_S:
+        raise ValueError(f"--generation-window must be between 0 and {MAX_BATCH_WINDOW_S:g} seconds, "
+                         f"got {config.generation_window:g}")
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if not 0 < config.port < 65536:
@@ -198,6 +215,9 @@ def _validate_request_limits(config: Config) -> None:
     if not 0 < config.min_timeout <= config.timeout:
         raise ValueError(f"--min-timeout must be positive and at most --timeout ({config.timeout:g}), "
                          f"got {config.min_timeout:g}")
+    if config.session_timeout < config.min_timeout:
+        raise ValueError(f"--session-timeout must be at least --min-timeout ({config.min_timeout:g}), "
+                         f"got {config.session_timeout:g}")
     if config.max_headers_per_request <= 0:
         raise ValueError(f"--max-headers-per-request must be positive, got {config.max_headers_per_request}")
     if config.max_restarts_per_minute < 0:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from leanstep.check.source import ContextError, GoalContext, build_goal_context
@@ -40,6 +40,8 @@ class SuggestRequest:
     (``context``, or ``source`` + ``position``), within the checking budget.
     ``n``: candidates to sample (default: the config's ``num_samples``);
     ``timeout``: checking budget in seconds (default and most: ``check_timeout``).
+    ``abandoned``: turns true once the caller no longer waits (its HTTP client left);
+    generation then drops the request if it has not started.
     """
 
     tactic_state: str | None = None
@@ -52,6 +54,7 @@ class SuggestRequest:
     check: bool = True
     timeout: float | None = None
     include_invalid: bool = False
+    abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class Suggester:
             num_samples=request.n or self.config.num_samples,
             temperatures=self.config.temperatures,
             max_new_tokens=self.config.max_new_tokens,
+            abandoned=request.abandoned,
         )
         seen: set[str] = set()
         out: list[Candidate] = []

@@ -14,18 +14,10 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from leanstep.api.common import StrictModel, applied_timeout_json, lean_text
+from leanstep.api.common import MAX_TIMEOUT_S, Position, RequestTimeout, StrictModel, applied_timeout_json, lean_text
 from leanstep.suggest import Suggestion, SuggestRequest, SuggestResult, Timings
 
 MAX_SAMPLES = 256
-MAX_TIMEOUT_S = 600.0
-
-
-class Position(StrictModel):
-    """The call's position in ``source``: 1-based line, 0-based column in Unicode code points."""
-
-    line: int = Field(ge=1)
-    column: int = Field(ge=0)
 
 
 class SuggestBody(StrictModel):
@@ -39,7 +31,7 @@ class SuggestBody(StrictModel):
     file_name: str | None = None
     n: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
     check: bool = True
-    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    timeout: RequestTimeout | None = None
     include_invalid: bool = False
 
     @field_validator("context", "source")

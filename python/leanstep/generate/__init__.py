@@ -10,6 +10,8 @@ import torch.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .base import (
@@ -31,8 +33,32 @@ if TYPE_CHECKING:  # the configuration module imports this package's base; no cy
     from leanstep.config import Config
 
 
+# Written beside a model that `leanstep finetune` saved: the prompt format it was trained on.
+TRAINED_FORMAT_FILE = "leanstep.json"
+
+
+def trained_prompt_format(model: str) -> str | None:
+    """The prompt format recorded beside a fine-tuned model directory (``leanstep.json``), or None."""
+    try:
+        recorded = json.loads((Path(model) / TRAINED_FORMAT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = recorded.get("prompt_format") if isinstance(recorded, dict) else None
+    return name if isinstance(name, str) and name in FORMATS else None
+
+
+def record_prompt_format(directory: Path, name: str) -> None:
+    """Record beside a saved model the prompt format it was trained on, for :func:`guess_prompt_format`."""
+    get_format(name)
+    (directory / TRAINED_FORMAT_FILE).write_text(json.dumps({"prompt_format": name}) + "\n", encoding="utf-8")
+
+
 def guess_prompt_format(model: str) -> str:
-    """The prompt format a known model family was trained with (``chat`` otherwise)."""
+    """The prompt format ``model`` was trained with: the one ``leanstep finetune`` recorded beside it, else
+    the known one of its family (``chat`` otherwise)."""
+    trained = trained_prompt_format(model)
+    if trained is not None:
+        return trained
     name = model.lower()
     if "llmstep" in name or "pythia" in name or "proofstep" in name:
         return "proofstep"
@@ -49,7 +75,7 @@ def settings_from_config(config: Config) -> GeneratorSettings:
         num_samples=config.num_samples, temperatures=config.temperatures, max_new_tokens=config.max_new_tokens,
         device=config.device, dtype=config.dtype, num_beams=config.num_beams,
         openai_base_url=config.openai_base_url, openai_api_key=config.openai_api_key, compile=config.compile,
-        hint_tactics=config.hint_tactics,
+        hint_tactics=config.hint_tactics, batch_size=config.generation_batch, batch_window=config.generation_window,
     )
 
 
@@ -92,5 +118,7 @@ __all__ = [
     "make_generator",
     "merge",
     "postprocess",
+    "record_prompt_format",
     "render",
+    "trained_prompt_format",
 ]

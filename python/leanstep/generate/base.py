@@ -10,7 +10,7 @@ suggestion looks the same whichever model or server produced it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args, runtime_checkable
 
@@ -32,6 +32,10 @@ END_MARKERS: tuple[str, ...] = (
 # OpenAI-compatible completions server, or a fixed tactic list (no model).
 Backend = Literal["hf", "vllm", "openai", "hint"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+# Longest wait for more requests to join a generation batch: past this the wait
+# costs an editor more than batching saves.
+MAX_BATCH_WINDOW_S = 1.0
 
 # LeanCopilot's ByT5 tactic generator (about 300M parameters): small enough for
 # a laptop CPU, trained on Lean 4 (LeanDojo) states, input = the goal text.
@@ -68,6 +72,8 @@ class GenerationRequest:
 
     ``temperatures``: one batched call per temperature, ``num_samples`` samples
     each; a temperature of 0 means greedy decoding (one sample).
+    ``abandoned``: turns true once nobody waits for the answer (the client
+    disconnected); a batching backend then drops the request if it has not started.
     """
 
     tactic_state: str
@@ -75,6 +81,7 @@ class GenerationRequest:
     num_samples: int = 8
     temperatures: tuple[float, ...] = (0.5,)
     max_new_tokens: int = 64
+    abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -98,6 +105,9 @@ class GeneratorSettings:
     its CUDA-graph decoder for causal models on a GPU; ``compile`` adds
     torch.compile to it (faster steps, but a compile of tens of seconds for each
     new cache-length bucket, so it suits long-running servers that warm up).
+    ``batch_size`` > 1 lets the hf backend generate for up to that many concurrent
+    requests in one batched call, collected for ``batch_window`` seconds after the
+    first arrives (1: every request alone, nothing waits).
     """
 
     backend: Backend = "hf"
@@ -115,6 +125,8 @@ class GeneratorSettings:
     fast_path: bool = True
     compile: bool = False
     trust_remote_code: bool = False
+    batch_size: int = 1
+    batch_window: float = 0.0
     hint_tactics: tuple[str, ...] = ()  # the hint backend's list (empty: its default)
     extra: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
 
@@ -122,6 +134,11 @@ class GeneratorSettings:
         backend_named(self.backend)
         if self.num_beams < 0:
             raise ValueError(f"num_beams must be >= 0, got {self.num_beams}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.batch_window <= MAX_BATCH_WINDOW_S:
+            raise ValueError(f"batch_window must be between 0 and {MAX_BATCH_WINDOW_S:g} seconds, "
+                             f"got {self.batch_window:g}")
         object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
 
     def request(self, tactic_state: str, prefix: str = "", num_samples: int | None = None) -> GenerationRequest:

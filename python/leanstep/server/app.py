@@ -2,9 +2,12 @@
 
 The routes are blueprints: ``server.verify_routes`` (``POST /verify`` and
 ``POST /api/check``, Kimina-compatible shapes plus a ``verdict`` per result),
-``server.health_routes`` (``GET /health``, ``GET /metrics``) and, when the
-services have a suggester, ``server.suggest_routes``. This module adds what
-cuts across them: origin and API-key admission, CORS, the HTTP metrics, and
+``server.health_routes`` (``GET /health``, ``GET /metrics``),
+``server.session_routes`` (``/sessions``: proof sessions) and, when the
+services have a suggester, ``server.suggest_routes`` and
+``server.leancopilot_routes`` (LeanCopilot's ``/generate``). This module adds what
+cuts across them: origin and API-key admission (each accepted key is an owner,
+``g.owner``, whose sessions no other key sees), CORS, the HTTP metrics, and
 JSON error answers.
 
 Every error is JSON ``{"error": ..., "detail": ...}``: malformed JSON 400,
@@ -17,7 +20,6 @@ result, never a failed batch.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -26,16 +28,18 @@ from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from werkzeug.exceptions import HTTPException
 
+from leanstep.keys import matching_key, owner_of
 from leanstep.server.health_routes import health_blueprint
 from leanstep.server.jsonio import BODY_TOO_LARGE, body_limit_bytes, body_too_large_detail, error_response
 from leanstep.server.services import Services
+from leanstep.server.session_routes import session_blueprint
 from leanstep.server.verify_routes import verify_blueprint
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health", "/health/"})  # not GET /, Kimina's health alias: it shares POST / with llmstep
 PREFLIGHT_HEADERS = {  # what an allowed page's CORS preflight is told it may send
-    "Access-Control-Allow-Methods": "GET, POST",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, X-API-Key",
     "Access-Control-Max-Age": "600",
 }
@@ -51,7 +55,7 @@ class AppState:
     closing: bool = False  # set at shutdown: /health says so, the batch routes answer 503
 
 
-def _api_key_ok(expected: str) -> tuple[bool, str]:
+def _presented_key() -> str | None:
     given = request.headers.get("Authorization")
     if given is not None:
         given = given.strip()
@@ -59,11 +63,7 @@ def _api_key_ok(expected: str) -> tuple[bool, str]:
             given = given[7:].strip()
     else:
         given = request.headers.get("X-API-Key")
-    if not given:
-        return False, "missing API key: send `Authorization: Bearer <key>`"
-    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8")):
-        return False, "invalid API key"
-    return True, ""
+    return given or None
 
 
 def create_app(services: Services) -> Flask:
@@ -99,10 +99,13 @@ def create_app(services: Services) -> Flask:
             return error_response(403, "origin not allowed",
                                   f"requests from web pages at {origin!r} are refused; start the server with "
                                   "`--allow-origin ORIGIN` for a page that should call it")
-        g.authenticated = True
+        g.authenticated, g.owner = True, owner_of(None)
         if config.api_key and request.method != "OPTIONS":
-            g.authenticated, why = _api_key_ok(config.api_key)
-            if not g.authenticated and request.path not in OPEN_PATHS:
+            given = _presented_key()
+            key = matching_key(given, config.api_key)
+            g.authenticated, g.owner = key is not None, owner_of(key)
+            if key is None and request.path not in OPEN_PATHS:
+                why = "invalid API key" if given else "missing API key: send `Authorization: Bearer <key>`"
                 return error_response(401, "unauthorized", why)
         return None
 
@@ -139,8 +142,11 @@ def create_app(services: Services) -> Flask:
 
     app.register_blueprint(verify_blueprint(state))
     app.register_blueprint(health_blueprint(state))
+    app.register_blueprint(session_blueprint(services.sessions))
     if services.suggester is not None:  # imported only then: the verification path needs none of it
+        from leanstep.server.leancopilot_routes import leancopilot_blueprint
         from leanstep.server.suggest_routes import suggest_blueprint
 
         app.register_blueprint(suggest_blueprint(services.suggester))
+        app.register_blueprint(leancopilot_blueprint(services.suggester))
     return app

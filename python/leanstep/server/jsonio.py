@@ -86,3 +86,11 @@ def parse_or_422(model: type, payload: Any) -> tuple[Any, Response | None]:
         return parse(model, payload), None
     except ValueError as exc:
         return None, error_response(422, "invalid request", str(exc))
+
+
+def read_body(model: type) -> tuple[Any, Response | None]:
+    """The request's body validated as ``model`` (``read_json_body``, then ``parse_or_422``), or the 4xx."""
+    payload, error = read_json_body()
+    if error:
+        return None, error
+    return parse_or_422(model, payload)

@@ -1,11 +1,12 @@
-"""The server's composition root: the one place the pool, the verifier and the suggester are built.
+"""The server's composition root: the one place the pool, the verifier, the sessions and the suggester are built.
 
 ``leanstep serve`` and every test or benchmark that serves the app call
 :func:`build_services`, so they run on the same wiring: a started pool, a
 :class:`~leanstep.check.verify.BatchVerifier` on it (or on a Ray cluster with
-``--ray``; the pool then only checks ``/suggest``'s candidates), and a suggester
-over the configured generator. The app (``server.app.create_app``) takes the
-result ready-made.
+``--ray``; the pool then only checks ``/suggest``'s candidates and runs the
+proof sessions), the proof sessions on the pool, and a suggester over the
+configured generator. The app (``server.app.create_app``) takes the result
+ready-made.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from leanstep.check.sessions import SessionLimits, SessionService
+from leanstep.check.tactics import TacticChecker
 from leanstep.check.trust import checks_from_config
 from leanstep.check.verify import BatchVerifier, Verifier
 from leanstep.cluster.router import RayTarget, make_verifier
@@ -32,11 +35,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Services:
-    """What the server answers with; ``suggester`` None means no suggestion routes."""
+    """What the server answers with; ``suggester`` None means no suggestion (and generation) routes."""
 
     config: Config
     pool: ReplPool
     verifier: BatchVerifier
+    sessions: SessionService
     suggester: Suggester | None
     trace: TraceWriter | None = None
 
@@ -78,7 +82,18 @@ def build_services(config: Config, *, cluster: RayTarget | None = None, suggest:
         if trace is not None:
             trace.close()
         raise
-    return Services(config, pool, verifier, suggester, trace)
+    return Services(config, pool, verifier, session_service(config, pool), suggester, trace)
+
+
+def session_service(config: Config, pool: ReplPool) -> SessionService:
+    """Proof sessions on ``pool`` with ``config``'s limits; states are built within ``--timeout`` even after a
+    step's own budget ended, so the next step finds them ready."""
+    limits = SessionLimits(ttl=config.session_ttl, max_sessions=config.max_sessions,
+                           max_per_owner=config.max_sessions_per_key, max_states=config.max_session_states,
+                           max_tactics=config.max_attempt_tactics, timeout=config.session_timeout,
+                           min_timeout=config.min_timeout)
+    checker = TacticChecker(pool, budget=config.session_timeout, prepare_timeout=config.timeout)
+    return SessionService(checker, limits, heartbeats=config.heartbeats)
 
 
 def _suggester(config: Config, pool: ReplPool, generator: Generator | None) -> Suggester:

@@ -11,13 +11,15 @@ errors: the suggestions come back ``unchecked``.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from leanstep.api.llmstep import LlmstepBody, llmstep_answer_json
 from leanstep.api.suggest import SuggestBody, suggest_answer_json
-from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
+from leanstep.generate.batching import RequestAbandoned
+from leanstep.server.jsonio import error_response, json_response, read_body
 from leanstep.suggest import Suggester
 
 log = logging.getLogger(__name__)
@@ -28,18 +30,20 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
     bp = Blueprint("suggest", __name__)
 
     def run(body: SuggestBody | LlmstepBody) -> tuple[Any, Response | None]:
+        # waitress tells whether the client hung up; a batched generation then drops the request
+        suggestion = replace(body.to_request(), abandoned=request.environ.get("waitress.client_disconnected"))
         try:
-            return suggester.suggest(body.to_request()), None
+            return suggester.suggest(suggestion), None
+        except RequestAbandoned as exc:  # nobody reads this answer
+            log.info("suggestion dropped: %s", exc)
+            return None, error_response(503, "client left", str(exc))
         except Exception as exc:  # the model or its server failed; the editor gets a clear 503
             log.exception("suggestion failed")
             return None, error_response(503, "suggestion failed", f"{type(exc).__name__}: {exc}")
 
     @bp.post("/suggest")
     def suggest() -> Response:
-        payload, error = read_json_body()
-        if error:
-            return error
-        body, error = parse_or_422(SuggestBody, payload)
+        body, error = read_body(SuggestBody)
         if error:
             return error
         result, error = run(body)
@@ -50,10 +54,7 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
     @bp.post("/")
     def llmstep_compatible() -> Response:
         """llmstep's server contract: ``{"suggestions": [str, ...]}``, best first, invalid ones left out."""
-        payload, error = read_json_body()
-        if error:
-            return error
-        body, error = parse_or_422(LlmstepBody, payload)
+        body, error = read_body(LlmstepBody)
         if error:
             return error
         result, error = run(body)

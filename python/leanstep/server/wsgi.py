@@ -174,7 +174,10 @@ def make_server(app: Any, config: Config, *, listeners: list[socket.socket] | No
         # waitress refuses Content-Length >= its limit, the app > MAX_CONTENT_LENGTH: the same bodies
         max_request_body_size=body_limit_bytes(config.max_body_mb) + 1,
         channel_timeout=config.request_read_timeout, cleanup_interval=MAINTENANCE_INTERVAL_S,
-        connection_limit=connection_limit(), asyncore_use_poll=True, **adjustments,
+        connection_limit=connection_limit(), asyncore_use_poll=True,
+        # read on while a request runs, so a client that hangs up is noticed (the WSGI environ's
+        # `waitress.client_disconnected`) and its queued generation dropped
+        channel_request_lookahead=1, **adjustments,
     )
     for dispatcher in socket_map.values():
         if isinstance(dispatcher, BaseWSGIServer):
