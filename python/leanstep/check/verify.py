@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
 import re
 import threading
@@ -380,8 +379,13 @@ class ResultCache:
 
     @staticmethod
     def key(header: str, body: str, options: VerifyOptions, statement: str | None = None) -> str:
-        raw = json.dumps([header, body, options.infotree, options.trust.value, statement], ensure_ascii=True)
-        return hashlib.sha256(raw.encode("ascii")).hexdigest()
+        """SHA-256 of the parts that decide an outcome, each length-prefixed (``-`` for none), so no two differ."""
+        digest = hashlib.sha256()
+        for part in (header, body, options.infotree, options.trust.value, statement):
+            data = b"-" if part is None else part.encode("utf-8", "surrogatepass")
+            digest.update(b"%d:" % (-1 if part is None else len(data)))
+            digest.update(data)
+        return digest.hexdigest()
 
     def get(self, key: str, timeout: float) -> Outcome | None:
         """A cached outcome that finished within ``timeout`` (else it could have timed out now)."""
