@@ -65,6 +65,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sandbox", default=None,
                    help="leanstep's REPL sandbox (auto, bwrap, rlimit, none; default: leanstep's own default)")
+    p.add_argument("--trace", default=None,
+                   help="leanstep's servers append a trace here (`leanstep serve --trace`), for `leanstep plan`")
     p.add_argument("--no-install", action="store_true", help="do not create the peer virtualenv if missing")
     p.add_argument("--json", default=None, help="results file (default benchmarks/results/throughput.json)")
     p.add_argument("--png", default=None, help="plot file (default benchmarks/results/throughput.png)")
@@ -112,7 +114,7 @@ def _leaninteract_driver(spec_path: str, out_path: str) -> int:
 def run_leanstep(snippets, workers: int, sim_env: dict[str, str], args, first_valid: bool = False) -> dict[str, Any]:
     from benchmarks import common
 
-    extra = ["--sandbox", args.sandbox] if args.sandbox else []
+    extra = [*(["--sandbox", args.sandbox] if args.sandbox else []), *(["--trace", args.trace] if args.trace else [])]
     with common.LeanstepServer(workers, env=sim_env, extra_args=extra) as server:
         t0 = time.perf_counter()
         results = common.post_verify(server.url, snippets, args.batch_size, args.concurrency, first_valid=first_valid)

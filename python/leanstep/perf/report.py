@@ -12,7 +12,7 @@ from pathlib import Path
 from leanstep.perf.plan import HeaderPlan, Recommendation, ResultCachePlan, header_plan, recommend, result_cache_plan
 from leanstep.perf.trace import read_trace
 
-CACHE_SIZES = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+CACHE_SIZES = (1, 3, 10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     advice = recommend(results, headers, args.target)
     print(render(path, len(segments), results, headers, advice))
     png = Path(args.png) if args.png else path.with_name(path.name + ".plan.png")
-    if plot(png, results, headers):
+    if plot(png, results, headers, args.target):
         print(f"wrote {png}")
     if args.json:
         Path(args.json).write_text(json.dumps({
@@ -94,16 +94,18 @@ def render(path: Path, segments: int, results: ResultCachePlan, headers: Sequenc
         unbounded = _pct(advice.cache_ceiling).strip()
         lines.append(f"  result cache: no size reaches it on this trace (unbounded: {unbounded})")
     if advice.max_repls is not None:
-        lines.append(f"  --max-repls {advice.max_repls} --headers-per-repl {advice.headers_per_repl} "
-                     "(the smallest pool that does; each REPL keeps up to that many imports in memory)")
+        lines.append(f"  --max-repls {advice.max_repls} or more, --headers-per-repl {advice.headers_per_repl}: the "
+                     "smallest pool that does (a bigger one never imports more, and checks more proofs at once; each "
+                     "REPL keeps up to that many imports in memory)")
     else:
         lines.append(f"  header envs: no pool up to --max-repls {largest} reaches it; the best is "
                      f"--headers-per-repl {advice.headers_per_repl} at {_pct(advice.header_ceiling).strip()}")
     return "\n".join(lines)
 
 
-def plot(path: Path, results: ResultCachePlan, headers: Sequence[HeaderPlan]) -> bool:
-    """Hit ratio against size for both caches, as a PNG; False (and a line on stderr) without matplotlib."""
+def plot(path: Path, results: ResultCachePlan, headers: Sequence[HeaderPlan], target: float) -> bool:
+    """Hit ratio against size for both caches, and the target, as a PNG; False (and a line on stderr) without
+    matplotlib."""
     try:
         import matplotlib
 
@@ -130,9 +132,12 @@ def plot(path: Path, results: ResultCachePlan, headers: Sequence[HeaderPlan]) ->
     right.set_xlabel("--max-repls")
     right.set_ylabel("checks that found their header imported (%)")
     right.set_title(f"Header envs: {headers[0].curve.references if headers else 0} checks", fontsize=10)
+    for ax in (left, right):
+        ax.axhline(100 * target, color="grey", linewidth=0.8, linestyle="--", label=f"target {100 * target:g}%")
+    left.legend(fontsize=8, loc="upper left")
     right.set_ylim(0, 100)
     right.grid(alpha=0.3)
-    right.legend(fontsize=8)
+    right.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
