@@ -211,6 +211,17 @@ def check_generate(answer: dict[str, Any], body: dict[str, Any]) -> None:
     assert all(set(o) == {"output", "score"} and 0 <= o["score"] <= 1 for o in answer["outputs"])
 
 
+def check_prove(answer: dict[str, Any], body: dict[str, Any]) -> None:
+    """A proof of the statement, which strategy found it, what it cost, and the final check's verdict."""
+    assert set(answer) == {"proved", "proof", "strategy", "tried", "expansions", "samples", "rounds", "timings",
+                           "check", "stopped", "limits"}
+    assert answer["proved"] is True and answer["proof"].startswith(body["statement"] + " := by"), answer
+    assert answer["strategy"] in answer["tried"] and answer["stopped"] is None
+    assert set(answer["timings"]) == {"generation_ms", "checking_ms", "total_ms"}
+    assert answer["check"]["verdict"] == "valid" and answer["check"]["trust"] == "strict"
+    assert "prove_timeout" in answer["limits"]
+
+
 def check_health(answer: dict[str, Any]) -> None:
     """The pool's real state, and whether suggestions are served."""
     assert answer["status"] == "ok"
@@ -227,6 +238,7 @@ POST_CHECKS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
     "/sessions/{id}/states/{state}/tactic": check_step,
     "/sessions/{id}/states/{state}/attempt": check_attempt,
     "/generate": check_generate,
+    "/prove": check_prove,
 }
 GET_ROUTES = {"/health", "/metrics", "/sessions/{id}", "/sessions/{id}/states/{state}/proof"}
 OTHER_ROUTES = {("DELETE", "/sessions/{id}"), ("POST", "/encode")}

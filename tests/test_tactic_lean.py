@@ -5,7 +5,8 @@ this repository); without them every test here skips and says why.
 They pin what cannot be checked without Lean: local re-checks never cost the user's proof its heartbeats,
 multi-line suggestions are indented at the call's column, `sorry` is caught as a token and not as a
 substring, `llmstep.timeout 0` is refused, and no wait outlives the budget (a wrapper interpreter that
-leaves a process holding the bridge's output, or one that ignores SIGTERM)."""
+leaves a process holding the bridge's output, or one that ignores SIGTERM); and `llmqed` offers `/prove`'s
+proof as the server laid it out, or warns when there is none."""
 
 from __future__ import annotations
 
@@ -41,10 +42,13 @@ def lake() -> str:
 
 
 class SuggestServer:
-    """Answers every POST /suggest with ``suggestions`` (after ``delay`` seconds)."""
+    """Answers every POST /suggest with ``suggestions`` (after ``delay`` seconds), or with ``reply`` when it is
+    set (what `llmqed` gets from `/prove`); ``paths`` records the routes asked."""
 
     def __init__(self) -> None:
         self.suggestions: list[dict] = []
+        self.reply: dict | None = None
+        self.paths: list[str] = []
         self.delay = 0.0
         owner = self
 
@@ -54,8 +58,10 @@ class SuggestServer:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                owner.paths.append(self.path)
                 time.sleep(owner.delay)
-                body = json.dumps({"suggestions": owner.suggestions}).encode()
+                body = json.dumps(owner.reply if owner.reply is not None else {"suggestions": owner.suggestions})
+                body = body.encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -191,3 +197,34 @@ def test_an_interpreter_that_ignores_sigterm_is_killed_at_the_budget(lake, serve
     """)
     assert elapsed < 30, f"elaboration took {elapsed:.0f} s"
     assert "no answer from the leanstep server within 1000 ms" in messages, messages
+
+
+def prove_reply(proved: bool, proof: str | None = None, stopped: str | None = None) -> dict:
+    return {"proved": proved, "proof": proof, "strategy": "whole" if proved else None, "tried": ["search", "whole"],
+            "expansions": 3, "samples": 8, "rounds": 0,
+            "timings": {"generation_ms": 1.0, "checking_ms": 2.0, "total_ms": 1234.5}, "check": None,
+            "stopped": stopped, "limits": {}}
+
+
+def test_llmqed_offers_the_servers_proof_as_it_was_laid_out(lake, server, tmp_path):
+    server.reply = prove_reply(True, "constructor\n    exact h.2\n    exact h.1")
+    messages, _ = elaborate(lake, server, tmp_path, """
+        example (p q : Prop) (h : p ∧ q) : q ∧ p := by
+            llmqed
+            exact ⟨h.2, h.1⟩
+    """)
+    assert server.paths == ["/prove"]
+    assert re.search(r"Try this: constructor\n {4,}exact h\.2\n {4,}exact h\.1", messages), messages
+    assert "proved by whole (3 expansions, 8 samples, 1234 ms)" in messages
+    assert "error" not in messages, messages
+
+
+def test_llmqed_without_a_proof_is_a_warning_and_the_file_still_elaborates(lake, server, tmp_path):
+    server.reply = prove_reply(False, stopped="timeout")
+    messages, _ = elaborate(lake, server, tmp_path, """
+        example (p q : Prop) (h : p ∧ q) : q ∧ p := by
+          llmqed
+          exact ⟨h.2, h.1⟩
+    """)
+    assert "llmqed: no proof found (timeout; 3 expansions, 8 samples, 1234 ms)" in messages, messages
+    assert "error" not in messages, messages

@@ -1,4 +1,5 @@
-"""The ``leanstep`` command: serve | verify | generate | extract | finetune | plan | bench | setup | doctor.
+"""The ``leanstep`` command: serve | mcp | verify | prove | eval | generate | extract | finetune | plan | bench |
+setup | doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
 never loads torch and ``leanstep --help`` is instant.
@@ -28,7 +29,19 @@ BENCHMARKS = {
     "verify-load": "verify_load",
     "generation": "generation",
     "ray": "ray_scale",
+    "prove": "prove",
+    "mcp": "mcp_latency",
 }
+
+
+# What a server without HTTP takes of the server group: how proofs are judged.
+VERIFICATION_SETTINGS = frozenset({"trust", "allow_import", "allow_native_decide"})
+
+
+def add_no_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-model", action="store_true",
+                        help="load no model: suggestions come from a fixed list of common tactics, checked as usual "
+                             "(the same as --backend hint)")
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,10 +90,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    from leanstep.mcp.stdio import run_stdio
+    from leanstep.repl.launch import SetupError
+
+    config = config_mod.load(args)
+    if args.no_model:
+        config = config.with_overrides(backend="hint")
+    try:
+        return run_stdio(config)
+    except SetupError as exc:
+        print(f"leanstep mcp: {exc}", file=sys.stderr)
+        return 2
+
+
 def _verify(args: argparse.Namespace) -> int:
     from leanstep import verify_cli
 
     return verify_cli.run(args)
+
+
+def _prove(args: argparse.Namespace) -> int:
+    from leanstep import prove_cli
+
+    return prove_cli.run(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from leanstep import eval_cli
+
+    return eval_cli.run(args)
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -151,22 +190,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /health, /metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "setup", "trace"))
-    serve.add_argument("--no-model", action="store_true",
-                       help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
-                            "(the same as --backend hint)")
+    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /prove, /sessions, /mcp, /verify, "
+                                         "/api/check, /health, /metrics)")
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "prove", "setup", "trace"))
+    add_no_model_argument(serve)
     serve.add_argument("--setup", action="store_true",
                        help="with --repl lake, first set the workspace up as `leanstep setup --install-elan` does "
                             "(each step skipped when done); `make serve` passes it")
     add_ray_arguments(serve)
     serve.set_defaults(func=_serve)
 
+    about = "run the MCP server on stdin/stdout, for an MCP client that starts it (see docs/mcp.md)"
+    mcp = sub.add_parser("mcp", help=about, description=about)
+    config_mod.add_arguments(mcp, ("pool", "generate", "suggest", "sessions"))
+    config_mod.add_arguments(mcp.add_argument_group("verification"), ("server",), names=VERIFICATION_SETTINGS)
+    add_no_model_argument(mcp)
+    mcp.set_defaults(func=_mcp)
+
     verify = sub.add_parser("verify", help="verify proofs from a .jsonl file, a .lean file or a directory")
     from leanstep import verify_cli
 
     verify_cli.add_arguments(verify)
     verify.set_defaults(func=_verify)
+
+    prove = sub.add_parser("prove", help="fill the sorries of a .lean file with proofs checked by Lean "
+                                         "(best-first search, whole proofs with repair)")
+    from leanstep import prove_cli
+
+    prove_cli.add_arguments(prove)
+    prove.set_defaults(func=_prove)
+
+    evaluate = sub.add_parser("eval", help="pass@k of a proving strategy on a .jsonl file of problems")
+    from leanstep import eval_cli
+
+    eval_cli.add_arguments(evaluate)
+    evaluate.set_defaults(func=_eval)
 
     about = "print the model's raw tactic candidates for one goal, without checking them in Lean"
     generate = sub.add_parser("generate", help=about, description=about)

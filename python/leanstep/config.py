@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from leanstep.check.verdict import Trust
 from leanstep.generate.base import BACKENDS, DEFAULT_HF_MODEL, MAX_BATCH_WINDOW_S
 from leanstep.generate.hint import DEFAULT_HINT_TACTICS
+from leanstep.generate.proofs import PROOF_FORMATS
+from leanstep.prove.strategy import STRATEGIES
 from leanstep.repl.sandbox import MODES as SANDBOX_MODES
 
 ENV_PREFIX = "LEANSTEP_"
@@ -61,6 +63,7 @@ class Config:
     threads: int = _setting(32, "HTTP worker threads")
     api_key: tuple[str, ...] = _setting((), "require `Authorization: Bearer <key>` on every request, with one of these keys (comma-separated; each key owns its own proof sessions); without one /health shows only liveness and counts", sep=",")
     allow_origin: tuple[str, ...] = _setting((), "browser origins allowed to call the server, comma-separated, e.g. https://app.example (default: none; any other `Origin` gets 403)", sep=",")
+    allow_host: tuple[str, ...] = _setting((), "host names /mcp answers to, comma-separated, besides the loopback names when --host is a loopback address; with a list, or on loopback, any other `Host` header gets 421 (DNS rebinding); e.g. the public name a local proxy passes on", sep=",")
     request_read_timeout: float = _setting(30.0, "seconds a client may take to send one request (headers and body) or stay idle between requests; slower connections are closed")
     max_body_mb: float = _setting(16.0, "largest request body in MB (larger: 413)")
     max_batch: int = _setting(10000, "most snippets in one verification request (more: 413)")
@@ -73,7 +76,8 @@ class Config:
     # Tracing (for `leanstep plan`)
     trace: Path | None = _setting(None, "append one JSON line per distinct snippet of every /verify and /api/check request to this file: digests of the header and the result-cache key, sizes, seconds and the verdict, never source text; `leanstep plan FILE` sizes the caches from it", group="trace")
     # Generation
-    backend: str = _setting("hf", "generation backend: hf, vllm, openai, or hint (a fixed tactic list, no model)", group="generate")
+    backend: str = _setting("hf", "generation backend: hf, vllm, openai, hint (a fixed tactic list, no model) or scripted (proposals replayed from --script, no model)", group="generate")
+    script: Path | None = _setting(None, "proposals file of the scripted backend: JSON lines of {goal, tactics} and {theorem, proofs, round}", group="generate")
     hint_tactics: tuple[str, ...] = _setting(DEFAULT_HINT_TACTICS, "tactics the hint backend suggests, in order, separated by ';;'", group="generate")
     hf_model: str = _setting(DEFAULT_HF_MODEL, "model path or hub id", group="generate")
     prompt_format: str | None = _setting(None, "prompt format: proofstep, state or chat (default: chosen from the model)", group="generate")
@@ -98,6 +102,15 @@ class Config:
     max_sessions_per_key: int = _setting(32, "most proof sessions open per API key (more: 429)", group="sessions")
     max_session_states: int = _setting(1000, "most proof states one session may hold (more: 409)", group="sessions")
     max_attempt_tactics: int = _setting(64, "most tactics in one multi-attempt (more: 422)", group="sessions")
+    # Proving (best-first search and whole proofs)
+    strategy: str = _setting("auto", "how a proof is looked for when the request names no way: search (best-first over tactics), whole (complete proofs, repaired with Lean's errors) or auto (search, then whole)", group="prove")
+    prove_timeout: float = _setting(120.0, "most wall-clock seconds one proof may be looked for (a request may ask for less)", group="prove")
+    prove_expansions: int = _setting(64, "proof states best-first search expands when the request names no budget", group="prove")
+    prove_samples: int = _setting(8, "whole proofs sampled when the request names no budget", group="prove")
+    search_width: int = _setting(2, "open states best-first search expands at once (each checks its candidates over the pool's REPLs)", group="prove")
+    prove_rounds: int = _setting(1, "repair rounds (failed proofs sent back with Lean's errors) when the request names no budget", group="prove")
+    proof_format: str | None = _setting(None, f"whole-proof prompt format: {', '.join(PROOF_FORMATS)} (default: chosen from the model)", group="prove")
+    proof_max_new_tokens: int = _setting(1024, "longest whole proof in tokens", group="prove")
     # Set-up of a Lean workspace (`leanstep setup`, `leanstep serve --setup`)
     repl_repo: str = _setting("https://github.com/leanprover-community/repl", "git URL the Lean REPL is fetched from (a mirror must keep the release tags and commits)", group="setup")
     elan_installer: str = _setting("https://elan.lean-lang.org/elan-init.sh", "URL of elan's official installer script, run when `lake` is missing (an `elan-init` on PATH is run instead)", group="setup")
@@ -190,7 +203,8 @@ def _validate(config: Config) -> None:
     positive = ("max_repls", "headers_per_repl", "timeout", "import_timeout", "queue_wait", "threads", "max_body_mb", "max_batch",
                 "request_read_timeout", "num_samples", "max_new_tokens", "check_timeout", "max_uses", "max_procs", "max_file_mb",
                 "session_timeout", "session_ttl", "max_sessions", "max_sessions_per_key", "max_session_states",
-                "max_attempt_tactics", "generation_batch")
+                "max_attempt_tactics", "generation_batch", "prove_timeout", "prove_expansions", "prove_samples",
+                "proof_max_new_tokens", "search_width")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
@@ -204,6 +218,7 @@ def _validate(config: Config) -> None:
     if not 0 < config.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {config.port}")
     _validate_request_limits(config)
+    _validate_proving(config)
     for origin in config.allow_origin:
         if not ORIGIN.fullmatch(origin):
             raise ValueError(f"--allow-origin takes origins as browsers send them (scheme://host[:port], "
@@ -225,3 +240,14 @@ def _validate_request_limits(config: Config) -> None:
                          f"got {config.max_restarts_per_minute}")
     if config.shutdown_grace < 0:
         raise ValueError(f"--shutdown-grace must be 0 or more seconds, got {config.shutdown_grace:g}")
+
+
+def _validate_proving(config: Config) -> None:
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {config.strategy!r}")
+    if config.prove_rounds < 0:
+        raise ValueError(f"--prove-rounds must be 0 or more, got {config.prove_rounds}")
+    if config.proof_format is not None and config.proof_format not in PROOF_FORMATS:
+        raise ValueError(f"--proof-format must be one of {', '.join(PROOF_FORMATS)}, got {config.proof_format!r}")
+    if config.backend == "scripted" and config.script is None:
+        raise ValueError("--backend scripted needs --script FILE (the proposals to replay)")

@@ -34,8 +34,8 @@ class StrictModel(BaseModel):
 class Position(StrictModel):
     """A place in ``source``: 1-based line, 0-based column in Unicode code points."""
 
-    line: int = Field(ge=1)
-    column: int = Field(ge=0)
+    line: int = Field(ge=1, description="1-based line in `source`")
+    column: int = Field(ge=0, description="0-based column, in Unicode code points")
 
 
 def lean_text(value: str | None) -> str | None:
@@ -73,6 +73,10 @@ def parse(model: type[BaseModel], payload: Any) -> Any:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise ValueError(describe_errors(exc)) from None
+
+
+INVALID_REQUEST = "invalid request"  # a field is wrong or a limit refuses it (HTTP 422)
+SUGGESTION_FAILED = "suggestion failed"  # the model failed (HTTP 503)
 
 
 def error_json(error: str, detail: Any = None) -> dict[str, Any]:
@@ -135,7 +139,7 @@ def trust_from_json(value: Any) -> Trust | None:
 
 
 __all__ = [
-    "MAX_TIMEOUT_S", "Position", "RequestTimeout", "StrictModel",
+    "INVALID_REQUEST", "MAX_TIMEOUT_S", "SUGGESTION_FAILED", "Position", "RequestTimeout", "StrictModel",
     "applied_timeout_json", "describe_errors", "error_json", "lean_text", "parse", "reason_json",
     "reasons_from_json", "trust_from_json", "verdict_json",
 ]

@@ -16,18 +16,38 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from leanstep.api.common import Position, RequestTimeout, StrictModel, lean_text
+from leanstep.api.common import INVALID_REQUEST, Position, RequestTimeout, StrictModel, lean_text
 from leanstep.check.sessions import (
+    BadRequest,
     FromCode,
     FromPosition,
     FromStatement,
+    NotProved,
     Origin,
     ProofScript,
+    SessionError,
+    SessionLimitReached,
+    SessionNotFound,
     SessionView,
+    StateLimitReached,
+    StateNotFound,
+    StateUnreachable,
     StateView,
     StepResult,
+    Unavailable,
 )
+from leanstep.limits import LimitError
 
+REFUSALS: dict[type[SessionError], str] = {  # the error name of each refusal, on every door (HTTP, MCP)
+    SessionNotFound: "session not found",
+    StateNotFound: "state not found",
+    StateLimitReached: "state limit reached",
+    NotProved: "state not proved",
+    StateUnreachable: "state unreachable",
+    BadRequest: INVALID_REQUEST,
+    SessionLimitReached: "session limit reached",
+    Unavailable: "no REPL available",
+}
 MAX_TACTICS_PER_BODY = 1024  # far above any server's --max-attempt-tactics; the server's own cap gives the message
 
 
@@ -93,6 +113,13 @@ class AttemptBody(StrictModel):
     timeout: RequestTimeout | None = None
 
 
+def refusal(exc: SessionError | LimitError) -> tuple[str, str]:
+    """The error name and detail of a refused session call (a timeout below the floor is a wrong field)."""
+    if isinstance(exc, LimitError):
+        return INVALID_REQUEST, f"timeout: {exc}"
+    return REFUSALS.get(type(exc), INVALID_REQUEST), str(exc)
+
+
 def state_json(state: StateView) -> dict[str, Any]:
     return {"id": state.id, "goals": list(state.goals), "status": state.status.value, "parent": state.parent,
             "tactic": state.tactic, "depth": state.depth}
@@ -118,4 +145,5 @@ def proof_json(session: str, script: ProofScript) -> dict[str, Any]:
             "proof": script.text}
 
 
-__all__ = ["AttemptBody", "StartBody", "TacticBody", "proof_json", "session_json", "state_json", "step_json"]
+__all__ = ["REFUSALS", "AttemptBody", "StartBody", "Tactic", "TacticBody", "proof_json", "refusal", "session_json",
+           "state_json", "step_json"]

@@ -242,6 +242,20 @@ class Unavailable(SessionError):
     reason = "unavailable"
 
 
+def check_attempt(tactics: Sequence[str], max_tactics: int) -> None:
+    """Raises :class:`BadRequest` for tactics no attempt runs: none, more than ``max_tactics``
+    (``--max-attempt-tactics``), or an empty one; every multi-attempt (on a session state or at a place in a file)
+    is held to this."""
+    if not tactics:
+        raise BadRequest("no tactic to run")
+    if len(tactics) > max_tactics:
+        raise BadRequest(f"{len(tactics)} tactics in one attempt, more than the {max_tactics} "
+                         "allowed (--max-attempt-tactics)")
+    for index, tactic in enumerate(tactics):
+        if not isinstance(tactic, str) or not tactic.strip():
+            raise BadRequest(f"tactic {index} is empty")
+
+
 # --------------------------------------------------------------------------- #
 # The service
 
@@ -330,14 +344,7 @@ class SessionService:
         """Run every tactic on ``state``, in parallel over the pool's REPLs; results in the given order."""
         budget = self.applied_timeout(timeout).seconds
         tactics = tuple(tactics)
-        if not tactics:
-            raise BadRequest("no tactic to run")
-        if len(tactics) > self.limits.max_tactics:
-            raise BadRequest(f"{len(tactics)} tactics in one attempt, more than the {self.limits.max_tactics} "
-                             "allowed (--max-attempt-tactics)")
-        for index, tactic in enumerate(tactics):
-            if not isinstance(tactic, str) or not tactic.strip():
-                raise BadRequest(f"tactic {index} is empty")
+        check_attempt(tactics, self.limits.max_tactics)
         with self._use(session, owner) as entry:
             return self._attempt(entry, state, tactics, budget)
 

@@ -154,6 +154,23 @@ def parse_statement(text: str) -> Statement:
     return Statement(kind, name, signature)
 
 
+def declaration_head(text: str) -> str | None:
+    """The statement the first theorem, lemma or example of ``text`` proves: its head up to the top-level
+    ``:=`` (``theorem foo (x : ℕ) : x + 0 = x``), or None when ``text`` declares none that reads as one."""
+    lines = text.split("\n")
+    for decl in declarations(text):
+        if decl.kind not in STATEMENT_KINDS:
+            continue
+        start = sum(len(line) + 1 for line in lines[:decl.line - 1]) + decl.column
+        head = text[start:_signature_end(text, start)].rstrip()
+        try:
+            parse_statement(head)
+        except StatementError:
+            return None
+        return head
+    return None
+
+
 def declared_signature(body: str, statement: Statement) -> str | None:
     """The signature the submission gives the statement's theorem (None: it declares no such theorem).
 
@@ -201,5 +218,5 @@ def text_mismatch(body: str, statement: Statement) -> str | None:
     return None
 
 
-__all__ = ["REFERENCE_PREFIX", "Statement", "StatementError", "declared_signature", "new_nonce", "normalise",
-           "parse_statement", "text_mismatch"]
+__all__ = ["REFERENCE_PREFIX", "Statement", "StatementError", "declaration_head", "declared_signature", "new_nonce",
+           "normalise", "parse_statement", "text_mismatch"]

@@ -14,23 +14,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args, runtime_checkable
 
+from .proofs import END_OF_TEXT, ProofTask, extract_lean_code
+
 # Text that ends a tactic when a model keeps writing past it: the next prompt
 # marker of the proofstep format, end-of-text markers of common tokenizers and
 # a closing code fence (chat models).
-END_MARKERS: tuple[str, ...] = (
-    "[GOAL]",
-    "[PROOFSTEP]",
-    "<|endoftext|>",
-    "</s>",
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<eos>",
-    "```",
-)
+END_MARKERS: tuple[str, ...] = ("[GOAL]", "[PROOFSTEP]", *END_OF_TEXT, "```")
 
 # Where candidates come from: transformers in process, vLLM in process, an
-# OpenAI-compatible completions server, or a fixed tactic list (no model).
-Backend = Literal["hf", "vllm", "openai", "hint"]
+# OpenAI-compatible completions server, a fixed tactic list (no model), or
+# proposals replayed from a file (no model).
+Backend = Literal["hf", "vllm", "openai", "hint", "scripted"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 # Longest wait for more requests to join a generation batch: past this the wait
@@ -52,18 +46,22 @@ def backend_named(name: str) -> Backend:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One suggested tactic.
+    """One suggested tactic, or one whole proof.
 
-    ``text`` is the complete tactic (the request's prefix included), on one line.
+    ``text`` is the complete tactic (the request's prefix included), on one line;
+    for a whole-proof request it is the Lean code of one answer (many lines).
     ``score`` is the mean log-probability per generated token under the model's
     own (temperature 1) distribution, so it is <= 0 and comparable between
     samples of different lengths and temperatures; higher is better. For beam
     search it is the beam's length-normalised log-probability, which is the
     same quantity. Backends that cannot report log-probabilities use 0.0.
+    ``count`` is how many of the samples drawn gave this text (duplicates are
+    merged; pass@k counts them all).
     """
 
     text: str
     score: float
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,11 @@ class GenerationRequest:
     """What to generate for: one goal, one prefix, and the sampling budget.
 
     ``temperatures``: one batched call per temperature, ``num_samples`` samples
-    each; a temperature of 0 means greedy decoding (one sample).
+    each; a temperature of 0 means greedy decoding (one sample). ``proof``:
+    ask for whole proofs of that task instead of next tactics (each candidate
+    is then a complete Lean code block, see :mod:`leanstep.generate.proofs`;
+    ``tactic_state`` may hold the goal, or be empty). ``seed``: sample
+    reproducibly (the same seed, model and request give the same candidates).
     ``abandoned``: turns true once nobody waits for the answer (the client
     disconnected); a batching backend then drops the request if it has not started.
     """
@@ -81,6 +83,8 @@ class GenerationRequest:
     num_samples: int = 8
     temperatures: tuple[float, ...] = (0.5,)
     max_new_tokens: int = 64
+    proof: ProofTask | None = None
+    seed: int | None = None
     abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +132,8 @@ class GeneratorSettings:
     batch_size: int = 1
     batch_window: float = 0.0
     hint_tactics: tuple[str, ...] = ()  # the hint backend's list (empty: its default)
+    proof_format: str = "prover-completion"  # how whole-proof requests are rendered (leanstep.generate.proofs)
+    script: str | None = None  # the scripted backend's proposals file
     extra: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -184,18 +190,42 @@ def postprocess(prefix: str, outputs: Iterable[tuple[str, float]]) -> list[Candi
     best score, and the result is sorted by score (best first; ties keep the
     order of first appearance, so greedy/beam order survives).
     """
+    return _ranked(((prefix + cut_tactic(continuation)).strip(), score, 1) for continuation, score in outputs)
+
+
+def _ranked(items: Iterable[tuple[str, float, int]]) -> list[Candidate]:
+    """Non-empty texts, duplicates merged (best score, counts added), best score first (ties: first seen)."""
     best: dict[str, float] = {}
-    for continuation, raw_score in outputs:
-        text = (prefix + cut_tactic(continuation)).strip()
-        if not text:
+    counts: dict[str, int] = {}
+    for text, raw_score, count in items:
+        if not text.strip():
             continue
         score = -math.inf if math.isnan(raw_score) else float(raw_score)
         if text not in best or score > best[text]:
             best[text] = score
+        counts[text] = counts.get(text, 0) + count
     ranked = sorted(best.items(), key=lambda kv: -kv[1])
-    return [Candidate(text=t, score=s) for t, s in ranked]
+    return [Candidate(text=t, score=s, count=counts[t]) for t, s in ranked]
+
+
+def postprocess_proofs(answer_start: str, outputs: Iterable[tuple[str, float]],
+                       stop: Sequence[str] = ()) -> list[Candidate]:
+    """Raw ``(continuation, score)`` pairs of a whole-proof request -> ranked candidates, each the Lean
+    code of one answer (:func:`leanstep.generate.proofs.extract_lean_code`).
+
+    ``answer_start`` is the end of the prompt the answer continues (the open
+    fence and statement of the completion format; empty for chat formats); a
+    continuation is cut at the first of the format's ``stop`` strings (servers
+    leave them out, a local model writes them). Duplicates keep their best
+    score and add up their counts; answers without code are dropped.
+    """
+    def cut(text: str) -> str:
+        ends = [i for i in (text.find(s) for s in stop) if i >= 0]
+        return text[:min(ends)] if ends else text
+
+    return _ranked((extract_lean_code(answer_start + cut(continuation)), score, 1) for continuation, score in outputs)
 
 
 def merge(candidate_lists: Sequence[Sequence[Candidate]]) -> list[Candidate]:
     """Merge already post-processed lists (e.g. from several temperatures)."""
-    return postprocess("", ((c.text, c.score) for cs in candidate_lists for c in cs))
+    return _ranked((c.text.strip(), c.score, c.count) for cs in candidate_lists for c in cs)

@@ -12,7 +12,13 @@ Requests from concurrent callers (several editors) share those calls: with
 (left padding with an attention mask for causal models; seq2seq requests share
 a call when their decoder prefixes have one length), one call per temperature.
 Each row decodes what it would decode alone; a request that fails is retried
-alone so that it fails alone.
+alone so that it fails alone. A request with a ``seed`` shares a call only with
+requests of the same seed (the generator is seeded before the call).
+
+A whole-proof request (``GenerationRequest.proof``) is rendered in its proof
+format, stops only at the model's EOS and at the format's stop strings (the
+closing code fence, watched by :class:`StopAtText`), and always goes through
+``generate``.
 
 On a CUDA GPU, sampling and greedy decoding of causal models go through
 :class:`GraphDecoder` instead of ``generate``: each prompt is prefilled once,
@@ -37,10 +43,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
+from transformers import StoppingCriteria
 
-from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess
+from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess, postprocess_proofs
 from .batching import BatcherStats, RequestBatcher
 from .prompts import Prompt, get_format
+from .proofs import get_proof_format
 
 log = logging.getLogger(__name__)
 ResultT = TypeVar("ResultT")
@@ -503,6 +511,30 @@ class _Job:
     samples: int  # sequences it gets back (beam search: the beams)
     min_new: int
     max_new: int
+    seed: int | None = None
+    whole: bool = False  # a whole-proof request: it stops at the EOS and the proof format's stop strings
+    answer_start: str = ""  # the end of the prompt a whole proof's answer continues
+
+
+class StopAtText(StoppingCriteria):
+    """Stops each sequence once its text after the prompt contains a stop string (a closing code fence).
+
+    Transformers' own ``stop_strings`` maps strings to token ids through the
+    vocabulary, which fails on some tokenizers; decoding the last few tokens of
+    each sequence works with any.
+    """
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int, window: int = 8) -> None:
+        self.tokenizer = tokenizer
+        self.stops = tuple(stops)
+        self.prompt_len = prompt_len
+        self.window = window
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        start = max(self.prompt_len, input_ids.shape[1] - self.window)
+        tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+        return torch.tensor([any(s in tail for s in self.stops) for tail in tails], dtype=torch.bool,
+                            device=input_ids.device)
 
 
 class HFGenerator:
@@ -511,6 +543,7 @@ class HFGenerator:
     def __init__(self, settings: GeneratorSettings):
         self.settings = settings
         self.format = get_format(settings.prompt_format)
+        self.proof_format = get_proof_format(settings.proof_format)
         self._lock = threading.RLock()
         self._loaded = False
         self.model: Any = None
@@ -519,6 +552,7 @@ class HFGenerator:
         self.device: torch.device | None = None
         self.dtype: torch.dtype | None = None
         self.stop_ids: list[int] = []
+        self.eos_ids: list[int] = []
         self.pad_id: int = 0
         self.max_input_tokens: int | None = None
         self.graph_decoder: GraphDecoder | None = None
@@ -558,6 +592,7 @@ class HFGenerator:
             tok.pad_token = tok.eos_token
         eos = _eos_ids(model, tok)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else 0)
+        self.eos_ids = eos
         self.stop_ids = sorted(set(eos) | set(newline_token_ids(tok)))
         limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         tok_limit = getattr(tok, "model_max_length", None)
@@ -608,11 +643,13 @@ class HFGenerator:
             outputs: list[list[tuple[str, float]]] = [[] for _ in requests]
             failures: dict[int, BaseException] = {}
             groups: dict[tuple[Any, ...], list[_Job]] = {}
+            starts: dict[int, str] = {}
             for index, request in enumerate(requests):
                 jobs = _captured(self._jobs, index, request)
                 if isinstance(jobs, Exception):  # this request fails, the others go on
                     failures[index] = jobs
                     continue
+                starts[index] = jobs[0].answer_start if jobs else ""
                 for job in jobs:
                     groups.setdefault(self._group_key(job), []).append(job)
             for group in groups.values():
@@ -624,31 +661,40 @@ class HFGenerator:
             answers: list[list[Candidate] | BaseException] = []
             for index, request in enumerate(requests):
                 failure = failures.get(index)
-                answers.append(failure if failure is not None else postprocess(request.prefix, outputs[index]))
+                if failure is not None:
+                    answers.append(failure)
+                elif request.proof is not None:
+                    answers.append(postprocess_proofs(starts[index], outputs[index], self.proof_format.stop))
+                else:
+                    answers.append(postprocess(request.prefix, outputs[index]))
             return answers
 
     def _jobs(self, index: int, request: GenerationRequest) -> list[_Job]:
         """The request's share of the batch: one job per temperature, or one beam search."""
-        prompt = self.format.render(request.tactic_state, request.prefix, tokenizer=self.tokenizer,
-                                    seq2seq=self.is_seq2seq)
+        whole = request.proof is not None
+        if request.proof is not None:
+            prompt = self.proof_format.render(request.proof, request.tactic_state, tokenizer=self.tokenizer)
+        else:
+            prompt = self.format.render(request.tactic_state, request.prefix, tokenizer=self.tokenizer,
+                                        seq2seq=self.is_seq2seq)
         ids, dec = self._prompt_ids(prompt, request.max_new_tokens)
         min_new = 0 if request.prefix else 1  # an immediate newline would be an empty tactic
         beams = self.settings.num_beams
-        if beams > 0:
-            return [_Job(index, tuple(ids), tuple(dec), 0.0, beams, min_new, request.max_new_tokens)]
-        return [_Job(index, tuple(ids), tuple(dec), t, request.num_samples if t > 0 else 1, min_new,
-                     request.max_new_tokens) for t in request.temperatures]
+        runs = [(0.0, beams)] if beams > 0 else [(t, request.num_samples if t > 0 else 1)
+                                                 for t in request.temperatures]
+        return [_Job(index, tuple(ids), tuple(dec), t, samples, min_new, request.max_new_tokens, request.seed, whole,
+                     prompt.answer_start) for t, samples in runs]
 
     def _uses_graph(self, job: _Job) -> bool:
-        return self.graph_decoder is not None and not job.dec and self.settings.num_beams == 0
+        return self.graph_decoder is not None and not job.dec and self.settings.num_beams == 0 and not job.whole
 
     def _group_key(self, job: _Job) -> tuple[Any, ...]:
         """Jobs with equal keys share one model call. The graph decoder mixes temperatures and
         prompt lengths per row; ``generate`` takes one temperature and one minimum length per
         call, and a seq2seq decoder prefix of one length (it is not padded)."""
         if self._uses_graph(job):
-            return ("graph", job.max_new)
-        return ("generate", job.temperature, job.min_new, len(job.dec), job.max_new)
+            return ("graph", job.max_new, job.seed)
+        return ("generate", job.temperature, job.min_new, len(job.dec), job.max_new, job.seed, job.whole)
 
     def _run_isolated(self, group: list[_Job]) -> list[tuple[_Job, list[tuple[str, float]] | BaseException]]:
         """Run the group as one call; if that fails, each job alone, so only the failing one fails."""
@@ -662,6 +708,8 @@ class HFGenerator:
         return [(job, _captured(lambda one: self._run_group([one])[0], job)) for job in group]
 
     def _run_group(self, group: list[_Job]) -> list[list[tuple[str, float]]]:
+        if group[0].seed is not None:
+            torch.manual_seed(group[0].seed)
         if self._uses_graph(group[0]):
             return self._run_graph(group)
         return self._run_generate(group)
@@ -688,9 +736,9 @@ class HFGenerator:
             return full[len(head):]
         return self.tokenizer.decode(list(new), skip_special_tokens=True)
 
-    def _cut(self, tokens: Sequence[int]) -> list[int]:
-        """Tokens up to and including the first stop token."""
-        stops = self._stop_set
+    def _cut(self, tokens: Sequence[int], stops: frozenset[int] | None = None) -> list[int]:
+        """Tokens up to and including the first stop token (of ``stops``, default: the tactic's)."""
+        stops = self._stop_set if stops is None else stops
         for i, t in enumerate(tokens):
             if t in stops:
                 return list(tokens[: i + 1])
@@ -739,12 +787,15 @@ class HFGenerator:
             skip = 1 + len(first.dec)
         else:
             skip = width
+        stops = frozenset(self.eos_ids) if first.whole else self._stop_set
         kwargs: dict[str, Any] = {
             "max_new_tokens": first.max_new,
-            "eos_token_id": self.stop_ids,
+            "eos_token_id": sorted(stops) or None,
             "pad_token_id": self.pad_id,
             "return_dict_in_generate": True,
         }
+        if first.whole and self.proof_format.stop:
+            kwargs["stopping_criteria"] = [StopAtText(self.tokenizer, self.proof_format.stop, skip)]
         if first.min_new:
             kwargs["min_new_tokens"] = first.min_new
         if beams > 0:
@@ -771,7 +822,7 @@ class HFGenerator:
             ).cpu()
             row_texts = []
             for row, toks in enumerate(seqs):
-                kept = self._cut(toks[:steps])
+                kept = self._cut(toks[:steps], stops)
                 row_texts.append((kept, float(logp[row, : len(kept)].sum()) / max(1, len(kept))))
         answers = []
         row = 0
@@ -779,7 +830,7 @@ class HFGenerator:
             context = [start, *job.dec] if self.is_seq2seq else list(job.ids[-_CONTEXT_TOKENS:])
             texts = []
             for toks, score in row_texts[row : row + job.samples]:
-                texts.append((self._decode(context, self._cut(toks)), score))
+                texts.append((self._decode(context, self._cut(toks, stops)), score))
             answers.append(texts)
             row += job.samples
         return answers

@@ -34,11 +34,14 @@ class Prompt:
 
     ``text`` is the model input (for a causal model it ends with the prefix).
     ``decoder_prefix`` is text a seq2seq model's decoder must start with (the
-    user's prefix for the ``state`` format), or ``""``.
+    user's prefix for the ``state`` format), or ``""``. ``answer_start`` is the
+    end of ``text`` that already belongs to the answer (a whole-proof format's
+    open code fence and statement), read back together with what the model adds.
     """
 
     text: str
     decoder_prefix: str = ""
+    answer_start: str = ""
 
 
 class PromptFormat:

@@ -22,30 +22,27 @@ from typing import Any
 from flask import Blueprint, Response, g
 
 from leanstep.api.common import applied_timeout_json
-from leanstep.api.sessions import AttemptBody, StartBody, TacticBody, proof_json, session_json, step_json
-from leanstep.check.sessions import (
-    BadRequest,
-    NotProved,
-    SessionError,
-    SessionLimitReached,
-    SessionNotFound,
-    SessionService,
-    StateLimitReached,
-    StateNotFound,
-    StateUnreachable,
-    Unavailable,
+from leanstep.api.sessions import (
+    AttemptBody,
+    StartBody,
+    TacticBody,
+    proof_json,
+    refusal,
+    session_json,
+    step_json,
 )
+from leanstep.check.sessions import SessionError, SessionService
+from leanstep.limits import LimitError
 from leanstep.server.jsonio import error_response, json_response, read_body
 
-REFUSALS: dict[type[SessionError], tuple[int, str]] = {
-    SessionNotFound: (404, "session not found"),
-    StateNotFound: (404, "state not found"),
-    StateLimitReached: (409, "state limit reached"),
-    NotProved: (409, "state not proved"),
-    StateUnreachable: (409, "state unreachable"),
-    BadRequest: (422, "invalid request"),
-    SessionLimitReached: (429, "session limit reached"),
-    Unavailable: (503, "no REPL available"),
+STATUS: dict[str, int] = {  # the HTTP status of each refusal, by its error name (api.sessions.REFUSALS)
+    "session not found": 404,
+    "state not found": 404,
+    "state limit reached": 409,
+    "state not proved": 409,
+    "state unreachable": 409,
+    "session limit reached": 429,
+    "no REPL available": 503,
 }
 RETRY_AFTER_S = "5"
 
@@ -55,9 +52,11 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
     bp = Blueprint("sessions", __name__)
 
     @bp.errorhandler(SessionError)
-    def _refused(exc: SessionError) -> Response:
-        status, error = REFUSALS.get(type(exc), (422, "invalid request"))
-        response = error_response(status, error, str(exc))
+    @bp.errorhandler(LimitError)
+    def _refused(exc: SessionError | LimitError) -> Response:
+        error, detail = refusal(exc)
+        status = STATUS.get(error, 422)
+        response = error_response(status, error, detail)
         if status in (429, 503):
             response.headers["Retry-After"] = RETRY_AFTER_S
         return response

@@ -16,11 +16,12 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from leanstep.api.common import SUGGESTION_FAILED
 from leanstep.api.llmstep import LlmstepBody, llmstep_answer_json
 from leanstep.api.suggest import SuggestBody, suggest_answer_json
 from leanstep.generate.batching import RequestAbandoned
 from leanstep.server.jsonio import error_response, json_response, read_body
-from leanstep.suggest import Suggester
+from leanstep.suggest import Suggester, SuggestionFailed
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,9 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
         except RequestAbandoned as exc:  # nobody reads this answer
             log.info("suggestion dropped: %s", exc)
             return None, error_response(503, "client left", str(exc))
-        except Exception as exc:  # the model or its server failed; the editor gets a clear 503
+        except SuggestionFailed as exc:  # the model or its server failed; the editor gets a clear 503
             log.exception("suggestion failed")
-            return None, error_response(503, "suggestion failed", f"{type(exc).__name__}: {exc}")
+            return None, error_response(503, SUGGESTION_FAILED, str(exc))
 
     @bp.post("/suggest")
     def suggest() -> Response:
