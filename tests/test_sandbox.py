@@ -466,8 +466,9 @@ def test_the_sandbox_works_when_the_repl_lives_under_a_private_tmp_directory(tmp
 
 
 def test_a_repl_deep_under_a_private_directory_reads_its_own_files(tmp_path):
-    """bwrap hides a private directory behind a tmpfs and binds back what the REPL needs; the directories it makes
-    on the way must let the REPL (not root) through, or a checkout in `mktemp -d` cannot import its own code."""
+    """bwrap hides a private directory behind a tmpfs and binds back what the REPL needs: every link on the way to
+    its interpreter, and the directories it makes on the way must let the REPL (not root) through, or a checkout in
+    `mktemp -d` cannot run its own virtualenv or import its own code."""
     if not bwrap_usable():
         pytest.skip("bubblewrap is not installed or cannot create namespaces here (apt-get install bubblewrap)")
     from leanstep.repl.process import ReplProcess
@@ -485,9 +486,15 @@ def test_a_repl_deep_under_a_private_directory_reads_its_own_files(tmp_path):
                         "for line in sys.stdin:\n"
                         "    if not line.strip():\n"
                         "        print(json.dumps({'env': env}) + '\\n', flush=True)\n")
-        for path in (private / "checkout", home, repl, home / "answer.txt"):
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        plan = plan_sandbox([sys.executable, str(repl)], cwd=None, env={"PATH": "/usr/bin:/bin"},
+        venv_python = private / "checkout" / "venv" / "bin" / "python"  # a virtualenv's link to the interpreter
+        venv_python.parent.mkdir(parents=True)
+        venv_python.symlink_to(sys.executable)
+        python = tmp_path / "python"  # and a link to that link, from where anyone can read
+        python.symlink_to(venv_python)
+        for path in (private / "checkout", home, repl, home / "answer.txt", *venv_python.parents):
+            if private in path.parents:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+        plan = plan_sandbox([str(python), str(repl)], cwd=None, env={"PATH": "/usr/bin:/bin"},
                             policy=SandboxPolicy("bwrap"), workdir_parent=tmp_path)
         assert private in plan.masked
         workdir = tmp_path / "work"
