@@ -194,6 +194,7 @@ class Snippet:
     cost_s: float  # simulated seconds of the proof
     valid: bool  # the expected verdict
     duplicate_of: str | None = None
+    group: str | None = None  # the problem it is a sample of (RL workloads)
 
 
 def make_workload(n: int, headers: int = 2, duplicate_fraction: float = 0.2, cost: CostModel = CostModel(),
@@ -294,20 +295,41 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def request_chunks(snippets: Sequence[Snippet], batch_size: int, whole_groups: bool = False) -> list[list[Snippet]]:
+    """The requests a client sends: runs of ``batch_size`` snippets; with ``whole_groups``, whole groups (samples
+    of one problem) packed up to ``batch_size``, a larger group alone, as first-valid-wins needs."""
+    if not whole_groups:
+        return [list(snippets[i:i + batch_size]) for i in range(0, len(snippets), batch_size)]
+    groups: dict[str, list[Snippet]] = {}
+    for s in snippets:
+        groups.setdefault(s.group or s.id, []).append(s)
+    chunks: list[list[Snippet]] = []
+    for members in groups.values():
+        if chunks and len(chunks[-1]) + len(members) <= batch_size:
+            chunks[-1].extend(members)
+        else:
+            chunks.append(list(members))
+    return chunks
+
+
 def post_verify(base_url: str, snippets: Sequence[Snippet], batch_size: int = 16, concurrency: int = 8,
-                timeout_s: float = 120.0) -> list[dict[str, Any]]:
+                timeout_s: float = 120.0, first_valid: bool = False) -> list[dict[str, Any]]:
     """Send the batch as Kimina-shaped ``POST /verify`` requests of ``batch_size`` snippets,
-    ``concurrency`` requests in flight; return the results in snippet order."""
+    ``concurrency`` requests in flight; return the results in snippet order.
+
+    ``first_valid`` (leanstep only): each request carries whole groups, each snippet its ``group``, and asks
+    for first valid wins."""
     import requests
 
-    chunks = [list(snippets[i:i + batch_size]) for i in range(0, len(snippets), batch_size)]
+    chunks = request_chunks(snippets, batch_size, whole_groups=first_valid)
     session_per_thread: dict[int, Any] = {}
 
     def send(chunk: list[Snippet]) -> list[dict[str, Any]]:
         import threading
 
         sess = session_per_thread.setdefault(threading.get_ident(), requests.Session())
-        body = {"codes": [{"custom_id": s.id, "proof": s.code} for s in chunk], "timeout": int(timeout_s)}
+        codes = [{"custom_id": s.id, "proof": s.code, **({"group": s.group} if first_valid else {})} for s in chunk]
+        body = {"codes": codes, "timeout": int(timeout_s), **({"first_valid": True} if first_valid else {})}
         r = sess.post(f"{base_url}/verify", json=body, timeout=timeout_s * len(chunk) + 60)
         r.raise_for_status()
         results = r.json()["results"]
@@ -318,7 +340,8 @@ def post_verify(base_url: str, snippets: Sequence[Snippet], batch_size: int = 16
         parts = list(pool.map(send, chunks))
     for sess in session_per_thread.values():
         sess.close()
-    return [r for part in parts for r in part]
+    answered = {str(r.get("custom_id")): r for part in parts for r in part}
+    return [answered[s.id] for s in snippets]
 
 
 class _ServerProcess:

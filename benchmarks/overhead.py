@@ -57,6 +57,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--profile-n", type=int, default=None, help="snippets in the cProfile run (default n/5)")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-levels", action="store_true", help="skip the per-trust-level costs")
+    p.add_argument("--trust", default="strict", choices=["lenient", "strict"],
+                   help="leanstep's trust level in the in-process, HTTP and profile runs (default strict, the "
+                        "server's default; the peers check no more than lenient does)")
     p.add_argument("--sandbox", default=None,
                    help="leanstep's REPL sandbox (auto, bwrap, rlimit, none; default: leanstep's own default)")
     p.add_argument("--no-install", action="store_true", help="do not create the peer virtualenv if missing")
@@ -83,6 +86,7 @@ def _zero_cost_env() -> dict[str, str]:
 
 
 SANDBOX: str | None = None  # leanstep's sandbox mode for this run (None: its default)
+TRUST = "strict"  # leanstep's trust level in the in-process, HTTP and profile runs
 
 
 def _make_pool(workers: int):
@@ -165,7 +169,7 @@ def run_http(server, snippets, args) -> dict[str, Any]:
 def run_leanstep_http(snippets, workers: int, args) -> dict[str, Any]:
     from benchmarks import common
 
-    extra = ["--sandbox", SANDBOX] if SANDBOX else []
+    extra = ["--trust", TRUST, *(["--sandbox", SANDBOX] if SANDBOX else [])]
     with common.LeanstepServer(workers, env=_zero_cost_env(), extra_args=extra) as server:
         return run_http(server, snippets, args)
 
@@ -191,6 +195,7 @@ def run_leaninteract(snippets, workers: int, peer) -> dict[str, Any]:
 
 def profile_leanstep(snippets, top: int = 20) -> tuple[str, list[dict[str, Any]]]:
     """cProfile of verify_batch with every thread it starts profiled; merged stats text and top rows."""
+    from leanstep.check.verdict import Trust
     from leanstep.check.verify import verify_batch
 
     profiles: list[cProfile.Profile] = []
@@ -212,7 +217,7 @@ def profile_leanstep(snippets, top: int = 20) -> tuple[str, list[dict[str, Any]]
         pool.start()
         try:
             main_prof.enable()
-            verify_batch(pool, [(s.id, s.code) for s in snippets])
+            verify_batch(pool, [(s.id, s.code) for s in snippets], trust=Trust(TRUST))
             main_prof.disable()
         finally:
             pool.shutdown()
@@ -280,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(list(argv or []))
     from benchmarks import common
 
-    global SANDBOX
-    SANDBOX = args.sandbox
+    global SANDBOX, TRUST
+    SANDBOX, TRUST = args.sandbox, args.trust
     n = args.n or (2000 if args.quick else 10000)
     workers_list = [int(x) for x in (args.workers or ("1" if args.quick else "1,2")).split(",")]
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -294,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     print("Overhead benchmark (simulated REPL with zero import/command/proof cost)")
     print(f"  {n} distinct valid snippets on one header; workers {workers_list}; machine: {os.cpu_count()} CPUs")
     print(f"  HTTP: {args.batch_size} snippets per POST /verify, {args.concurrency} in flight; leanstep sandbox: "
-          f"{args.sandbox or 'default'}", flush=True)
+          f"{args.sandbox or 'default'}, trust {args.trust}", flush=True)
 
     peer, missing = common.peers_for(systems, install=not args.no_install)
 
@@ -308,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "raw":
                     out = run_raw(snippets, w)
                 elif name == "leanstep":
-                    out = run_leanstep(snippets, w)
+                    out = run_leanstep(snippets, w, TRUST)
                 elif name == "leanstep-http":
                     out = run_leanstep_http(snippets, w, args)
                 elif name == "kimina":
@@ -366,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     levels = measure_levels(snippets[: min(n, 2000)], common) if not args.no_levels and "leanstep" in systems \
         else []
 
-    data = {"snippets": n, "workers": workers_list, "leanstep_sandbox": args.sandbox or "default", "levels": levels,
+    data = {"snippets": n, "workers": workers_list, "leanstep_sandbox": args.sandbox or "default",
+            "leanstep_trust": args.trust, "levels": levels,
             "cost_model": "all simulator costs 0 (import, command, proof)",
             "runs": runs, "missing": missing, "profile_top": profile_rows,
             "peers": peer.versions if peer and peer.ok else {},

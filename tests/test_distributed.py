@@ -19,7 +19,7 @@ import pytest
 
 from leanstep import config as config_mod
 from leanstep.api.records import result_record
-from leanstep.check.verify import ERROR, INVALID, VALID, Snippet, Verifier, VerifyOptions
+from leanstep.check.verify import ERROR, INVALID, SKIPPED, VALID, Snippet, Verifier, VerifyOptions
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install leanstep[ray])")
 
@@ -299,3 +299,18 @@ def test_the_http_front_fans_verify_out_over_the_cluster(ray_cluster, sim_config
     assert health["cache"]["batch_duplicates"] == 1 and health["cache"]["misses"] == len(codes) - 1
     assert f'leanstep_snippets_total{{verdict="valid"}} {float(len(codes))}' in metrics
     assert ray.is_initialized()  # the services used the running Ray and left it running
+
+
+def test_first_valid_skips_what_is_not_yet_sent_once_a_group_is_solved(verifier):
+    """A group's sub-batches not yet sent when one of its samples is valid are answered ``skipped``."""
+    delay = "\n  -- sim: delay 0.2"
+    snippets = [Snippet(f"{g}-{k}", f"{HEADER_A}\n\ntheorem fv_{g}_{k} : 2 + 2 = {4 if k == 0 else 5} := by"
+                                    f"{delay if k else ''}\n  norm_num\n", group=g)
+                for g in ("p", "q") for k in range(12)]
+    results = verifier.verify_batch(snippets, VerifyOptions(timeout=30, first_valid=True, use_cache=False))
+    by_id = {r.id: r for r in results}
+    assert by_id["p-0"].verdict == VALID and by_id["q-0"].verdict == VALID
+    skipped = [r for r in results if r.verdict == SKIPPED]
+    assert len(skipped) >= 8, Counter(r.verdict for r in results)
+    assert all(r.reasons[0].code == "group_solved" for r in skipped)
+    assert all(r.verdict in (INVALID, SKIPPED) for r in results if not r.id.endswith("-0"))

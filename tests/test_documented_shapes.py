@@ -41,6 +41,8 @@ VALUES: dict[str, Any] = {
     "proof": PROOF,
     "code": PROOF,
     "statement": "theorem clean : 2 + 2 = 4",
+    "group": "problem-1",
+    "first_valid": True,
     "timeout": 30,
     "infotree_type": "original",
     "infotree": "original",

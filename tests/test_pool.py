@@ -49,17 +49,31 @@ def test_snippets_on_one_worker_do_not_see_each_other(pool):
     assert not again.errors, "each body must run on the header env, not on the previous snippet"
 
 
-def test_at_capacity_a_new_header_is_imported_beside_the_others_in_the_lru_idle_worker(pool):
+def test_a_new_header_is_imported_beside_the_others_in_an_idle_worker_of_its_group(pool):
     pid_a, _ = run(pool, HEADER_A, "def a := 1")
-    pid_b, _ = run(pool, HEADER_B, "def b := 1")
-    run(pool, HEADER_A, "def a2 := 1")  # A is now the most recently used
+    pid_b, _ = run(pool, HEADER_B, "def b := 1")  # the first 4 headers are one group: no second REPL
     pid_c, response = run(pool, "import Lean", "def c := 1")
-    assert pid_c == pid_b and not response.errors
+    assert pid_a == pid_b == pid_c and not response.errors
     stats = pool.stats()
-    assert stats.counters.header_loads == 1 and stats.counters.evicted == 0
+    assert stats.counters.started == 1 and stats.counters.header_loads == 2 and stats.counters.evicted == 0
     assert stats.workers_by_header == {HEADER_A: 1, HEADER_B: 1, "import Lean": 1}
     pid_b_again, _ = run(pool, HEADER_B, "def b2 := 1")  # B is still loaded: no import, no restart
-    assert pid_b_again == pid_b and pool.stats().counters.started == 2
+    assert pid_b_again == pid_b and pool.stats().counters.header_loads == 2
+
+
+def test_a_header_of_another_group_starts_its_own_worker_and_then_takes_the_lru_one():
+    with sim_pool(headers_per_repl=2) as pool:
+        pid_a, _ = run(pool, HEADER_A, "def a := 1")
+        run(pool, HEADER_B, "def b := 1")  # group 0: beside A
+        pid_c, _ = run(pool, "import Lean", "def c := 1")  # group 1: a REPL of its own while the pool fills
+        assert pid_c != pid_a and pool.stats().counters.started == 2
+        run(pool, "import Lean", "def c2 := 1")  # the group-0 REPL is now the least recently used
+        pid_d, _ = run(pool, "import Aesop", "def d := 1")  # group 1 too: imported beside import Lean
+        assert pid_d == pid_c
+        pid_e, _ = run(pool, "import Qq", "def e := 1")  # group 2, pool full: replaces the LRU REPL (A, B)
+        stats = pool.stats()
+        assert pid_e not in (pid_a, pid_c) and stats.counters.evicted == 1
+        assert set(stats.workers_by_header) == {"import Lean", "import Aesop", "import Qq"}
 
 
 def test_a_worker_full_of_headers_is_replaced_by_a_fresh_one():
@@ -92,13 +106,28 @@ def test_workers_are_recycled_after_max_uses():
         assert pool.stats().counters.recycled_uses == 1
 
 
-def test_workers_are_recycled_above_the_memory_limit():
+def test_an_idle_worker_above_the_memory_limit_is_recycled_by_the_watcher():
     with sim_pool(mem_limit_mb=200) as pool:
         pid1, _ = run(pool, "", "-- sim: grow 300\ndef big := 1")
+        tick = threading.Event()
+        for _ in range(200):  # the watcher reads memory once a second: give it up to 10 s
+            if pool.stats().counters.recycled_memory:
+                break
+            tick.wait(0.05)
+        assert pool.stats().counters.recycled_memory == 1, "the idle worker above the limit was not recycled"
         pool.wait_warm(30)
         pid2, _ = run(pool, "", "def small := 1")
         assert pid1 != pid2
         assert pool.stats().counters.recycled_memory == 1
+
+
+def test_a_busy_worker_found_above_the_memory_limit_is_recycled_when_released():
+    with sim_pool(mem_limit_mb=200) as pool:
+        pid1, _ = run(pool, "", "-- sim: grow 300\n-- sim: delay 2.5\ndef big := 1")  # the watcher reads it meanwhile
+        assert pool.stats().counters.recycled_memory == 1
+        pool.wait_warm(30)
+        pid2, _ = run(pool, "", "def small := 1")
+        assert pid1 != pid2
 
 
 def wait_for_queue(pool, depth):
@@ -144,10 +173,10 @@ def test_warm_spares_start_at_boot():
 
 
 def test_shutdown_leaves_no_process_behind():
-    pool = sim_pool(warm_headers=HEADER_A)
+    pool = sim_pool(warm_headers=HEADER_A, headers_per_repl=1)
     pool.start()
     pool.wait_warm(30)
-    run(pool, "", "def x := 1")
+    run(pool, "", "def x := 1")  # another group: a second REPL
     pids = pool.pids()
     assert len(pids) == 2
     pool.shutdown()

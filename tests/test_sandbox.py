@@ -465,6 +465,46 @@ def test_the_sandbox_works_when_the_repl_lives_under_a_private_tmp_directory(tmp
         assert repl.send(CommandRequest("def f := 1"), timeout=30).env == 0
 
 
+def test_a_repl_deep_under_a_private_directory_reads_its_own_files(tmp_path):
+    """bwrap hides a private directory behind a tmpfs and binds back what the REPL needs: every link on the way to
+    its interpreter, and the directories it makes on the way must let the REPL (not root) through, or a checkout in
+    `mktemp -d` cannot run its own virtualenv or import its own code."""
+    if not bwrap_usable():
+        pytest.skip("bubblewrap is not installed or cannot create namespaces here (apt-get install bubblewrap)")
+    from leanstep.repl.process import ReplProcess
+    from leanstep.repl.sandbox import SandboxPolicy, plan_sandbox
+
+    tmp_path.chmod(0o755)  # the workers' directories go here
+    private = Path(tempfile.mkdtemp(prefix="leanstep-private-"))  # 0700, as `mktemp -d` makes it
+    try:
+        home = private / "checkout" / "tools"
+        home.mkdir(parents=True)
+        (home / "answer.txt").write_text("7")
+        repl = home / "repl.py"  # answers every command with the env id it reads from the file beside it
+        repl.write_text("import json, pathlib, sys\n"
+                        "env = int((pathlib.Path(__file__).parent / 'answer.txt').read_text())\n"
+                        "for line in sys.stdin:\n"
+                        "    if not line.strip():\n"
+                        "        print(json.dumps({'env': env}) + '\\n', flush=True)\n")
+        venv_python = private / "checkout" / "venv" / "bin" / "python"  # a virtualenv's link to the interpreter
+        venv_python.parent.mkdir(parents=True)
+        venv_python.symlink_to(sys.executable)
+        python = tmp_path / "python"  # and a link to that link, from where anyone can read
+        python.symlink_to(venv_python)
+        for path in (private / "checkout", home, repl, home / "answer.txt", *venv_python.parents):
+            if private in path.parents:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+        plan = plan_sandbox([str(python), str(repl)], cwd=None, env={"PATH": "/usr/bin:/bin"},
+                            policy=SandboxPolicy("bwrap"), workdir_parent=tmp_path)
+        assert private in plan.masked
+        workdir = tmp_path / "work"
+        workdir.mkdir()
+        with ReplProcess(plan.launch(workdir), name="private-repl") as process:
+            assert process.send(CommandRequest("def f := 1"), timeout=30).env == 7
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- #
 # What the operator is told
 

@@ -1,4 +1,4 @@
-"""The ``leanstep`` command: serve | mcp | verify | prove | eval | generate | extract | finetune | bench |
+"""The ``leanstep`` command: serve | mcp | verify | prove | eval | generate | extract | finetune | plan | bench |
 setup | doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
@@ -137,6 +137,12 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from leanstep.perf import report
+
+    return report.run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks").is_dir():
@@ -173,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /prove, /sessions, /mcp, /verify, "
                                          "/api/check, /health, /metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "prove", "setup"))
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "prove", "setup", "trace"))
     config_mod.add_no_model_argument(serve)
     serve.add_argument("--setup", action="store_true",
                        help="with --repl lake, first set the workspace up as `leanstep setup --install-elan` does "
@@ -225,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     finetune_cli.add_arguments(finetune)
     finetune.set_defaults(func=_finetune)
+
+    about = "size the result cache and the pool from a trace of `leanstep serve --trace FILE`"
+    plan = sub.add_parser("plan", help=about, description=about)
+    from leanstep.perf import report
+
+    report.add_arguments(plan)
+    plan.set_defaults(func=_plan)
 
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/ and print its figures")
     bench.add_argument("name", choices=["all", *BENCHMARKS])

@@ -14,7 +14,10 @@ Each result says the ``trust`` level it was checked at (``trust=`` asks for
 one; not given, the server's ``--trust``) and why it is not valid, as
 :class:`~leanstep.check.verdict.Reason` objects. A snippet given as a
 :class:`~leanstep.check.verify.Snippet` or a record with a ``statement`` (or
-``formal_statement``) is checked against that statement.
+``formal_statement``) is checked against that statement. For pass@k,
+``first_valid=True`` stops checking a group's samples (``Snippet.group``, a
+record's ``group``) once one is valid: the rest come back ``skipped``; each
+request then carries whole groups, since the server skips within a request.
 """
 
 from __future__ import annotations
@@ -141,17 +144,17 @@ class Client:
 
     def check_batch(self, snippets: Sequence[Snippet | tuple[str, str]], *, timeout: float = 60.0,
                     trust: Trust | str | None = None, strict: bool | None = None, infotree: str | None = None,
-                    reuse: bool = True) -> list[VerifyResult]:
+                    reuse: bool = True, first_valid: bool = False) -> list[VerifyResult]:
         """One ``POST /api/check`` call (ids must be unique within it); ``strict`` is an alias of ``trust``."""
         items = [s if isinstance(s, Snippet) else Snippet(s[0], s[1]) for s in snippets]
         payload = check_request_json(items, timeout=timeout, trust=_trust(trust, strict), infotree=infotree,
-                                     reuse=reuse)
+                                     reuse=reuse, first_valid=first_valid)
         body = self.request("POST", "/api/check", payload)
         return [check_result_from_json(entry) for entry in body["results"]]
 
     def verify(self, snippets: Sequence[Any], *, timeout: float = 60.0, batch_size: int = 32,
                max_workers: int = 4, trust: Trust | str | None = None, strict: bool | None = None,
-               infotree: str | None = None, reuse: bool = True, progress: bool = False,
+               infotree: str | None = None, reuse: bool = True, first_valid: bool = False, progress: bool = False,
                on_batch: Callable[[list[VerifyResult]], None] | None = None,
                on_failure: Callable[[RequestFailure], None] | None = None) -> list[VerifyResult]:
         """Verify strings, (id, code) pairs, Snippets or dicts (``api.records``); results come back in input order.
@@ -159,6 +162,7 @@ class Client:
         ``trust`` (``lenient``, ``strict``, ``sealed``; ``strict=True`` is an alias of ``"strict"``) is the level
         to check at; not given, the server's. Duplicate ids are allowed: each batch gets unique wire ids and the
         results carry the caller's ids again. ``on_batch`` and ``on_failure`` are called in the caller's thread.
+        ``first_valid``: first valid wins within each group (see the module's docstring).
         """
         if batch_size <= 0 or max_workers <= 0:
             raise ValueError("batch_size and max_workers must be positive")
@@ -168,8 +172,7 @@ class Client:
             with self._lock:
                 if max_workers > self._pool_size:
                     self._mount(max_workers)
-        batches = [list(range(start, min(start + batch_size, len(items))))
-                   for start in range(0, len(items), batch_size)]
+        batches = _request_batches(items, batch_size, whole_groups=first_valid)
         results: list[VerifyResult | None] = [None] * len(items)
         bar = None
         if progress:
@@ -180,7 +183,8 @@ class Client:
         def run(indices: list[int]) -> tuple[list[tuple[int, VerifyResult]], RequestFailure | None]:
             wire = [replace(items[i], id=f"{k}-{uuid.uuid4().hex[:8]}") for k, i in enumerate(indices)]
             try:
-                answers = self.check_batch(wire, timeout=timeout, trust=level, infotree=infotree, reuse=reuse)
+                answers = self.check_batch(wire, timeout=timeout, trust=level, infotree=infotree, reuse=reuse,
+                                           first_valid=first_valid)
                 by_wire = {a.id: a for a in answers}
             except (ConnectionError, ClientError, KeyError, TypeError, ValueError) as exc:
                 error = f"request failed: {exc}"
@@ -210,6 +214,27 @@ class Client:
             if bar is not None:
                 bar.close()
         return results  # type: ignore[return-value]
+
+
+def _request_batches(items: Sequence[Snippet], size: int, *, whole_groups: bool = False) -> list[list[int]]:
+    """The indices of each request's snippets: runs of ``size`` in input order. With ``whole_groups`` no group is
+    split between requests (a server skips a group's samples only within one request): a request takes whole
+    groups while they fit in ``size``, and a group larger than ``size`` is a request of its own."""
+    if not whole_groups:
+        return [list(range(start, min(start + size, len(items)))) for start in range(0, len(items), size)]
+    members: dict[str | int, list[int]] = {}
+    for index, item in enumerate(items):
+        members.setdefault(item.group if item.group is not None else index, []).append(index)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for indices in members.values():
+        if current and len(current) + len(indices) > size:
+            batches.append(current)
+            current = []
+        current = current + indices
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _trust(trust: Trust | str | None, strict: bool | None) -> Trust | None:

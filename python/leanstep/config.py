@@ -73,6 +73,8 @@ class Config:
     wire: str = _setting("leanstep", "answer shape of /verify and /api/check when a request names none: leanstep (Kimina's fields plus verdict, reasons, trust, cached, limits) or kimina-exact (Kimina's JSON exactly: no leanstep-only keys, Kimina's env numbering)")
     allow_import: tuple[str, ...] | None = _setting(None, "modules a snippet may import at strict and sealed, comma-separated; a module allows its submodules (default: what the warm headers import; with no warm headers, any)", sep=",")
     allow_native_decide: bool = _setting(False, "accept native_decide and Lean.ofReduceBool at strict and sealed (they trust the compiler, not the kernel)")
+    # Tracing (for `leanstep plan`)
+    trace: Path | None = _setting(None, "append one JSON line per distinct snippet of every /verify and /api/check request to this file: digests of the header and the result-cache key, sizes, seconds and the verdict, never source text; `leanstep plan FILE` sizes the caches from it", group="trace")
     # Generation
     backend: str = _setting("hf", "generation backend: hf, vllm, openai, hint (a fixed tactic list, no model) or scripted (proposals replayed from --script, no model)", group="generate")
     script: Path | None = _setting(None, "proposals file of the scripted backend: JSON lines of {goal, tactics} and {theorem, proofs, round}", group="generate")

@@ -7,11 +7,14 @@ the relative paths). With ``--url`` the proofs go to a running server, with
 ``--ray`` to a Ray cluster (one pool per node); otherwise a local pool is
 started (``--repl sim|lake``). Results are written as
 JSON lines in input order (to ``--output`` or stdout), with a progress bar and
-a summary line on stderr.
+a summary line on stderr. For pass@k, ``--first-valid`` stops checking a
+problem's samples (records with the same ``group`` or ``problem_id``) once one
+is valid; the others are written with verdict ``skipped``.
 
 Exit status:
 
-- 0: every proof was checked, whatever its verdict (an invalid proof is a result, not a failure).
+- 0: every proof was checked, whatever its verdict (an invalid proof is a result, not a failure; so is a
+  ``skipped`` one, which ``--first-valid`` asked for).
 - 1: some proofs were not checked: the server could not be reached, kept failing
   after ``--retries``, or refused the requests (401 for a missing or wrong
   ``--api-key``); or a local check lost a result. Those proofs are still written,
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from leanstep import config as config_mod
-from leanstep.api.records import result_record, snippet_from_record
+from leanstep.api.records import json_objects, result_record, snippet_from_record
 from leanstep.check.trust import checks_from_config
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import VERDICTS, BatchVerifier, Snippet, Verifier, VerifyOptions, VerifyResult
@@ -63,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--infotree", default=None, choices=["full", "tactics", "original", "substantive"],
                         help="include the REPL's infotree in each result")
     parser.add_argument("--no-cache", action="store_true", help="check duplicates again instead of reusing results")
+    parser.add_argument("--first-valid", action="store_true",
+                        help="first valid wins: once one snippet of a group (the records' `group` or `problem_id`) "
+                             "is valid, skip the group's snippets not yet started (pass@k; RL rewards need all)")
     parser.add_argument("--batch-size", type=int, default=32, help="snippets per HTTP request with --url")
     parser.add_argument("--max-workers", type=int, default=4, help="concurrent HTTP requests with --url")
     parser.add_argument("--retries", type=int, default=5,
@@ -118,24 +124,24 @@ def read_records(path: Path, parse: Callable[[dict[str, Any], int], RecordT], wh
                  fields: str) -> list[RecordT]:
     """One ``parse(object, line number)`` per non-blank JSON line of ``path``; a :class:`UsageError` names the
     file and line of the first bad one (``what``: the records' name, ``fields``: what each must hold)."""
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{lineno}: expected a JSON object with {fields}")
-            try:
-                records.append(parse(obj, lineno))
-            except ValueError as exc:
-                raise UsageError(f"{path}:{lineno}: {exc}") from None
+    try:
+        records = [_parsed(path, lineno, obj, parse)
+                   for lineno, obj in json_objects(path, f"a JSON object with {fields}")]
+    except UsageError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if not records:
         raise UsageError(f"{path}: no {what}")
     return records
+
+
+def _parsed(path: Path, lineno: int, record: dict[str, Any],
+            parse: Callable[[dict[str, Any], int], RecordT]) -> RecordT:
+    try:
+        return parse(record, lineno)
+    except ValueError as exc:
+        raise UsageError(f"{path}:{lineno}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- #
@@ -179,7 +185,7 @@ def _run_on_pools(args: argparse.Namespace, snippets: list[Snippet],
     config = settings_from_args(args, (*POOL_SETTINGS, *config_mod.TRUST_SETTINGS))
     timeout = args.timeout if args.timeout is not None else config.timeout
     options = VerifyOptions(timeout=timeout, infotree=args.infotree, trust=requested_trust(args) or config.trust,
-                            use_cache=not args.no_cache)
+                            use_cache=not args.no_cache, first_valid=args.first_valid)
     with open_verifier(args, config) as verifier:
         verifier.verify_batch(snippets, options, on_result)
 
@@ -234,17 +240,17 @@ def _run_remote(args: argparse.Namespace, snippets: list[Snippet], writer: Order
     key = args.api_key or os.environ.get("LEANSTEP_API_KEY")
     client = Client(args.url, api_key=key, max_retries=args.retries)
     failures: list[RequestFailure] = []
-    # duplicate ids are fine on the client: it sends its own wire ids
-    pairs = [(s.id, s.code) for s in snippets]
 
     def on_batch(results: list[VerifyResult]) -> None:
         if bar is not None:
             bar.update(len(results))
 
     with client:
-        results = client.verify(pairs, timeout=args.timeout or 60.0, batch_size=args.batch_size,
+        # duplicate ids are fine on the client: it sends its own wire ids
+        results = client.verify(snippets, timeout=args.timeout or 60.0, batch_size=args.batch_size,
                                 max_workers=args.max_workers, strict=args.strict, infotree=args.infotree,
-                                reuse=not args.no_cache, on_batch=on_batch, on_failure=failures.append)
+                                reuse=not args.no_cache, first_valid=args.first_valid, on_batch=on_batch,
+                                on_failure=failures.append)
     for i, result in enumerate(results):
         writer.add(i, result)
     return failures

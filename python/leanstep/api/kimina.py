@@ -7,7 +7,11 @@ instead of being guessed at. Ours beside them, on both routes: ``trust``
 (an alias: ``true`` is ``"trust": "strict"``, ``false`` is ``lenient``; sent
 with a ``trust`` it disagrees with, 422), ``wire`` (the answer's shape, below)
 and, per snippet, ``statement`` (the formal statement the snippet must prove;
-``formal_statement`` too, the name datasets use).
+``formal_statement`` too, the name datasets use). For pass@k, snippets may name
+their ``group`` (the problem they are samples of) and a request may ask for
+``first_valid``: once one snippet of a group is valid, the group's snippets not
+yet started are not checked and come back ``skipped`` (reason ``group_solved``;
+in Kimina's shape, an ``error`` saying so).
 
 Answers come in one of two shapes, the request's ``wire`` or else the server's
 ``--wire``:
@@ -112,12 +116,23 @@ class Stated(StrictModel):
         return self.statement if self.statement is not None else self.formal_statement
 
 
+class _Grouped(Stated):
+    """A snippet's optional statement and ``group``: the problem it is a sample of (for ``first_valid``)."""
+
+    group: str | int | None = None
+
+    @property
+    def group_name(self) -> str | None:
+        return None if self.group is None else str(self.group)
+
+
 class _BatchOptions(StrictModel):
-    """What both batch routes take beside Kimina's fields: the trust level and the answer's shape."""
+    """What both batch routes take beside Kimina's fields: the trust level, the answer's shape, first valid wins."""
 
     strict: bool | None = None  # an alias: true is trust "strict", false is "lenient"
     trust: TrustName | None = None  # not sent: the server's --trust
     wire: Wire | None = None  # not sent: the server's --wire
+    first_valid: bool = False  # once a snippet of a group is valid, skip the group's snippets not yet started
 
     @model_validator(mode="after")
     def _trust_agrees(self) -> _BatchOptions:
@@ -140,7 +155,7 @@ class _BatchOptions(StrictModel):
         return self.wire if self.wire is not None else server_wire
 
 
-class CheckSnippet(Stated):
+class CheckSnippet(_Grouped):
     id: str
     code: str
 
@@ -174,11 +189,12 @@ class CheckBody(_BatchOptions):
         return self
 
     def to_snippets(self) -> list[Snippet]:
-        return [Snippet(s.id, s.code, s.stated) for s in self.snippets]
+        return [Snippet(s.id, s.code, s.stated, s.group_name) for s in self.snippets]
 
     def to_options(self, timeout: AppliedTimeout, server_trust: Trust) -> VerifyOptions:
         return VerifyOptions(timeout=timeout.seconds, timeout_origin=timeout.describe(), infotree=self.infotree,
-                             trust=self.trust_level(server_trust), use_cache=self.reuse, debug=self.debug)
+                             trust=self.trust_level(server_trust), use_cache=self.reuse, debug=self.debug,
+                             first_valid=self.first_valid)
 
     def answer_json(self, results: Sequence[VerifyResult], timeout: AppliedTimeout, import_timeout: AppliedTimeout,
                     *, server_wire: Wire) -> dict[str, Any]:
@@ -189,7 +205,7 @@ class CheckBody(_BatchOptions):
         return {"results": entries} if exact else {"results": entries, "limits": _limits_json(timeout, import_timeout)}
 
 
-class VerifyCode(Stated):
+class VerifyCode(_Grouped):
     custom_id: str | int
     proof: str | None = None
     code: str | None = None
@@ -205,7 +221,7 @@ class VerifyCode(Stated):
         return cast(str, self.proof if self.proof is not None else self.code)
 
     def to_snippet(self) -> Snippet:
-        return Snippet(str(self.custom_id), self.text, self.stated)
+        return Snippet(str(self.custom_id), self.text, self.stated, self.group_name)
 
 
 class VerifyBody(_BatchOptions):
@@ -231,7 +247,8 @@ class VerifyBody(_BatchOptions):
 
     def to_options(self, timeout: AppliedTimeout, server_trust: Trust) -> VerifyOptions:
         return VerifyOptions(timeout=timeout.seconds, timeout_origin=timeout.describe(), infotree=self.infotree_type,
-                             trust=self.trust_level(server_trust), use_cache=not self.disable_cache)
+                             trust=self.trust_level(server_trust), use_cache=not self.disable_cache,
+                             first_valid=self.first_valid)
 
     def answer_json(self, results: Sequence[VerifyResult], timeout: AppliedTimeout, import_timeout: AppliedTimeout,
                     *, server_wire: Wire) -> dict[str, Any]:
@@ -242,14 +259,16 @@ class VerifyBody(_BatchOptions):
 
 
 def check_request_json(snippets: Sequence[Snippet], *, timeout: float, trust: Trust | None, infotree: str | None,
-                       reuse: bool) -> dict[str, Any]:
+                       reuse: bool, first_valid: bool = False) -> dict[str, Any]:
     """The body our client sends to ``/api/check``, validated by the server's own model before it leaves.
 
     It asks for the ``leanstep`` wire, so a server started with ``--wire kimina-exact`` still gives verdicts.
     """
-    body = CheckBody(snippets=[CheckSnippet(id=s.id, code=s.code, statement=s.statement) for s in snippets],
+    body = CheckBody(snippets=[CheckSnippet(id=s.id, code=s.code, statement=s.statement, group=s.group)
+                               for s in snippets],
                      timeout=timeout, trust=None if trust is None else trust.value,
-                     infotree=infotree, reuse=reuse, wire=LEANSTEP_WIRE)  # type: ignore[arg-type]
+                     infotree=infotree, reuse=reuse, wire=LEANSTEP_WIRE,  # type: ignore[arg-type]
+                     first_valid=first_valid)
     return body.model_dump(exclude_none=True)
 
 

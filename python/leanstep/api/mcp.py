@@ -33,7 +33,7 @@ from leanstep.limits import AppliedTimeout
 from leanstep.prove.prover import ProveResult
 from leanstep.suggest import SuggestRequest, SuggestResult
 
-VerdictName = Literal["valid", "invalid", "timeout", "error"]
+VerdictName = Literal["valid", "invalid", "timeout", "error", "skipped"]
 StatusName = Literal["closes_goal", "valid", "unchecked", "invalid"]
 
 # --------------------------------------------------------------------------- #

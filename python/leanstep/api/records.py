@@ -2,16 +2,19 @@
 
 A snippet record may use the field names of the data people bring: ``id``,
 ``custom_id`` (Kimina's) or ``name`` for the id, and ``code``, ``proof``
-(Kimina's) or ``full_proof`` for the text, and ``statement`` or
+(Kimina's) or ``full_proof`` for the text, ``statement`` or
 ``formal_statement`` (the datasets' name) for the formal statement the proof
-must prove; the first one present wins (and ``header`` for a problem
+must prove, and ``group`` or ``problem_id`` for the problem a sample belongs to
+(for "first valid wins"); the first one present wins (and ``header`` for a problem
 ``leanstep eval`` proves). The CLI reads its JSONL input with it, and the Python APIs (``Client.verify``,
 ``RayVerifier.verify``) accept such dicts next to the domain's own inputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from leanstep.api.common import verdict_json
@@ -20,6 +23,23 @@ from leanstep.check.verify import Snippet, SnippetLike, VerifyResult, as_snippet
 ID_FIELDS = ("id", "custom_id", "name")
 CODE_FIELDS = ("code", "proof", "full_proof")
 STATEMENT_FIELDS = ("statement", "formal_statement")
+GROUP_FIELDS = ("group", "problem_id")
+
+
+def json_objects(path: Path, what: str = "a JSON object") -> Iterator[tuple[int, dict[str, Any]]]:
+    """The objects of a JSON-lines file with their line numbers (blank lines skipped); a line that is not a JSON
+    object is a ValueError naming the file and the line (``what`` says what was expected)."""
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{lineno}: expected {what}")  # noqa: TRY004 - one error type for bad input
+            yield lineno, obj
 
 
 def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Snippet:
@@ -31,7 +51,10 @@ def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Sni
     statement = next((record[k] for k in STATEMENT_FIELDS if record.get(k) is not None), None)
     if statement is not None and not isinstance(statement, str):
         raise ValueError(f"snippet {str(sid)!r}: `statement` must be a string")
-    return Snippet(str(sid), code, statement)
+    group = next((record[k] for k in GROUP_FIELDS if record.get(k) is not None), None)
+    if group is not None and (isinstance(group, bool) or not isinstance(group, (str, int))):
+        raise ValueError(f"snippet {str(sid)!r}: `group` must be a string or an integer")
+    return Snippet(str(sid), code, statement, None if group is None else str(group))
 
 
 HEADER_FIELDS = ("header",)
@@ -77,5 +100,6 @@ def result_record(result: VerifyResult) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CODE_FIELDS", "HEADER_FIELDS", "ID_FIELDS", "STATEMENT_FIELDS", "problem_from_record", "result_record",
+__all__ = ["CODE_FIELDS", "GROUP_FIELDS", "HEADER_FIELDS", "ID_FIELDS", "STATEMENT_FIELDS", "json_objects",
+           "problem_from_record", "result_record",
            "snippet_from_record", "snippet_of"]

@@ -12,8 +12,10 @@ string whose end depends on whether it is interpolated is reported as an
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -70,8 +72,8 @@ _ID_REST_RUN = re.compile(r"[\w'!?]*")  # most of _id_rest, matched at C speed
 class Lexed:
     """Lean text lexed once: its code tokens, the spans that are not code, and what is still open at the end."""
 
-    tokens: list[Token]
-    quiet: list[tuple[int, int]]  # (start, end) offsets of comments and literals, in order
+    tokens: tuple[Token, ...]
+    quiet: tuple[tuple[int, int], ...]  # (start, end) offsets of comments and literals, in order
     open_at_end: str | None  # "comment", "line comment" or "string": the text ends inside one
 
     def is_quiet(self, offset: int) -> bool:
@@ -90,7 +92,7 @@ OPENERS = {"(": ")", "[": "]", "{": "}", "⟨": "⟩", "⦃": "⦄", "⟦": "⟧
 CLOSERS = {v: k for k, v in OPENERS.items()}
 
 
-def open_brackets(toks: list[Token]) -> list[str]:
+def open_brackets(toks: Sequence[Token]) -> list[str]:
     """The brackets still open after ``toks``, innermost last (a stray closer is ignored)."""
     stack: list[str] = []
     for tok in toks:
@@ -285,16 +287,21 @@ def blank_quiet(text: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=1024)
 def lex(code: str) -> Lexed:
-    """Lex Lean source once (see the module docstring)."""
+    """Lex Lean source once (see the module docstring).
+
+    Remembered for the last 1,024 texts: checking one snippet reads its header and body several times
+    (the split, the nothing-to-check rule, the policy, the audit's plan), and a result is immutable.
+    """
     lexer = _Lexer(code)
     lexer.code_until(0, closing_brace=False)
-    return Lexed(lexer.out, sorted(lexer.quiet), lexer.open_at_end)
+    return Lexed(tuple(lexer.out), tuple(sorted(lexer.quiet)), lexer.open_at_end)
 
 
 def tokens(code: str) -> list[Token]:
     """The code tokens of Lean source (comments and literal text left out)."""
-    return lex(code).tokens
+    return list(lex(code).tokens)
 
 
 # --------------------------------------------------------------------------- #

@@ -30,6 +30,7 @@ class Verdict(TextEnum):
     INVALID = "invalid"  # Lean, the policy or the audit rejected it (the reasons say why)
     ERROR = "error"  # no verdict could be reached (lost REPL, overload, bad input, shutdown)
     TIMEOUT = "timeout"  # the wall-clock limit was hit
+    SKIPPED = "skipped"  # not checked: another snippet of its group was valid first (first valid wins)
 
 
 class Trust(TextEnum):
@@ -65,6 +66,7 @@ SHUTTING_DOWN = "shutting_down"
 INVALID_SNIPPET = "invalid_snippet"
 INTERNAL_ERROR = "internal_error"
 CLUSTER_LOST = "cluster_lost"
+GROUP_SOLVED = "group_solved"
 FORBIDDEN_PREFIX = "forbidden:"
 
 REASON_CODES: dict[str, str] = {
@@ -89,6 +91,7 @@ REASON_CODES: dict[str, str] = {
     INVALID_SNIPPET: "the snippet cannot be sent to Lean (not a string, NUL, lone surrogate)",
     INTERNAL_ERROR: "a bug in leanstep; the message has the exception",
     CLUSTER_LOST: "the cluster node checking it was lost (or none is alive) and the retries are spent",
+    GROUP_SOLVED: "not checked: another snippet of its group was valid first and the request asked for first_valid",
     FORBIDDEN_PREFIX + "<token>": "the source policy forbids this construct (one code per rule)",
 }
 

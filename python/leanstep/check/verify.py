@@ -16,7 +16,10 @@ line numbers. The verdict (DESIGN §3.3):
 * ``error``: no verdict could be reached (lost REPL, overload, the restart
   budget spent, REPL-level failure, input that cannot be sent, or the server
   shutting down: every check still running when the pool shuts down is
-  answered ``server shutting down``).
+  answered ``server shutting down``);
+* ``skipped``: not checked, because the batch asked for "first valid wins"
+  (``VerifyOptions.first_valid``) and another snippet of its ``group`` was
+  valid before this one's check started.
 
 Batches fan out over a bounded thread pool, are de-duplicated before dispatch,
 and answered from an LRU result cache across batches; only definitive verdicts
@@ -28,12 +31,11 @@ what runs the checks (``PoolChecker``, on a pool) sees distinct snippets only.
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
 import logging
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -45,6 +47,7 @@ from leanstep.check.policy import SourcePolicy, early_exits
 from leanstep.check.source import SourceSplit, declarations, line_count, split_source
 from leanstep.check.statement import Statement, StatementError, new_nonce, parse_statement, text_mismatch
 from leanstep.check.verdict import Reason, Trust, Verdict
+from leanstep.lru import LruCache
 from leanstep.repl.pool import (
     IMPORT_TIMEOUT_ORIGIN,
     HeaderImportTimeout,
@@ -70,6 +73,7 @@ from leanstep.repl.protocol import (
 log = logging.getLogger(__name__)
 
 VALID, INVALID, ERROR, TIMEOUT = Verdict.VALID, Verdict.INVALID, Verdict.ERROR, Verdict.TIMEOUT
+SKIPPED = Verdict.SKIPPED
 VERDICTS = tuple(Verdict)
 ALLOWED_AXIOMS = frozenset({"propext", "Classical.choice", "Quot.sound"})
 NATIVE_AXIOMS = frozenset({"Lean.ofReduceBool", "Lean.ofReduceNat", "Lean.trustCompiler"})
@@ -88,11 +92,13 @@ SHUTTING_DOWN = "server shutting down"
 
 @dataclass(frozen=True)
 class Snippet:
-    """A submission: its id, its Lean code, and optionally the formal statement it had to prove."""
+    """A submission: its id, its Lean code, optionally the formal statement it had to prove, and the
+    ``group`` it belongs to (the problem it is a sample of: "first valid wins" works per group)."""
 
     id: str
     code: str
     statement: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class VerifyOptions:
     trust: Trust = Trust.STRICT
     use_cache: bool = True  # False: no result cache and no de-duplication (Kimina's disable_cache / reuse=false)
     debug: bool = False  # record per-snippet diagnostics (worker name, RSS)
+    first_valid: bool = False  # once a snippet of a group is valid, the group's unstarted snippets are `skipped`
 
     def __post_init__(self) -> None:
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
@@ -364,7 +371,7 @@ class ResultCache:
 
     def __init__(self, max_entries: int = 10000) -> None:
         self.max_entries = max(0, int(max_entries))
-        self._data: OrderedDict[str, Outcome] = OrderedDict()
+        self._data: LruCache[str, Outcome] = LruCache(self.max_entries)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -372,30 +379,32 @@ class ResultCache:
 
     @staticmethod
     def key(header: str, body: str, options: VerifyOptions, statement: str | None = None) -> str:
-        raw = json.dumps([header, body, options.infotree, options.trust.value, statement], ensure_ascii=True)
-        return hashlib.sha256(raw.encode("ascii")).hexdigest()
+        """SHA-256 of the parts that decide an outcome, each length-prefixed (``-`` for none), so no two differ."""
+        digest = hashlib.sha256()
+        for part in (header, body, options.infotree, options.trust.value, statement):
+            data = b"-" if part is None else part.encode("utf-8", "surrogatepass")
+            digest.update(b"%d:" % (-1 if part is None else len(data)))
+            digest.update(data)
+        return digest.hexdigest()
 
     def get(self, key: str, timeout: float) -> Outcome | None:
         """A cached outcome that finished within ``timeout`` (else it could have timed out now)."""
         if not self.max_entries:
             return None
         with self._lock:
-            outcome = self._data.get(key)
+            outcome = self._data.peek(key)
             if outcome is None or outcome.time > timeout:
                 self.misses += 1
                 return None
-            self._data.move_to_end(key)
+            self._data.touch(key)
             self.hits += 1
             return outcome
 
     def put(self, key: str, outcome: Outcome) -> None:
-        if not self.max_entries or not outcome.cacheable:
+        if not outcome.cacheable:
             return
         with self._lock:
-            self._data[key] = outcome
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            self._data.put(key, outcome)
 
     def note_duplicates(self, count: int) -> None:
         with self._lock:
@@ -477,12 +486,14 @@ def _validate_text(text: str) -> str | None:
 
 @dataclass(frozen=True)
 class Screening:
-    """What is known before any REPL runs: reasons to reject, and the statement to check by Lean."""
+    """What is known before any REPL runs: reasons to reject, the statement to check by Lean, and (strict) the
+    axiom audit's commands, planned here so that no REPL waits for it."""
 
     reasons: tuple[Reason, ...]  # in body lines
     header_reasons: tuple[Reason, ...]  # in header lines
     statement: Statement | None
     failure: Outcome | None = None  # no verdict can be reached (an unreadable statement)
+    audit: _AuditPlan | None = None
 
     @property
     def rejected(self) -> bool:
@@ -512,12 +523,29 @@ def screen(submission: Submission, options: VerifyOptions, checks: Checks) -> Sc
         mismatch = text_mismatch(split.body, statement)
         if mismatch is not None:
             reasons.append(Reason(codes.STATEMENT_MISMATCH, mismatch))
-    return Screening(tuple(reasons), tuple(header_reasons), statement)
+    audit = plan_audit(split.body) if options.strict and not reasons and not header_reasons else None
+    return Screening(tuple(reasons), tuple(header_reasons), statement, audit=audit)
+
+
+@dataclass(frozen=True)
+class GroupGate:
+    """One check's part in "first valid wins" (``VerifyOptions.first_valid``).
+
+    ``skipped()`` may give the answer instead of the check: it is asked before the check takes a REPL and
+    again once it holds one (a wait for a REPL can be long). ``solved()`` is told when the REPL found the
+    snippet valid, before that REPL is released, so a sibling that takes it next is already skipped.
+    """
+
+    skipped: Callable[[], Outcome | None]
+    solved: Callable[[], None]
 
 
 def _run(pool: ReplPool, submission: Submission, options: VerifyOptions, priority: Priority,
-         checks: Checks) -> Outcome:
+         checks: Checks, gate: GroupGate | None = None) -> Outcome:
     """Run one submission; every failure becomes an outcome, never an exception."""
+    skipped = gate.skipped() if gate is not None else None
+    if skipped is not None:
+        return skipped
     split = submission.split
     problem = _validate_text(split.body) or _validate_text(split.header)
     if problem is not None:
@@ -551,6 +579,10 @@ def _run(pool: ReplPool, submission: Submission, options: VerifyOptions, priorit
                             "and replaced; the proof was not checked)", time.monotonic() - started,
                             {"repl_uuid": exc.worker})
         return _failure(ERROR, codes.REPL_ERROR, f"could not start a REPL for this header: {exc}")
+    skipped = gate.skipped() if gate is not None else None
+    if skipped is not None:
+        acquired.__exit__(None, None, None)
+        return skipped
     try:
         outcome = _Run(worker, split, options, checks, screening).outcome()
     except BaseException as exc:
@@ -560,6 +592,8 @@ def _run(pool: ReplPool, submission: Submission, options: VerifyOptions, priorit
             return _failure(ERROR, codes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}",
                             time.monotonic() - started)
         raise
+    if gate is not None and outcome.verdict == VALID and options.trust is not Trust.SEALED:
+        gate.solved()
     acquired.__exit__(None, None, None)
     if outcome.verdict == ERROR and outcome.error is not None and pool.closed:
         return _failure(ERROR, codes.SHUTTING_DOWN, f"{SHUTTING_DOWN}: the check was stopped before it finished",
@@ -692,7 +726,7 @@ class _Run:
 
     def _audit(self, response: CommandResponse) -> tuple[dict[str, list[str]] | None, list[Reason], Reason | None]:
         """Axioms per declaration, the reasons they give, and why the audit is incomplete (None: it is not)."""
-        plan = plan_audit(self.split.body)
+        plan = self.screening.audit
         if plan is None:
             return None, [], None
         env = self.worker.header_env if plan.on_header_env else response.env
@@ -796,20 +830,42 @@ class PendingCheck:
         return self.submission.split
 
 
+@dataclass(frozen=True)
+class CheckRecord:
+    """A distinct snippet of a batch, answered: what ``serve --trace`` writes of it (``leanstep.perf.trace``,
+    which keeps digests and sizes only) for ``leanstep plan`` to size the caches from."""
+
+    batch: int  # the batch's number at its Deduplicator, from 0
+    header: str
+    key: str | None  # the result cache's key (None: the batch asked for no cache)
+    copies: int  # the batch's snippets it answered
+    chars: int  # the body's length
+    verdict: Verdict
+    seconds: float  # REPL seconds of its check (0 when the cache answered)
+    cached: bool
+    timeout: float
+
+
 class Deduplicator:
     """The one place a verifier keys snippets, answers repeats and counts verdicts.
 
     Identical (header, body, options) in a batch are checked once and share the answer, and
     definitive outcomes are cached across batches (``VerifyOptions.use_cache=False``: neither).
     The local :class:`Verifier` and the cluster router each own one, so what they check on (a
-    pool, a cluster node) only ever sees distinct snippets.
+    pool, a cluster node) only ever sees distinct snippets. ``on_check`` hears of each distinct
+    snippet as it is answered (``serve --trace``).
     """
 
-    def __init__(self, cache: ResultCache) -> None:
+    def __init__(self, cache: ResultCache, on_check: Callable[[CheckRecord], None] | None = None) -> None:
         self.cache = cache
+        self.on_check = on_check
         self._lock = threading.Lock()
         self._verdicts = dict.fromkeys(VERDICTS, 0)
         self._snippets = 0
+        self._batches = itertools.count()
+
+    def next_batch(self) -> int:
+        return next(self._batches)
 
     def plan(self, snippets: Sequence[Snippet], options: VerifyOptions,
              on_result: ResultCallback | None = None) -> BatchPlan:
@@ -834,6 +890,12 @@ class BatchPlan:
     in its own id and lines, so each snippet is answered exactly once; ``on_result`` hears of each
     answer, and a callback that raises is logged, never loses a result. Resolving from several
     threads at once is safe.
+
+    With ``options.first_valid`` ("first valid wins", for pass@k): ``checks`` take the groups in
+    turn (each group's first snippet, then each group's second, ...), so every problem's first
+    samples run before any problem's later ones; once a snippet of a group is valid (checked or
+    cached), ``skipped`` gives the outcome of a check all of whose copies are in solved groups,
+    which its runner answers instead of checking it. A snippet without a group is always checked.
     """
 
     def __init__(self, dedup: Deduplicator, snippets: Sequence[Snippet], options: VerifyOptions,
@@ -841,7 +903,11 @@ class BatchPlan:
         self._dedup = dedup
         self.options = options
         self._on_result = on_result
+        self._batch = dedup.next_batch()
         self._ids = [s.id for s in snippets]
+        self._groups = [s.group for s in snippets]
+        self._solved: dict[str, str] = {}  # group -> id of its first valid snippet
+        self._solved_lock = threading.Lock()
         self._results: list[VerifyResult | None] = [None] * len(snippets)
         self._copies: dict[str, tuple[list[int], list[SourceSplit]]] = {}
         self.answered: list[tuple[int, VerifyResult]] = []
@@ -867,19 +933,81 @@ class BatchPlan:
             hit = cache.get(key, options.timeout) if options.use_cache else None
             if hit is not None:
                 self.answered += self._answer(self._copies[key][0], splits, hit, True)
+                self._record(key, hit, cached=True)
             else:
                 self.checks.append(PendingCheck(key, Submission(splits[0], statements[key])))
+        if options.first_valid:
+            self.checks = self._groups_in_turn(self.checks)
+
+    def _groups_in_turn(self, checks: list[PendingCheck]) -> list[PendingCheck]:
+        """``checks`` reordered to take the groups in turn, each group in its own order (a check without a
+        group is a group of its own)."""
+        first_seen: dict[str, int] = {}
+        taken: dict[str, int] = {}
+        keyed: list[tuple[tuple[int, int], PendingCheck]] = []
+        for position, check in enumerate(checks):
+            group = self._groups[self._copies[check.key][0][0]]
+            if group is None:
+                keyed.append(((0, position), check))
+                continue
+            turn = taken.get(group, 0)
+            taken[group] = turn + 1
+            keyed.append(((turn, first_seen.setdefault(group, position)), check))
+        return [check for _, check in sorted(keyed, key=lambda pair: pair[0])]
+
+    def gate(self, check: PendingCheck) -> GroupGate:
+        """How ``check``'s runner takes part in first valid wins (see :class:`GroupGate`)."""
+        indices = self._copies[check.key][0]
+        return GroupGate(partial(self.skipped, check), partial(self._solve, indices))
+
+    def skipped(self, check: PendingCheck) -> Outcome | None:
+        """With ``first_valid``, the ``skipped`` outcome of ``check`` when every copy of it is in a group that
+        another snippet already solved; else None (it must be checked)."""
+        if not self.options.first_valid:
+            return None
+        indices = self._copies[check.key][0]
+        with self._solved_lock:
+            winners = [self._solved.get(g) for g in (self._groups[i] for i in indices) if g is not None]
+        if len(winners) < len(indices) or None in winners:
+            return None
+        message = (f"not checked: snippet {winners[0]!r} of group {self._groups[indices[0]]!r} was valid first "
+                   "(first valid wins; send first_valid false to check every snippet)")
+        return _failure(SKIPPED, codes.GROUP_SOLVED, message)
 
     def resolve(self, check: PendingCheck, outcome: Outcome) -> list[tuple[int, VerifyResult]]:
         """Cache ``check``'s outcome and answer every copy of it; returns the ``(index, result)`` pairs."""
         if self.options.use_cache:
             self._dedup.cache.put(check.key, outcome)
         indices, splits = self._copies[check.key]
-        return self._answer(indices, splits, outcome, False)
+        answers = self._answer(indices, splits, outcome, False)
+        self._record(check.key, outcome, cached=False)
+        return answers
+
+    def _record(self, key: str, outcome: Outcome, *, cached: bool) -> None:
+        """Tell the Deduplicator's ``on_check`` of one answered distinct snippet (a failing one is logged)."""
+        on_check = self._dedup.on_check
+        if on_check is None:
+            return
+        indices, splits = self._copies[key]
+        record = CheckRecord(self._batch, splits[0].header, key if self.options.use_cache else None, len(indices),
+                             len(splits[0].body), outcome.verdict, 0.0 if cached else outcome.time, cached,
+                             self.options.timeout)
+        try:
+            on_check(record)
+        except Exception:
+            log.exception("on_check failed for a snippet of batch %d", self._batch)
 
     def fail(self, check: PendingCheck, code: str, error: str) -> list[tuple[int, VerifyResult]]:
         """Answer every copy of ``check`` with verdict ``error`` (reason ``code``): it could not be checked."""
         return self.resolve(check, _failure(ERROR, code, error))
+
+    def _solve(self, indices: list[int]) -> None:
+        """The snippets at ``indices`` are valid: their groups are solved (the first of them to be wins)."""
+        with self._solved_lock:
+            for index in indices:
+                group = self._groups[index]
+                if group is not None:
+                    self._solved.setdefault(group, self._ids[index])
 
     def results(self) -> list[VerifyResult]:
         """Every answer in input order, once every check is resolved."""
@@ -892,6 +1020,8 @@ class BatchPlan:
                 cached: bool) -> list[tuple[int, VerifyResult]]:
         answers = [(index, _to_user(outcome, splits[k], self._ids[index], cached or k > 0))
                    for k, index in enumerate(indices)]
+        if outcome.verdict == VALID:
+            self._solve(indices)
         self._dedup.count(result for _, result in answers)
         for index, result in answers:
             self._results[index] = result
@@ -922,8 +1052,13 @@ class PoolChecker:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def check(self, submissions: Sequence[Submission], options: VerifyOptions,
-              on_outcome: Callable[[int, Outcome], object] | None = None) -> list[Outcome]:
-        """One outcome per submission, in order, ``on_outcome(index, outcome)`` as each finishes; never raises."""
+              on_outcome: Callable[[int, Outcome], object] | None = None,
+              gates: Callable[[int], GroupGate] | None = None) -> list[Outcome]:
+        """One outcome per submission, in order, ``on_outcome(index, outcome)`` as each finishes; never raises.
+
+        Checks start in index order. ``gates(index)``: that check's part in first valid wins (a sibling found
+        valid meanwhile answers it ``skipped`` instead).
+        """
         outcomes: list[Outcome | None] = [None] * len(submissions)
         done = threading.Condition()
         pending = [0]
@@ -936,7 +1071,8 @@ class PoolChecker:
 
         def job(index: int) -> None:
             try:
-                outcome = _run(self.pool, submissions[index], options, self.priority, self.checks)
+                outcome = _run(self.pool, submissions[index], options, self.priority, self.checks,
+                               None if gates is None else gates(index))
             except BaseException as exc:  # noqa: BLE001 - never lose a snippet, whatever went wrong
                 outcome = _failure(ERROR, codes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
             finish(index, outcome)
@@ -975,9 +1111,10 @@ class Verifier:
     """Checks batches on a pool: repeats answered by a :class:`Deduplicator`, the rest by a :class:`PoolChecker`."""
 
     def __init__(self, pool: ReplPool, *, cache: ResultCache | None = None, cache_size: int = 10000,
-                 threads: int | None = None, priority: Priority = Priority.BATCH, checks: Checks | None = None) -> None:
+                 threads: int | None = None, priority: Priority = Priority.BATCH, checks: Checks | None = None,
+                 on_check: Callable[[CheckRecord], None] | None = None) -> None:
         self.pool = pool
-        self.dedup = Deduplicator(cache if cache is not None else ResultCache(cache_size))
+        self.dedup = Deduplicator(cache if cache is not None else ResultCache(cache_size), on_check)
         self.checker = PoolChecker(pool, threads=threads, priority=priority, checks=checks)
 
     def close(self) -> None:
@@ -999,7 +1136,8 @@ class Verifier:
         plan = self.dedup.plan([as_snippet(s, i) for i, s in enumerate(snippets)], options, on_result)
         checks = plan.checks
         self.checker.check([c.submission for c in checks], options,
-                           lambda i, outcome: plan.resolve(checks[i], outcome))
+                           lambda i, outcome: plan.resolve(checks[i], outcome),
+                           (lambda i: plan.gate(checks[i])) if options.first_valid else None)
         return plan.results()
 
     def stats(self) -> VerifierStats:
@@ -1028,9 +1166,9 @@ def verify_code(pool: ReplPool, code: str, **option_fields: Any) -> VerifyResult
 
 
 __all__ = [
-    "ALLOWED_AXIOMS", "ERROR", "INVALID", "SHUTTING_DOWN", "TIMEOUT", "VALID", "VERDICTS", "BatchPlan",
-    "BatchVerifier", "CacheStats", "Checks", "Deduplicator", "Outcome", "PendingCheck", "PoolChecker",
-    "RecheckReport", "ResultCache", "SealedCheck", "Snippet", "Submission", "Verifier", "VerifierStats",
+    "ALLOWED_AXIOMS", "ERROR", "INVALID", "SHUTTING_DOWN", "SKIPPED", "TIMEOUT", "VALID", "VERDICTS", "BatchPlan",
+    "BatchVerifier", "CacheStats", "CheckRecord", "Checks", "Deduplicator", "GroupGate", "Outcome", "PendingCheck",
+    "PoolChecker", "RecheckReport", "ResultCache", "SealedCheck", "Snippet", "Submission", "Verifier", "VerifierStats",
     "VerifyOptions", "VerifyResult", "as_snippet", "distinct_headers",
     "judge", "parse_axioms", "plan_audit", "verify_batch", "verify_code",
 ]

@@ -35,6 +35,7 @@ from leanstep.api.records import snippet_of
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import (
     BatchPlan,
+    CheckRecord,
     Deduplicator,
     Outcome,
     PendingCheck,
@@ -166,7 +167,7 @@ class RayVerifier:
                  actor_env: Mapping[str, str] | None = None, actor_num_cpus: float = 0,
                  actor_concurrency: int = DEFAULT_ACTOR_CONCURRENCY, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  cache_size: int | None = None, wait_warm: bool = True, init_kwargs: Mapping[str, Any] | None = None,
-                 ready_timeout: float = READY_TIMEOUT) -> None:
+                 ready_timeout: float = READY_TIMEOUT, on_check: Callable[[CheckRecord], None] | None = None) -> None:
         ray = import_ray()
         self._ray = ray
         self._owns_ray = False
@@ -186,7 +187,7 @@ class RayVerifier:
         self._lock = threading.Lock()
         self._affinity: dict[str, list[int]] = {}
         # whole-cluster repeats are answered here, with no round trip to an actor at all
-        self._dedup = Deduplicator(ResultCache(config.cache_size if cache_size is None else cache_size))
+        self._dedup = Deduplicator(ResultCache(config.cache_size if cache_size is None else cache_size), on_check)
         self._counts = {"sub_batches": 0, "retried_sub_batches": 0, "actors_recreated": 0}
         self._closed = False
 
@@ -354,6 +355,9 @@ class RayVerifier:
                 burst: Burst = []
                 while pending and len(in_flight) < max_workers:
                     chunk = pending.pop(self._least_loaded_owns, finished.pop() if finished else None)
+                    burst += self._drop_skipped(plan, chunk)
+                    if not chunk.checks:
+                        continue
                     slot = self._choose(chunk)
                     if slot is None:  # every actor is gone: answer what is left with errors
                         for check in chunk.checks:
@@ -412,6 +416,21 @@ class RayVerifier:
                 for chunk, slot, generation in in_flight.values():
                     if slot.generation == generation:
                         slot.in_flight -= len(chunk.checks)
+
+    @staticmethod
+    def _drop_skipped(plan: BatchPlan, chunk: _Chunk) -> Burst:
+        """Answer the checks of ``chunk`` that first valid wins skips (a sibling was valid meanwhile) and keep
+        the rest in it; the answers are returned."""
+        burst: Burst = []
+        kept = []
+        for check in chunk.checks:
+            skipped = plan.skipped(check)
+            if skipped is None:
+                kept.append(check)
+            else:
+                burst += plan.resolve(check, skipped)
+        chunk.checks = kept
+        return burst
 
     # -- placement, routing, recovery -------------------------------------------------------------
 
@@ -523,7 +542,8 @@ def sim_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith("LEANSTEP_SIM_")}
 
 
-def make_verifier(target: RayTarget, config: Config) -> RayVerifier:
+def make_verifier(target: RayTarget, config: Config,
+                  on_check: Callable[[CheckRecord], None] | None = None) -> RayVerifier:
     """The cluster verifier behind ``leanstep verify --ray`` and ``leanstep serve --ray``.
 
     The driver's ``LEANSTEP_SIM_*`` variables go to the actors (simulated costs for dry runs).
@@ -534,7 +554,7 @@ def make_verifier(target: RayTarget, config: Config) -> RayVerifier:
 
     try:
         return RayVerifier(address=target.address or None, num_actors=target.num_actors, config=config,
-                           actor_env=sim_environ())
+                           actor_env=sim_environ(), on_check=on_check)
     except ImportError as exc:
         raise SetupError(str(exc)) from None
     except (RuntimeError, ConnectionError) as exc:

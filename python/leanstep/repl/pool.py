@@ -3,15 +3,23 @@
 Importing a header such as ``import Mathlib`` costs seconds and gigabytes, so a
 worker keeps the env of its header and serves every later body on top of it
 (header affinity). ``acquire(header)`` returns an idle worker with that header;
-else starts one while under ``max_repls``; else evicts the least recently used
-idle worker of another header; else waits in a priority queue (interactive
-before batch) up to ``queue_wait`` and raises :class:`PoolOverloaded`.
+else an idle worker of the header's group imports it; else starts one while
+under ``max_repls``; else replaces the least recently used idle worker; else
+waits in a priority queue (interactive before batch) up to ``queue_wait`` and
+raises :class:`PoolOverloaded`. Which worker takes which header is the rule
+of ``repl.placement`` (a stack algorithm in the pool's size, so a bigger pool
+never imports more).
 
 A worker whose request timed out or whose process was lost is replaced in the
 background; so is one recycled for memory (RSS above the limit) or age (the
-REPL never frees an env). Warm spares for the configured headers are started at
+REPL never frees an env). Memory is read by a watcher thread once a second, off
+the path between one request and the next (reading a process tree's RSS scans
+``/proc``): an idle worker above the limit is recycled at once, a busy one when
+it is released. Warm spares for the configured headers are started at
 boot and refilled after every replacement, so no request waits for an import
-it could have avoided.
+it could have avoided. The REPL processes of the other slots are launched at
+boot too, without a header, so the first request on each pays its import but
+not the process start (seconds for ``lake env``, a sandbox's set-up).
 
 Every header import, the first one of a worker as much as a second header
 imported into an idle worker, is bounded by ``import_timeout``; a header that
@@ -47,6 +55,8 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from pathlib import Path
 
+from leanstep.lru import LruCache
+from leanstep.repl.placement import HeaderGroups, holder, importer, victim
 from leanstep.repl.process import LaunchSpec, ReplError, ReplLost, ReplProcess, ReplTimeout
 from leanstep.repl.protocol import CommandRequest, CommandResponse, ErrorResponse, Message, Request, Response
 
@@ -190,25 +200,27 @@ class Worker:
     """One REPL process holding the envs of up to ``max_headers`` headers and a cache of preamble envs.
 
     A REPL can import several headers, one env each (as LeanInteract does), so a
-    worker switches headers without restarting. ``header``/``header_env`` are the
-    ones it was acquired for.
+    worker switches headers without restarting: those of its ``group``
+    (``repl.placement``). ``header``/``header_env`` are the ones it was acquired for.
     """
 
-    def __init__(self, worker_id: int, header: str, workdir: Path) -> None:
+    def __init__(self, worker_id: int, header: str, workdir: Path, group: int = 0, *,
+                 preamble_slots: int = PREAMBLE_CACHE_PER_WORKER, goal_slots: int = GOAL_STATES_PER_WORKER) -> None:
         self.id = worker_id
         self.name = f"repl-{worker_id}"
         self.header = header
+        self.group = group
         self.workdir = workdir
         self.state = WorkerState.STARTING
         self.process: ReplProcess | None = None
         self.envs: OrderedDict[str, HeaderEnv] = OrderedDict()
         self.uses = 0
         self.last_used = time.monotonic()
-        self.last_rss_check = 0.0
-        self.rss = 0
+        self.rss = 0  # resident memory when the pool's watcher last read it
+        self.over_memory = False  # the watcher found it above the limit while it was busy: recycle on release
         self.failure: ReplError | None = None
-        self._preambles: OrderedDict[tuple[int, str], CommandResponse] = OrderedDict()
-        self._goal_states: OrderedDict[str, GoalState] = OrderedDict()
+        self._preambles: LruCache[tuple[int, str], CommandResponse] = LruCache(preamble_slots)
+        self._goal_states: LruCache[str, GoalState] = LruCache(goal_slots)
         self._goal_lock = threading.Lock()
         self._lifecycle = threading.Lock()  # orders start() against interrupt()/close() from the shutdown
         self._stopped = False
@@ -237,14 +249,11 @@ class Worker:
         key = (self.header_env, hashlib.sha256(text.encode()).hexdigest())
         cached = self._preambles.get(key)
         if cached is not None:
-            self._preambles.move_to_end(key)
             return PreambleEnv(cached, cached=True)
         response = self.run(CommandRequest(text, env=self.header_env), timeout)
         if not isinstance(response, CommandResponse):
             raise ReplLost(f"preamble answered {response!r}", worker=self.name)
-        self._preambles[key] = response
-        if len(self._preambles) > PREAMBLE_CACHE_PER_WORKER:
-            self._preambles.popitem(last=False)
+        self._preambles.put(key, response)
         return PreambleEnv(response, cached=False)
 
     def goal_state(self, key: str) -> GoalState | None:
@@ -254,29 +263,29 @@ class Worker:
         same key on another worker is the same state once that worker has built it.
         """
         with self._goal_lock:
-            state = self._goal_states.get(key)
-            if state is not None:
-                self._goal_states.move_to_end(key)
-            return state
+            return self._goal_states.get(key)
 
     def remember_goal_state(self, key: str, state: GoalState) -> None:
         with self._goal_lock:
-            self._goal_states[key] = state
-            self._goal_states.move_to_end(key)
-            if len(self._goal_states) > GOAL_STATES_PER_WORKER:
-                self._goal_states.popitem(last=False)
+            self._goal_states.put(key, state)
 
     def rss_bytes(self) -> int:
         """Resident memory of this worker's REPL (and its children) now."""
         return self.process.rss_bytes() if self.process is not None else 0
 
     def start(self, launcher: Launcher, spawn: Callable[[Callable[[], object]], object], limit: ImportLimit) -> None:
-        process = ReplProcess(launcher(self.workdir), name=self.name)
+        """Start the REPL (or adopt the one the pool launched ahead for it, if it is alive) and import the header."""
         with self._lifecycle:
             if self._stopped:
                 raise ReplLost("the pool shut down before this REPL started", worker=self.name)
-            self.process = process
-            spawn(process.start)
+            ahead = self.process
+            if ahead is not None and ahead.alive:
+                ahead.name = self.name
+            else:
+                if ahead is not None:
+                    ahead.close(grace=0)
+                self.process = ReplProcess(launcher(self.workdir), name=self.name)
+                spawn(self.process.start)
         self.load_header(self.header, limit)
 
     def load_header(self, header: str, limit: ImportLimit) -> HeaderEnv:
@@ -327,6 +336,11 @@ class _Waiter:
     prefer_until: float = field(default=0.0, compare=False)  # after this, any worker with the header will do
 
 
+def _new_workdir() -> Path:
+    """A worker's own directory; its name carries the server's pid, so a later server can remove a killed one's."""
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+
+
 class ReplPool:
     """Thread-safe pool; every public method may be called from any thread."""
 
@@ -341,6 +355,7 @@ class ReplPool:
         self._closed = False
         self._background: set[threading.Thread] = set()
         self._import_seconds: dict[str, float] = {}
+        self._groups = HeaderGroups(settings.headers_per_repl)
         self._starts = 0  # REPL starts so far; those after the first max_repls are restarts
         self._restarts: deque[float] = deque()  # when the restarts of the last minute happened
         self._deferred: list[str] = []  # headers of replacements the restart budget put off
@@ -348,16 +363,23 @@ class ReplPool:
         # REPLs are started from one long-lived thread: bwrap --die-with-parent (PR_SET_PDEATHSIG)
         # kills a child when the *thread* that started it exits, not only the process.
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="repl-spawn")
+        self._stopping = threading.Event()
+        self._ahead: list[tuple[Path, ReplProcess]] = []  # processes launched for slots no worker fills yet
         self.counters = PoolCounters()
 
     # -- public API ----------------------------------------------------------
 
     def start(self) -> None:
-        """Start one warm worker per configured header (each in the background)."""
+        """Start one warm worker per configured header (each in the background), and the memory watcher."""
         with self._cond:
             headers = list(self.settings.warm_headers)[: self.settings.max_repls]
             for header in headers:
                 self._spawn_background(header)
+            free = self.settings.max_repls - len(self._workers)
+        for _ in range(free):
+            self._spawner.submit(self._launch_ahead)
+        if self.settings.mem_limit_bytes:
+            threading.Thread(target=self._watch_memory, name="repl-memory", daemon=True).start()
 
     def wait_warm(self, timeout: float) -> bool:
         """Block until no worker is starting (used by tests and benchmarks). True when all are idle."""
@@ -412,7 +434,8 @@ class ReplPool:
 
     def pids(self) -> list[int]:
         with self._cond:
-            return [w.process.pid for w in self._workers if w.process is not None and w.process.pid is not None]
+            processes = [w.process for w in self._workers if w.process is not None] + [p for _, p in self._ahead]
+            return [p.pid for p in processes if p.pid is not None]
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop everything within about ``timeout`` s: waiters get PoolClosed, every REPL is killed and reaped.
@@ -422,6 +445,7 @@ class ReplPool:
         nothing here waits for a proof or an import to finish.
         """
         deadline = time.monotonic() + timeout
+        self._stopping.set()
         with self._cond:
             self._closed = True
             if self._refill_timer is not None:
@@ -439,9 +463,13 @@ class ReplPool:
                     break
                 self._cond.wait(remaining)
             workers, self._workers = self._workers, []
+            ahead, self._ahead = self._ahead, []
             threads = list(self._background)
         for worker in workers:
             worker.close(grace=0)
+        for workdir, process in ahead:
+            process.close(grace=0)
+            shutil.rmtree(workdir, ignore_errors=True)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._spawner.shutdown(wait=False)
@@ -528,9 +556,9 @@ class ReplPool:
                 if pinned.state == WorkerState.IDLE:
                     self._hand(pinned, waiter)
                 continue  # busy: wait for it while the pin holds
-            idle = [w for w in self._workers if w.state == WorkerState.IDLE and waiter.header in w.envs]
-            if idle:
-                self._hand(max(idle, key=lambda w: w.last_used), waiter)
+            worker = holder((w for w in self._workers if w.state == WorkerState.IDLE), waiter.header)
+            if worker is not None:
+                self._hand(worker, waiter)
                 continue
             if capacity_blocked:
                 continue
@@ -557,9 +585,7 @@ class ReplPool:
                        and not w.process.alive]:
             log.warning("%s exited while idle; replacing it", worker.name)
             self.counters.lost += 1
-            self._workers.remove(worker)
-            self._close_background(worker)
-            self._spawn_background(worker.header)
+            self._replace(worker)
 
     @staticmethod
     def _hand(worker: Worker, waiter: _Waiter) -> None:
@@ -595,51 +621,75 @@ class ReplPool:
         return max(0.01, (self.import_seconds(waiter.header) - rent) / max(waiting, 1))
 
     def _make_room(self, waiter: _Waiter) -> Worker | None:
-        """A worker for ``waiter``'s header: a new one, or an idle one that imports it (lock held).
+        """A worker for ``waiter``'s header: an idle one of its group that imports it, or a new one (lock held).
 
-        A header import costs seconds, so this follows the ski-rental rule: while
-        a header is loaded in some (busy) worker, its queued requests wait for it
-        until their waiting times add up to what an import of that header costs;
-        then the header takes another REPL. A header loaded nowhere takes the least
-        recently used idle REPL at once. That REPL imports the header beside its
-        others (so later switches are free), or, when it already holds
-        ``headers_per_repl`` headers, is replaced by a fresh one.
+        The order is ``repl.placement``'s: an idle REPL of the header's group imports
+        it; else a new REPL starts while the pool is under ``max_repls``; else the
+        least recently used idle REPL is replaced. A header import costs seconds,
+        so once the pool is full this follows the ski-rental rule: while a header
+        is loaded in some (busy) worker, its queued requests wait for it until
+        their waiting times add up to what an import of that header costs; then
+        the header takes another REPL. A header loaded nowhere takes one at once.
         """
         header = waiter.header
+        group = self._groups.of(header)
         delay = self._restart_delay()
+        idle = [w for w in self._workers if w.state == WorkerState.IDLE]
+        loaded_somewhere = any(header in w.envs or w.header == header for w in self._workers)
+        mate = importer(idle, group)
+        if mate is not None and not loaded_somewhere:
+            return mate
         if len(self._workers) < self.settings.max_repls and not delay:
             return self._reserve(header)
-        idle = [w for w in self._workers if w.state == WorkerState.IDLE]
         if not idle:
             if len(self._workers) < self.settings.max_repls:
                 self._budget_blocks(waiter, delay)
             return None
-        loaded_somewhere = any(header in w.envs or w.header == header for w in self._workers)
         if loaded_somewhere and self._queue_rent(header)[0] < self.import_seconds(header):
             return None
-        victim = min(idle, key=lambda w: w.last_used)
-        if len(victim.envs) < self.settings.headers_per_repl:
-            return victim
-        if delay:  # no start allowed: an idle REPL with room imports the header, or the waiter waits
-            roomy = [w for w in idle if len(w.envs) < self.settings.headers_per_repl]
-            if roomy:
-                return min(roomy, key=lambda w: w.last_used)
+        if mate is not None:
+            return mate
+        if delay:  # no start allowed now: the waiter waits for the budget
             self._budget_blocks(waiter, delay)
             return None
-        self._workers.remove(victim)
+        replaced = victim(idle)
+        assert replaced is not None  # idle is not empty
+        self._workers.remove(replaced)
         self.counters.evicted += 1
-        self._close_background(victim)
+        self._close_background(replaced)
         return self._reserve(header)
 
     def _reserve(self, header: str) -> Worker:
-        """A new worker in the pool (lock held); a start after the pool was first filled is a restart."""
+        """A new worker in the pool (lock held), on a process launched ahead when there is one; a start after
+        the pool was first filled is a restart."""
         if self._starts >= self.settings.max_repls:
             self._restarts.append(time.monotonic())
         self._starts += 1
-        workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
-        worker = Worker(next(self._ids), header, workdir)
+        workdir, process = self._ahead.pop(0) if self._ahead else (_new_workdir(), None)
+        worker = Worker(next(self._ids), header, workdir, self._groups.of(header))
+        worker.process = process
         self._workers.append(worker)
         return worker
+
+    def _launch_ahead(self) -> None:
+        """Launch one REPL process for a free slot, with no header yet (in the spawner thread)."""
+        with self._cond:
+            if self._closed:
+                return
+            workdir = _new_workdir()
+        process = ReplProcess(self._launcher(workdir), name="repl-ahead")
+        try:
+            process.start()
+        except ReplError as exc:
+            log.warning("could not launch a REPL ahead of need: %s", exc)
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        with self._cond:
+            if not self._closed and len(self._workers) + len(self._ahead) < self.settings.max_repls:
+                self._ahead.append((workdir, process))
+                return
+        process.close(grace=0)
+        shutil.rmtree(workdir, ignore_errors=True)
 
     def _restart_delay(self) -> float:
         """Seconds until the restart budget allows another REPL start; 0 now (lock held).
@@ -663,9 +713,10 @@ class ReplPool:
         waiter.budget_blocked = True
 
     def _servable_without_start(self, header: str) -> bool:
-        """Whether a worker holds ``header`` or has room to import it, so it may serve it with no new REPL
-        (lock held)."""
-        return any(header in w.envs or w.header == header or len(w.envs) < self.settings.headers_per_repl
+        """Whether a worker holds ``header`` or is of its group (and so may import it), so it may serve it with
+        no new REPL (lock held)."""
+        group = self._groups.of(header)
+        return any(header in w.envs or w.header == header or w.group == group
                    for w in self._workers if w.state != WorkerState.DEAD)
 
     def _restart_limit_message(self, header: str, wait: float) -> str:
@@ -699,34 +750,47 @@ class ReplPool:
     def _release(self, worker: Worker) -> None:
         worker.uses += 1
         worker.last_used = time.monotonic()
-        recycle_reason = None
-        if worker.state != WorkerState.DEAD:
-            if worker.uses >= self.settings.max_uses:
-                recycle_reason = "uses"
-            elif self.settings.mem_limit_bytes and worker.last_used - worker.last_rss_check >= RSS_POLL_SECONDS:
-                worker.last_rss_check = worker.last_used
-                worker.rss = worker.process.rss_bytes() if worker.process else 0
-                if worker.rss > self.settings.mem_limit_bytes:
-                    recycle_reason = "memory"
         with self._cond:
             self.counters.requests += 1
-            if worker.state == WorkerState.DEAD or recycle_reason is not None:
+            if worker.state == WorkerState.DEAD:
                 if isinstance(worker.failure, ReplTimeout):
                     self.counters.timeouts += 1
-                elif worker.state == WorkerState.DEAD:
-                    self.counters.lost += 1
-                elif recycle_reason == "uses":
-                    self.counters.recycled_uses += 1
                 else:
-                    self.counters.recycled_memory += 1
-                if worker in self._workers:
-                    self._workers.remove(worker)
-                self._close_background(worker)
-                if not self._closed:
-                    self._spawn_background(worker.header)
+                    self.counters.lost += 1
+                self._replace(worker)
+            elif worker.uses >= self.settings.max_uses:
+                self.counters.recycled_uses += 1
+                self._replace(worker)
+            elif worker.over_memory:
+                self.counters.recycled_memory += 1
+                self._replace(worker)
             elif worker in self._workers:
                 worker.state = WorkerState.IDLE
             self._cond.notify_all()
+
+    def _replace(self, worker: Worker) -> None:
+        """Close ``worker`` and start one for its header in its place (lock held)."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+        self._close_background(worker)
+        if not self._closed:
+            self._spawn_background(worker.header)
+
+    def _watch_memory(self) -> None:
+        """Once a second, read each live worker's RSS; recycle an idle one above the limit, mark a busy one."""
+        while not self._stopping.wait(RSS_POLL_SECONDS):
+            with self._cond:
+                live = [w for w in self._workers if w.state in (WorkerState.IDLE, WorkerState.BUSY)]
+            for worker in live:
+                worker.rss = worker.rss_bytes()
+                if worker.rss <= self.settings.mem_limit_bytes:
+                    continue
+                worker.over_memory = True
+                with self._cond:
+                    if worker.state == WorkerState.IDLE and worker in self._workers and not self._closed:
+                        self.counters.recycled_memory += 1
+                        self._replace(worker)
+                        self._cond.notify_all()
 
     def _spawn_background(self, header: str) -> None:
         """Start a replacement or spare in a thread (lock held).

@@ -180,10 +180,20 @@ def _install_root(path: Path) -> Path:
     return path.parent.parent if path.parent.name == "bin" else path.parent
 
 
+def _symlink_chain(path: str) -> list[Path]:
+    """``path`` and every link it goes through to the file it names (a virtualenv's ``python`` is a link to a
+    link to the interpreter): each must be reachable inside the sandbox, not only the first and the last."""
+    chain = [Path(os.path.abspath(path))]
+    while chain[-1].is_symlink() and len(chain) < 40:
+        chain.append(Path(os.path.abspath(chain[-1].parent / os.readlink(chain[-1]))))
+    return [*chain, Path(os.path.realpath(path))]
+
+
 def _needed_paths(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> list[Path]:
-    """What the REPL must read: its executable (as named and resolved), path arguments, cwd, search paths."""
+    """What the REPL must read: its executable (as named, each link on the way, resolved), path arguments, cwd,
+    search paths."""
     executable = shutil.which(argv[0], path=env.get("PATH")) or argv[0]
-    needed = [Path(os.path.abspath(executable)), Path(os.path.realpath(executable)), cwd]
+    needed = [*_symlink_chain(executable), cwd]
     needed += [Path(arg) for arg in argv[1:] if os.path.isabs(arg) and os.path.exists(arg)]
     needed += [Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if os.path.isabs(p) and os.path.exists(p)]
     if env.get("ELAN_HOME") and os.path.isdir(env["ELAN_HOME"]):
@@ -471,6 +481,11 @@ class SandboxPlan:
         # /tmp stays read-only like the rest, and TMPDIR points at the worker's own directory
         for mask in self.masked:
             argv += ["--tmpfs", str(mask)]  # mode 0755: only the binds below are inside
+        # the directories on the way from a tmpfs to a bind, made searchable: bwrap would make them 0700,
+        # and the REPL (not root) could then not reach what is bound there
+        made = _synthetic_dirs(self.masked, [*self.exposed, workdir]) - set(self.masked)
+        for directory in sorted(made, key=lambda d: len(d.parts)):
+            argv += ["--perms", "0755", "--dir", str(directory)]
         for path in self.exposed:
             argv += ["--ro-bind", str(path), str(path)]
         argv += ["--bind", str(workdir), str(workdir),

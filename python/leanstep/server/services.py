@@ -25,6 +25,7 @@ from leanstep.check.verify import BatchVerifier, Verifier
 from leanstep.cluster.router import RayTarget, make_verifier
 from leanstep.config import Config
 from leanstep.limits import RequestLimits
+from leanstep.perf.trace import TraceWriter
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import ReplPool
 
@@ -47,6 +48,7 @@ class Services:
     sessions: SessionService
     suggester: Suggester | None
     prover: Prover | None = None
+    trace: TraceWriter | None = None
 
     @cached_property
     def limits(self) -> RequestLimits:
@@ -54,11 +56,13 @@ class Services:
         return RequestLimits.from_config(self.config)
 
     def close(self) -> None:
-        """Stop the verifier, then the pool (the suggester holds nothing of its own)."""
+        """Stop the verifier, then the pool (the suggester holds nothing of its own), then the trace."""
         try:
             self.verifier.close()
         finally:
             self.pool.shutdown()
+            if self.trace is not None:
+                self.trace.close()
 
 
 def build_services(config: Config, *, cluster: RayTarget | None = None, suggest: bool = True,
@@ -73,11 +77,14 @@ def build_services(config: Config, *, cluster: RayTarget | None = None, suggest:
     pool = make_pool(config)  # raises SetupError before anything starts
     pool.start()
     verifier: BatchVerifier | None = None
+    trace = None
     try:
+        if config.trace is not None:
+            trace = TraceWriter(config.trace, pool.import_seconds if cluster is None else None)
         if cluster is not None:
-            verifier = make_verifier(cluster, config)
+            verifier = make_verifier(cluster, config, on_check=trace)
         else:
-            verifier = Verifier(pool, cache_size=config.cache_size, checks=checks_from_config(config))
+            verifier = Verifier(pool, cache_size=config.cache_size, checks=checks_from_config(config), on_check=trace)
         sessions = session_service(config, pool)
         suggester = prover = None
         if suggest:
@@ -88,8 +95,10 @@ def build_services(config: Config, *, cluster: RayTarget | None = None, suggest:
         if verifier is not None:
             verifier.close()
         pool.shutdown()
+        if trace is not None:
+            trace.close()
         raise
-    return Services(config, pool, verifier, sessions, suggester, prover)
+    return Services(config, pool, verifier, sessions, suggester, prover, trace)
 
 
 def session_service(config: Config, pool: ReplPool) -> SessionService:
