@@ -71,7 +71,7 @@ class Config:
     allow_import: tuple[str, ...] | None = _setting(None, "modules a snippet may import at strict and sealed, comma-separated; a module allows its submodules (default: what the warm headers import; with no warm headers, any)", sep=",")
     allow_native_decide: bool = _setting(False, "accept native_decide and Lean.ofReduceBool at strict and sealed (they trust the compiler, not the kernel)")
     # Generation
-    backend: str = _setting("hf", "generation backend: hf, vllm, openai, or hint (a fixed tactic list, no model)", group="generate")
+    backend: str = _setting("hf", "generation backend: hf, vllm, openai, llamacpp (a GGUF file, see --gguf), or hint (a fixed tactic list, no model)", group="generate")
     hint_tactics: tuple[str, ...] = _setting(DEFAULT_HINT_TACTICS, "tactics the hint backend suggests, in order, separated by ';;'", group="generate")
     hf_model: str = _setting(DEFAULT_HF_MODEL, "model path or hub id", group="generate")
     prompt_format: str | None = _setting(None, "prompt format: proofstep, state or chat (default: chosen from the model)", group="generate")
@@ -84,6 +84,8 @@ class Config:
     dtype: str = _setting("auto", "model dtype: auto, float32, bfloat16, float16", group="generate")
     openai_base_url: str | None = _setting(None, "OpenAI-compatible server URL (backend openai)", group="generate")
     openai_api_key: str | None = _setting(None, "key for the OpenAI-compatible server", group="generate")
+    gguf: Path | None = _setting(None, "GGUF model file of the llamacpp backend (llama.cpp, CPU or laptop GPU; install it with `make llamacpp`)", group="generate")
+    llamacpp_threads: int = _setting(0, "CPU threads of the llamacpp backend (0: one per core the server may use)", group="generate")
     # Suggestion checking
     check_timeout: float = _setting(5.0, "wall-clock budget in seconds for checking all candidates of one suggestion", group="suggest")
     heartbeats: int = _setting(200000, "heartbeat cap for each candidate tactic", group="suggest")
@@ -182,6 +184,10 @@ def _validate(config: Config) -> None:
         raise ValueError(f"--sandbox must be one of {', '.join(SANDBOX_MODES)}, got {config.sandbox!r}")
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    if config.backend == "llamacpp" and config.gguf is None:
+        raise ValueError("--backend llamacpp needs --gguf FILE (a GGUF model file)")
+    if config.llamacpp_threads < 0:
+        raise ValueError(f"--llamacpp-threads must be 0 (one per core) or positive, got {config.llamacpp_threads}")
     if not 0 < config.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {config.port}")
     _validate_request_limits(config)

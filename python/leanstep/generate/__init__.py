@@ -2,7 +2,7 @@
 
 ``make_generator(GeneratorSettings(...))`` builds a backend (``hf``: transformers,
 ``vllm``: in-process vLLM, ``openai``: an OpenAI-compatible completions server,
-``hint``: a fixed list of common tactics, no model);
+``llamacpp``: a GGUF file through llama.cpp, ``hint``: a fixed list of common tactics, no model);
 every backend returns ``list[Candidate]`` through the same post-processing.
 Backends are imported only when built, so importing this package does not
 import torch.
@@ -41,15 +41,23 @@ def guess_prompt_format(model: str) -> str:
     return "chat"
 
 
+def configured_model(config: Config) -> str:
+    """The model ``config``'s backend runs: the GGUF file for ``llamacpp``, else ``--hf-model``."""
+    if config.backend == "llamacpp" and config.gguf is not None:
+        return str(config.gguf)
+    return config.hf_model
+
+
 def settings_from_config(config: Config) -> GeneratorSettings:
     """Generator settings from the server's :class:`leanstep.config.Config`."""
+    model = configured_model(config)
     return GeneratorSettings(
-        backend=backend_named(config.backend), model=config.hf_model,
-        prompt_format=config.prompt_format or guess_prompt_format(config.hf_model),
+        backend=backend_named(config.backend), model=model,
+        prompt_format=config.prompt_format or guess_prompt_format(model),
         num_samples=config.num_samples, temperatures=config.temperatures, max_new_tokens=config.max_new_tokens,
         device=config.device, dtype=config.dtype, num_beams=config.num_beams,
         openai_base_url=config.openai_base_url, openai_api_key=config.openai_api_key, compile=config.compile,
-        hint_tactics=config.hint_tactics,
+        hint_tactics=config.hint_tactics, cpu_threads=config.llamacpp_threads,
     )
 
 
@@ -68,6 +76,10 @@ def make_generator(settings: GeneratorSettings) -> Generator:
         from .openai import OpenAIGenerator
 
         return OpenAIGenerator(settings)
+    if settings.backend == "llamacpp":
+        from .llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(settings)
     if settings.backend == "hint":
         from .hint import HintGenerator
 
@@ -86,6 +98,7 @@ __all__ = [
     "GeneratorSettings",
     "Prompt",
     "backend_named",
+    "configured_model",
     "cut_tactic",
     "get_format",
     "guess_prompt_format",

@@ -29,8 +29,9 @@ END_MARKERS: tuple[str, ...] = (
 )
 
 # Where candidates come from: transformers in process, vLLM in process, an
-# OpenAI-compatible completions server, or a fixed tactic list (no model).
-Backend = Literal["hf", "vllm", "openai", "hint"]
+# OpenAI-compatible completions server, a GGUF file through llama.cpp in process,
+# or a fixed tactic list (no model).
+Backend = Literal["hf", "vllm", "openai", "llamacpp", "hint"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 # LeanCopilot's ByT5 tactic generator (about 300M parameters): small enough for
@@ -93,11 +94,13 @@ class GeneratorSettings:
     """Everything needed to build a generator (see :func:`leanstep.generate.make_generator`).
 
     ``model``: a local directory or a Hugging Face hub id (for ``openai``: the
-    model name the server knows). ``num_beams`` > 0 switches the hf and vllm
-    backends from sampling to beam search. ``fast_path`` lets the hf backend use
+    model name the server knows; for ``llamacpp``: the GGUF file). ``num_beams`` > 0
+    switches the hf and vllm backends from sampling to beam search. ``fast_path`` lets the hf backend use
     its CUDA-graph decoder for causal models on a GPU; ``compile`` adds
     torch.compile to it (faster steps, but a compile of tens of seconds for each
     new cache-length bucket, so it suits long-running servers that warm up).
+    ``cpu_threads`` and ``seed`` are the llamacpp backend's: threads for llama.cpp's
+    CPU kernels (0: one per core this process may use) and the seed of its sampler.
     """
 
     backend: Backend = "hf"
@@ -116,12 +119,16 @@ class GeneratorSettings:
     compile: bool = False
     trust_remote_code: bool = False
     hint_tactics: tuple[str, ...] = ()  # the hint backend's list (empty: its default)
+    cpu_threads: int = 0
+    seed: int = 0
     extra: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         backend_named(self.backend)
         if self.num_beams < 0:
             raise ValueError(f"num_beams must be >= 0, got {self.num_beams}")
+        if self.cpu_threads < 0:
+            raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
         object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
 
     def request(self, tactic_state: str, prefix: str = "", num_samples: int | None = None) -> GenerationRequest:
