@@ -10,18 +10,17 @@ and say so; the sampler, the settings and the errors are tested either way.
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from leanstep import config as config_mod
-from leanstep.generate import GenerationRequest, GeneratorSettings, make_generator, settings_from_config
+from leanstep.generate import Candidate, GenerationRequest, GeneratorSettings, make_generator, settings_from_config
 from leanstep.generate.llamacpp import ALL_LAYERS, gpu_layers, sample_tokens
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_generate import STATE, assert_well_formed
+from test_generate import STATE, assert_thread_safe, assert_well_formed
 from tiny_models import build_bpe_causal, quantize_gguf, write_gguf
 
 try:
@@ -247,31 +246,38 @@ def test_a_prompt_longer_than_the_context_keeps_its_end(llama_gen):
 
 @needs_llama
 def test_generation_is_thread_safe(llama_gen):
-    results, errors = [], []
+    assert_thread_safe(llama_gen)
 
-    def work() -> None:
-        try:
-            results.append(llama_gen.generate(GenerationRequest(STATE, "intro", num_samples=4, max_new_tokens=6)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors and len(results) == 4
-    for candidates in results:
-        assert_well_formed(candidates, "intro")
+QUANTISED_RUN = """
+import json, sys
+from leanstep.generate import GenerationRequest, GeneratorSettings, make_generator
+generator = make_generator(GeneratorSettings(backend="llamacpp", model=sys.argv[1], prompt_format="proofstep",
+                                             device="cpu"))
+request = GenerationRequest(sys.argv[2], "simp", num_samples=4, max_new_tokens=8)
+print(json.dumps([[c.text, c.score] for c in generator.generate(request)]))
+"""
 
 
 @needs_llama
-def test_a_quantised_model_loads_and_generates(gguf_file, tmp_path):
-    q8 = quantize_gguf(gguf_file, tmp_path / "tiny-q8_0.gguf", "Q8_0")
-    assert q8.stat().st_size < gguf_file.stat().st_size
-    generator = make_generator(llamacpp_settings(q8))
-    assert_well_formed(generator.generate(GenerationRequest(STATE, "simp", num_samples=4, max_new_tokens=8)), "simp")
-    generator.close()
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_K_M"])
+def test_a_quantised_model_loads_and_generates(gguf_file, tmp_path, kind):
+    import json
+    import signal
+    import subprocess
+
+    quantised = quantize_gguf(gguf_file, tmp_path / f"tiny-{kind}.gguf", kind)
+    assert quantised.stat().st_size < gguf_file.stat().st_size / 2
+    # In a child process: quantised matrix products are where a llama.cpp built for AMX dies on a
+    # machine that advertises AMX but cannot run it, and that must fail this test, not the session.
+    result = subprocess.run([sys.executable, "-c", QUANTISED_RUN, str(quantised), STATE],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != -signal.SIGILL, (
+        "llama.cpp died of an illegal instruction: it was built for instructions this machine cannot run "
+        "(make llamacpp builds it portable)")
+    assert result.returncode == 0, result.stderr[-2000:]
+    candidates = [Candidate(text, score) for text, score in json.loads(result.stdout)]
+    assert_well_formed(candidates, "simp")
 
 
 @needs_llama
