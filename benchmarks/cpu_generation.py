@@ -125,13 +125,16 @@ def time_interleaved(variants: list[Variant], states: list[list[str]], samples: 
     ``states[i][r]`` is variant i's prompt in round r: no variant sees a prompt twice."""
     first: dict[str, float] = {}
     for r in range(len(states[0])):
+        timings = []
         for variant, own in zip(variants, states, strict=True):
             seconds, found = variant.run(own[r], samples, new_tokens)
+            timings.append(f"{variant.name} {seconds:.2f} s")
             if r == 0:
                 first[variant.name] = seconds
             else:
                 variant.times.append(seconds)
                 variant.candidates.append(found)
+        print(f"  {'warm-up' if r == 0 else f'run {r}'}: {', '.join(timings)}", flush=True)
     return {v.name: {"p50_s": statistics.median(v.times), "min_s": min(v.times), "max_s": max(v.times),
                      "first_call_s": first[v.name], "times_s": v.times,
                      "mean_candidates": statistics.mean(v.candidates)} for v in variants}

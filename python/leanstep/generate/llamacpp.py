@@ -355,7 +355,7 @@ class LlamaCppGenerator:
         self.settings = settings
         self.path = path
         self.format = get_format(settings.prompt_format)
-        gpu_layers(settings.device, llama_cpp.llama_supports_gpu_offload())  # a bad device fails now, not at load
+        self.offload_layers = gpu_layers(settings.device, llama_cpp.llama_supports_gpu_offload())  # fails now
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(settings.seed)
         self.model: LlamaModel | None = None
@@ -367,12 +367,10 @@ class LlamaCppGenerator:
 
     def _loaded(self) -> LlamaModel:
         if self.model is None:
-            lc, s = self._llama_cpp, self.settings
-            threads = s.cpu_threads or default_threads()
-            offload = gpu_layers(s.device, lc.llama_supports_gpu_offload())
-            self.model = LlamaModel(lc, self.path, threads, offload)
+            threads = self.settings.cpu_threads or default_threads()
+            self.model = LlamaModel(self._llama_cpp, self.path, threads, self.offload_layers)
             log.info("loaded %s with llama.cpp (%d threads, %s)", self.path, threads,
-                     "GPU offload" if offload else "CPU")
+                     "GPU offload" if self.offload_layers else "CPU")
         return self.model
 
     def warmup(self) -> None:
