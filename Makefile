@@ -1,14 +1,15 @@
 # Two entry points do all set-up on a fresh machine:
-#   make serve   install into .venv and run the server
+#   make serve   install into .venv, set the Lean workspace up (elan, its Lean, the REPL for that Lean,
+#                Mathlib's cache, warm headers: `leanstep serve --setup`), then run the server
 #   make test    install into .venv (with test tools), lint, type-check and run the tests
 # Both are idempotent: the install step reruns only when a requirements file
-# or pyproject.toml changed.
+# or pyproject.toml changed, and each workspace set-up step is skipped when done.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
-# The Lean project to serve (it needs a built REPL: make lean).
+# The Lean project to serve (make serve sets it up; make lean only sets it up).
 WORKSPACE ?= .
 # How pip compiles llama-cpp-python (make llamacpp, make test): portable (AVX2, no
 # AVX-512 or AMX), because a native build dies of an illegal instruction on virtual
@@ -50,7 +51,7 @@ install-dev: $(VENV)/.installed-dev
 llamacpp: $(VENV)/.installed-llamacpp
 
 serve: install
-	$(BIN)/leanstep serve --workspace $(WORKSPACE) $(ARGS)
+	$(BIN)/leanstep serve --setup --workspace $(WORKSPACE) $(ARGS)
 
 test: install-dev
 	$(BIN)/ruff check --quiet python/leanstep
@@ -58,7 +59,7 @@ test: install-dev
 	$(BIN)/python -m pytest $(ARGS)
 
 lean: install
-	$(BIN)/leanstep setup --workspace $(WORKSPACE)
+	$(BIN)/leanstep setup --install-elan --workspace $(WORKSPACE)
 
 bench: install-dev
 	$(BIN)/leanstep bench all --quick

@@ -9,10 +9,15 @@ import LeanTactic.Paths
 The tactic never speaks HTTP itself: it runs the stdlib-only bridge
 `python/leanstep_bridge.py`, writes ONE JSON request on its stdin (never on
 argv, so large files and secrets stay out of the process list), and reads one
-line of JSON back. The bridge has its own HTTP timeout; on top of it the process
-is killed when the `llmstep.timeout` budget (plus start-up slack) is spent, and
-when Lean cancels the elaboration. Every failure becomes a `String` for a
-warning: a missing server must never break the file.
+line of JSON back. The bridge ends itself when the `llmstep.timeout` budget is
+spent; on top of that its whole process group (it runs in a session of its own)
+is killed when the budget plus start-up slack is spent, and when Lean cancels
+the elaboration, and every wait after that has a deadline. Every failure becomes
+a `String` for a warning: a missing server must never break the file.
+
+The interface for tactics: `callServer route request` (any route of the server,
+the JSON reply) and, on top of it, `requestSuggestions` (`/suggest`, parsed and
+cached).
 
 Bridge contract (see `python/leanstep_bridge.py`): exit 0 and the server's
 JSON on success; exit 1 (bad request), 2 (server unreachable), 3 (timeout) or 4
@@ -95,19 +100,59 @@ structure BridgeOutput where
   stdout : String
   stderr : String
 
-/-- Runs `python script --timeout SECS` with `input` on stdin. Gives up (killing the
-process) after `budgetMs`, or when `cancel?` is set. `Except.error` says why. -/
-def runBridge (python : String) (script : System.FilePath) (input : String) (timeoutMs budgetMs : Nat)
+/-- How long to wait for a killed process (and for `kill` itself) to exit. -/
+def killWaitMs : Nat := 1000
+
+/-- Polls `child` until it exits or `ms` milliseconds pass: its exit code, or `none`. -/
+def waitExit {cfg : IO.Process.StdioConfig} (child : IO.Process.Child cfg) (ms : Nat) : IO (Option UInt32) := do
+  let deadline := (← IO.monoMsNow) + ms
+  repeat
+    if let some code := (← child.tryWait) then
+      return some code
+    if (← IO.monoMsNow) ≥ deadline then
+      return none
+    IO.sleep 10
+  return none
+
+/-- The result of `task` if it finishes before the monotonic clock reaches `deadline` (ms), else `none`;
+the task is then left to finish on its own. -/
+def waitUntil {α : Type} (task : Task α) (deadline : Nat) : BaseIO (Option α) := do
+  repeat
+    if (← IO.hasFinished task) then
+      return some task.get
+    if (← IO.monoMsNow) ≥ deadline then
+      return none
+    IO.sleep 10
+  return none
+
+/-- Kills the bridge's whole process group: it runs in a session of its own (`setsid`), so a wrapper set as
+`llmstep.python` and whatever it started go too. `Child.kill` first (depending on the Lean version it signals the
+child, or its group, with SIGTERM or SIGKILL), then `kill -KILL -- -PGID`, waited for at most `killWaitMs`.
+Failures are ignored: the processes may be gone already. -/
+def killGroup {cfg : IO.Process.StdioConfig} (child : IO.Process.Child cfg) : IO Unit := do
+  try child.kill catch _ => pure ()
+  try
+    let killer ← IO.Process.spawn {
+      cmd := "kill", args := #["-KILL", "--", s!"-{child.pid}"], stdin := .null, stdout := .null, stderr := .null }
+    let _ ← waitExit killer killWaitMs
+  catch _ => pure ()
+
+/-- Runs `python script --timeout SECS --route ROUTE` with `input` on stdin, in a session of its own. Gives up
+after `budgetMs`, or when `cancel?` is set, killing the process group. Every wait has a deadline: after the
+child exits, its output is read until the budget ends (at least `killWaitMs`), and if something it started
+still holds the pipes then, that is killed and the answer given up. `Except.error` says why. -/
+def runBridge (python : String) (script : System.FilePath) (route input : String) (timeoutMs budgetMs : Nat)
     (env : Array (String × Option String)) (cancel? : Option IO.CancelToken) :
     IO (Except String BridgeOutput) := do
   let secs := Float.ofNat timeoutMs / 1000.0
   let child ← IO.Process.spawn {
     cmd := python
-    args := #[script.toString, "--timeout", toString secs]
+    args := #[script.toString, "--timeout", toString secs, "--route", route]
     env := env
     stdin := .piped
     stdout := .piped
     stderr := .piped
+    setsid := true
   }
   let (stdin, child) ← child.takeStdin
   -- drain both pipes concurrently so a chatty child can never block on a full pipe
@@ -133,26 +178,24 @@ def runBridge (python : String) (script : System.FilePath) (input : String) (tim
     IO.sleep 10
   match code? with
   | none =>
-    child.kill
-    let _ ← child.wait
+    killGroup child
+    let _ ← waitExit child killWaitMs
     if cancelled then
       return .error "cancelled"
     return .error s!"no answer from the leanstep server within {timeoutMs} ms \
       (set_option llmstep.timeout <ms> to wait longer)"
   | some code =>
-    let out ← IO.ofExcept (← IO.wait outTask)
-    let err ← IO.ofExcept (← IO.wait errTask)
-    return .ok { exitCode := code, stdout := out, stderr := err }
+    let readDeadline := max deadline ((← IO.monoMsNow) + killWaitMs)
+    match (← waitUntil outTask readDeadline), (← waitUntil errTask readDeadline) with
+    | some out, some err =>
+      return .ok { exitCode := code, stdout := (← IO.ofExcept out), stderr := (← IO.ofExcept err) }
+    | _, _ =>
+      killGroup child
+      return .error s!"the bridge `{python}` exited (code {code}) but a process it started kept its output \
+        open; that process group was killed"
 
-/-- Reads one suggestion object of the server's `/suggest` reply. -/
-def parseItem (j : Json) : Except String Item := do
-  let text ← j.getObjValAs? String "text"
-  let status := (j.getObjValAs? String "status").toOption.getD "unchecked"
-  let goals := ((j.getObjValAs? (Array Json) "goals").toOption.getD #[]).size
-  return { text, status, goals }
-
-/-- Reads the bridge's stdout: the server's reply, or `{"error": ...}`. -/
-def parseReply (out : BridgeOutput) : Except String (Array Item) := do
+/-- Reads the bridge's stdout: the server's JSON reply, or the `{"error": ...}` the bridge printed. -/
+def parseReply (out : BridgeOutput) : Except String Json := do
   let text := dropTrailingWs out.stdout
   let j ← match Json.parse text with
     | .ok j => pure j
@@ -165,12 +208,50 @@ def parseReply (out : BridgeOutput) : Except String (Array Item) := do
     throw err
   if out.exitCode != 0 then
     throw s!"the bridge exited with code {out.exitCode}: {lastChars (dropTrailingWs out.stderr) 400}"
+  return j
+
+/-- Reads one suggestion object of the server's `/suggest` reply. -/
+def parseItem (j : Json) : Except String Item := do
+  let text ← j.getObjValAs? String "text"
+  let status := (j.getObjValAs? String "status").toOption.getD "unchecked"
+  let goals := ((j.getObjValAs? (Array Json) "goals").toOption.getD #[]).size
+  return { text, status, goals }
+
+/-- The suggestions of a `/suggest` reply. -/
+def parseSuggestions (j : Json) : Except String (Array Item) := do
   let items ← match j.getObjValAs? (Array Json) "suggestions" with
     | .ok items => pure items
-    | .error _ => throw s!"malformed reply from the server (no `suggestions` array): {lastChars text 200}"
+    | .error _ => throw s!"malformed reply from the server (no `suggestions` array): {lastChars j.compress 200}"
   items.mapM fun item => match parseItem item with
     | .ok it => pure it
     | .error e => throw s!"malformed suggestion in the server's reply: {e}"
+
+/-- Sends `request` to the server's `route` (`"/suggest"`, or another tactic's) through the bridge and
+returns the server's JSON reply. Never throws for a server-side problem: `Except.error` carries the text
+of the warning to show. The budget is `llmstep.timeout`; 0 is refused here, before anything runs. -/
+def callServer (route : String) (request : Json) : CoreM (Except String Json) := do
+  let opts ← getOptions
+  let timeoutMs := llmstep.timeout.get opts
+  if timeoutMs == 0 then
+    return .error "`llmstep.timeout` is 0, which leaves no time to ask the server: set it to the milliseconds \
+      to wait (`set_option llmstep.timeout 10000`, the default)"
+  match (← findScript opts) with
+  | .error e => return .error e
+  | .ok script =>
+    let url := llmstep.url.get opts
+    let env : Array (String × Option String) :=
+      if url != "" then #[("LEANSTEP_URL", some url)] else #[]
+    let cancel? := (← readThe Core.Context).cancelTk?
+    let python := llmstep.python.get opts
+    -- the bridge ends itself at `timeoutMs`; the rest of the budget is the interpreter's start-up
+    let run := runBridge python script route request.compress timeoutMs (timeoutMs + 3000) env cancel?
+    let result : Except String BridgeOutput ← do
+      match (← EIO.toBaseIO run) with
+      | .ok r => pure r
+      | .error e => pure (.error s!"could not run the bridge `{python} {script}`: {e}")
+    -- if Lean cancelled this elaboration, stop here (the bridge's process group is already killed)
+    Core.checkInterrupted
+    return result.bind parseReply
 
 /-- Answers already received in this Lean process, keyed by the request (without the file). -/
 initialize replyCache : IO.Ref (Std.HashMap String (Array Item)) ← IO.mkRef {}
@@ -181,41 +262,22 @@ def cacheKey (request : Json) (url : String) : String :=
   (Json.mkObj [("tactic_state", field "tactic_state"), ("prefix", field "prefix"),
     ("context", field "context"), ("n", field "n"), ("url", Json.str url)]).compress
 
-/-- Sends `request` to the server through the bridge. Never throws for a server-side
-problem: `Except.error` carries the text of the warning to show. -/
+/-- Asks the server's `/suggest` for suggestions (answers are cached per request, see `cacheKey`). Never
+throws for a server-side problem: `Except.error` carries the text of the warning to show. -/
 def requestSuggestions (request : Json) : CoreM (Except String (Array Item)) := do
   let opts ← getOptions
-  let url := llmstep.url.get opts
   let useCache := llmstep.cache.get opts
-  let key := cacheKey request url
+  let key := cacheKey request (llmstep.url.get opts)
   if useCache then
     if let some items := (← replyCache.get).get? key then
       return .ok items
-  match (← findScript opts) with
+  match (← callServer "/suggest" request) >>= parseSuggestions with
   | .error e => return .error e
-  | .ok script =>
-    let timeoutMs := llmstep.timeout.get opts
-    let env : Array (String × Option String) :=
-      if url != "" then #[("LEANSTEP_URL", some url)] else #[]
-    let cancel? := (← readThe Core.Context).cancelTk?
-    let python := llmstep.python.get opts
-    let run := runBridge python script request.compress timeoutMs (timeoutMs + 3000) env cancel?
-    let result : Except String BridgeOutput ← do
-      match (← EIO.toBaseIO run) with
-      | .ok r => pure r
-      | .error e => pure (.error s!"could not run the bridge `{python} {script}`: {e}")
-    -- if Lean cancelled this elaboration, stop here (the child is already killed)
-    Core.checkInterrupted
-    match result with
-    | .error e => return .error e
-    | .ok out =>
-      match parseReply out with
-      | .error e => return .error e
-      | .ok items =>
-        if useCache then
-          replyCache.modify fun m =>
-            let m : Std.HashMap String (Array Item) := if m.size ≥ 512 then {} else m
-            m.insert key items
-        return .ok items
+  | .ok items =>
+    if useCache then
+      replyCache.modify fun m =>
+        let m : Std.HashMap String (Array Item) := if m.size ≥ 512 then {} else m
+        m.insert key items
+    return .ok items
 
 end LeanTactic

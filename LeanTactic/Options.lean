@@ -15,11 +15,12 @@ register_option llmstep.url : String := {
   descr := "leanstep server URL for `llmstep` (empty: LEANSTEP_URL or http://localhost:6000)"
 }
 
-/-- Wall-clock budget of one `llmstep` call, in milliseconds: the bridge's HTTP timeout.
-The bridge process is killed shortly after it, so elaboration never waits longer. -/
+/-- Wall-clock budget of one `llmstep` call, in milliseconds: the bridge ends itself when it is spent,
+and its process group is killed 3 s later at the latest, so elaboration never waits longer.
+`0` leaves no time at all: the call then only warns. -/
 register_option llmstep.timeout : Nat := {
   defValue := 10000
-  descr := "milliseconds `llmstep` waits for the leanstep server before giving up with a warning"
+  descr := "milliseconds `llmstep` waits for the leanstep server before giving up with a warning (at least 1)"
 }
 
 /-- Re-check suggestions the server could not check (status `unchecked`) in Lean itself. -/
@@ -46,10 +47,12 @@ register_option llmstep.n : Nat := {
   descr := "number of candidates `llmstep` asks for (0: the server's default)"
 }
 
-/-- Heartbeat cap (in thousands, like `maxHeartbeats`) for each local re-check. `0`: no cap. -/
+/-- Heartbeat cap (in thousands, like `maxHeartbeats`) for each local re-check; never more than the
+declaration has left of its own `maxHeartbeats`, and the heartbeats a re-check uses are given back, so
+re-checking never makes the user's proof time out. `0`: no cap of its own. -/
 register_option llmstep.heartbeats : Nat := {
   defValue := 20000
-  descr := "heartbeats (thousands) allowed to each locally re-checked suggestion (0: no limit)"
+  descr := "heartbeats (thousands) allowed to each locally re-checked suggestion (0: only the declaration's own limit)"
 }
 
 /-- Reuse the server's answer for an identical request (same goal, prefix, context) in this

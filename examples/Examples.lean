@@ -8,7 +8,7 @@ Open this file in VS Code with the leanstep server running (`make serve`, or
 Infoview: goal-closing suggestions first, each followed by its status
 (`-- closes the goal`, `-- 1 goal remains`). Click one to replace the call.
 
-`llmstep` never changes the proof state, so every proof below is completed by
+`llmstep` and `llmqed` never change the proof state, so every proof below is completed by
 the line after the call and the file elaborates with or without a server: with
 the server down each call is just a warning ("llmstep: leanstep server not
 reachable ...").
@@ -44,3 +44,10 @@ example (xs : List Nat) : (xs ++ []).length = xs.length := by
   set_option llmstep.localCheck false in
   llmstep "simp"
   simp
+
+/-- `llmqed` asks for a whole proof of the goal at the call; the server checks it in Lean
+before offering it ("Try this:", with the strategy and what it cost after it). -/
+theorem swap_and_again (p q : Prop) (h : p ∧ q) : q ∧ p := by
+  set_option llmqed.timeout 30000 in
+  llmqed
+  exact ⟨h.2, h.1⟩

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,15 +11,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = Path(os.environ.get("LEANSTEP_TRANSCRIPTS", ROOT / "tests" / "fixtures" / "repl-transcripts"))
+OLDER_TRANSCRIPTS = ROOT / "tests" / "fixtures" / "repl-transcripts-older"  # one folder per REPL release tag
 SIM_ARGV = (sys.executable, "-m", "leanstep.sim")
 SANDBOX_MODES_COVERED: set[str] = set()  # filled by the sandbox tests, reported at the end of the run
 VERDICT_TALLY: dict[str, list[bool]] = {"cheats": [], "honest": []}  # filled by test_verdicts, one entry a check
 
 
-def transcript_pairs() -> list[tuple[Path, Path]]:
-    """Every (requests, expected responses) pair in the recorded REPL test suite, core and Mathlib."""
-    inputs = sorted(TRANSCRIPTS.glob("test/*.in")) + sorted(TRANSCRIPTS.glob("test/Mathlib/test/*.in"))
+def transcript_pairs(root: Path = TRANSCRIPTS) -> list[tuple[Path, Path]]:
+    """Every (requests, expected responses) pair in a recorded REPL test suite, core and Mathlib."""
+    inputs = sorted(root.glob("test/*.in")) + sorted(root.glob("test/Mathlib/test/*.in"))
     return [(i, i.with_suffix(".expected.out")) for i in inputs if i.with_suffix(".expected.out").exists()]
+
+
+def older_transcript_pairs() -> dict[str, list[tuple[Path, Path]]]:
+    """REPL release tag -> its recorded pairs (tests/fixtures/repl-transcripts-older/INDEX.md)."""
+    return {tag.name: transcript_pairs(tag) for tag in sorted(OLDER_TRANSCRIPTS.iterdir()) if tag.is_dir()}
+
+
+def make_workspace(root: Path, *, toolchain: str, mathlib: bool = False, leanstep_dep: bool = False,
+                   directives: str = "") -> Path:
+    """A Lake project on ``toolchain``: its lakefile (requiring Mathlib where asked, with ``-- standin:``
+    ``directives`` for the stand-in tools) and a manifest listing its dependencies."""
+    root.mkdir(parents=True, exist_ok=True)
+    requires = 'require mathlib from git "https://github.com/leanprover-community/mathlib4"\n' if mathlib else ""
+    (root / "lakefile.lean").write_text(f"import Lake\nopen Lake DSL\n{directives}\npackage demo\n{requires}\n"
+                                        "lean_lib Demo\n")
+    (root / "lean-toolchain").write_text(toolchain + "\n")
+    packages = [{"name": "mathlib", "type": "git", "rev": "0" * 40}] if mathlib else []
+    if leanstep_dep:
+        packages += [{"name": "leanstep", "type": "git", "rev": "1" * 40},
+                     {"name": "REPL", "type": "git", "rev": "2" * 40}]
+    (root / "lake-manifest.json").write_text(json.dumps({"version": "1.1.0", "packages": packages}))
+    return root
 
 
 @pytest.fixture
@@ -31,7 +55,8 @@ def sim_env(tmp_path: Path) -> dict[str, str]:
 
 def pytest_report_header(config: pytest.Config) -> str:
     found = len(transcript_pairs())
-    return f"leanstep: {found} recorded REPL transcript pairs under {TRANSCRIPTS}"
+    older = ", ".join(f"{tag}: {len(pairs)}" for tag, pairs in older_transcript_pairs().items())
+    return f"leanstep: {found} recorded REPL transcript pairs under {TRANSCRIPTS}; at older REPL tags: {older}"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +75,16 @@ def running_server(*, suggest: bool = False, **overrides: Any) -> Iterator[Runni
         services.close()
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
 def wait_for_idle_repls(server: Any, url: str, count: int, log_path: Any, timeout: float = 60.0) -> None:
     """Poll a ``leanstep serve`` subprocess's /health until ``count`` REPLs are idle (its log on failure)."""
     import time
@@ -105,3 +115,27 @@ def sim_repls(root: Any) -> list[Any]:
         except psutil.Error:
             continue
     return found
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_server(proc: Any, grace: float = 30.0) -> None:
+    """SIGTERM a ``leanstep serve`` subprocess and wait for it; SIGKILL it if it outlives ``grace``."""
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

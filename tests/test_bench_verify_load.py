@@ -18,7 +18,10 @@ def test_verify_load_quick(tmp_path, monkeypatch, capsys):
     assert status == 0, printed
     figures = json.loads(out.read_text())
     assert all(figures["checks"].values())
-    assert figures["snippets"] == 100 and figures["by_kind"]["hang"] == {"timeout": figures["by_kind"]["hang"]["timeout"]}
+    assert figures["snippets"] == 100
+    # a hang is answered `timeout`, unless the chaos thread killed its REPL first: then `error`, counted as lost
+    hangs = figures["by_kind"]["hang"]
+    assert set(hangs) <= {"timeout", "error"} and hangs.get("error", 0) <= figures["lost_to_chaos"], hangs
     assert "throughput:" in printed and "ideal" in printed
     # the fault batch ran under REPL kills and half-open connections, and nothing leaked
     assert figures["chaos_kills"] > 0 and figures["half_open"] == 20

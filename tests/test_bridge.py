@@ -46,6 +46,7 @@ SUGGEST_REPLY = {
     "counts": {"closes_goal": 1, "valid": 1},
     "checked": True,
 }
+PROVE_REPLY = {"proof": "trivial", "status": "closes_goal"}
 
 
 def _validate(body: object) -> str | None:
@@ -87,6 +88,21 @@ class FakeServer:
                 mode = owner.mode
                 if mode == "slow":
                     time.sleep(3.0)
+                if mode == "trickle":
+                    body = json.dumps(SUGGEST_REPLY).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for i in range(len(body)):
+                        try:
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                        except OSError:
+                            return None
+                        time.sleep(0.2)
+                    return None
+                if self.path == "/prove":
+                    return self._reply(200, json.dumps(PROVE_REPLY).encode())
                 if mode == "http_error":
                     return self._reply(503, json.dumps({"error": "suggestion failed",
                                                         "detail": "RuntimeError: model exploded"}).encode())
@@ -216,6 +232,34 @@ def test_timeout_from_the_environment(server):
     assert "0.4 s" in one_json_line(proc.stdout)["error"]
 
 
+def test_a_reply_trickling_in_still_ends_at_the_timeout(server):
+    """One byte every 0.2 s: no socket read ever waits 1 s, so only the bridge's own deadline can stop it."""
+    server.mode = "trickle"
+    proc, elapsed = run_bridge(REQUEST_BYTES, _clean_env(LEANSTEP_URL=server.url), "--timeout", "1")
+    assert proc.returncode == bridge.EXIT_TIMEOUT
+    reply = one_json_line(proc.stdout)
+    assert reply["kind"] == "timeout" and "within 1 s" in reply["error"]
+    assert elapsed < 2.5, f"the bridge ran {elapsed:.1f} s on a 1 s budget"
+
+
+# ------------------------------------------------------------------------------ another route
+
+def test_another_route_is_posted_to_and_its_reply_passed_on(server):
+    request = {"goal": "⊢ True", "source": "theorem t : True := by\n  llmqed\n"}
+    proc, _ = run_bridge(json.dumps(request).encode(), _clean_env(LEANSTEP_URL=server.url), "--route", "/prove")
+    assert proc.returncode == 0, proc.stdout
+    assert one_json_line(proc.stdout) == PROVE_REPLY
+    assert server.seen[0]["path"] == "/prove" and json.loads(server.seen[0]["body"]) == request
+
+
+@pytest.mark.parametrize("route", ["prove", "/prove?x=1", "/../admin", "//evil.example/x", "/Prove"])
+def test_a_route_that_is_not_a_plain_path_is_refused(server, route):
+    proc, _ = run_bridge(REQUEST_BYTES, _clean_env(LEANSTEP_URL=server.url), "--route", route)
+    assert proc.returncode == bridge.EXIT_BAD_REQUEST
+    assert "--route" in one_json_line(proc.stdout)["error"]
+    assert server.seen == []
+
+
 # ------------------------------------------------------------------------------ (d) URL precedence
 
 def test_leanstep_url_wins_over_llmstep_host_port(server, closed_port):
@@ -245,8 +289,28 @@ def test_url_resolution_order():
     assert bridge.server_url({"LEANSTEP_URL": "http://a:1/", "LLMSTEP_HOST": "b", "LLMSTEP_PORT": "2"}) == "http://a:1"
     assert bridge.timeout_seconds(None, {}) == bridge.DEFAULT_TIMEOUT_S
     assert bridge.timeout_seconds(None, {"LEANSTEP_TIMEOUT": "2.5"}) == 2.5
-    assert bridge.timeout_seconds(1.0, {"LEANSTEP_TIMEOUT": "2.5"}) == 1.0
-    assert bridge.timeout_seconds(None, {"LEANSTEP_TIMEOUT": "soon"}) == bridge.DEFAULT_TIMEOUT_S
+    assert bridge.timeout_seconds("1", {"LEANSTEP_TIMEOUT": "2.5"}) == 1.0
+    assert bridge.timeout_seconds(None, {"LEANSTEP_TIMEOUT": " "}) == bridge.DEFAULT_TIMEOUT_S
+
+
+@pytest.mark.parametrize("args, env, source", [
+    (("--timeout", "0"), {}, "--timeout"),
+    (("--timeout", "-3"), {}, "--timeout"),
+    (("--timeout", "nan"), {}, "--timeout"),
+    (("--timeout", "inf"), {}, "--timeout"),
+    (("--timeout", "0.000000"), {}, "--timeout"),  # what the tactic sends for llmstep.timeout = 0
+    ((), {"LEANSTEP_TIMEOUT": "0"}, "LEANSTEP_TIMEOUT"),
+    ((), {"LEANSTEP_TIMEOUT": "soon"}, "LEANSTEP_TIMEOUT"),
+])
+def test_a_timeout_that_is_no_budget_is_refused_not_replaced(server, args, env, source):
+    """Zero once meant "10 s" here while the tactic killed the bridge after 3 s: every call timed out."""
+    proc, _ = run_bridge(REQUEST_BYTES, _clean_env(LEANSTEP_URL=server.url, **env), *args)
+    assert proc.returncode == bridge.EXIT_BAD_REQUEST
+    reply = one_json_line(proc.stdout)
+    assert reply["kind"] == "bad_request"
+    assert reply["error"].startswith(f"{source} must be a positive number of seconds")
+    assert "llmstep.timeout" in reply["error"]
+    assert server.seen == []
 
 
 # ------------------------------------------------------------------------------ (e) malformed stdin

@@ -1,5 +1,5 @@
 """The ``leanstep`` command as users run it: ``serve``'s clear start-up errors, SIGTERM leaving no REPL
-behind, and ``generate``'s raw candidates."""
+behind, ``generate``'s raw candidates, and the settings every command that runs a model shares."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 import requests
 
 from conftest import ROOT
+from leanstep import config
+from leanstep.cli import build_parser
 from server_fixtures import sim_repls, wait_for_idle_repls
 
 
@@ -57,6 +60,27 @@ def test_a_bad_origin_names_the_flag():
     result = leanstep("serve", "--no-model", "--repl", "sim", "--allow-origin", "https://app.example/")
     assert result.returncode == 2
     assert "--allow-origin" in result.stderr and "'https://app.example/'" in result.stderr
+
+
+MODEL_COMMANDS = [["serve"], ["mcp"], ["prove", "Demo.lean"], ["eval", "problems.jsonl"]]
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS, ids=lambda c: c[0])
+def test_no_model_means_the_tactic_list_on_every_command_that_runs_a_model(command):
+    parser = build_parser()
+    for given, environ in ((["--backend", "openai"], {}), ([], {"LEANSTEP_BACKEND": "vllm"})):
+        assert config.load(parser.parse_args([*command, *given]), environ=environ).backend != "hint"
+        args = parser.parse_args([*command, *given, "--no-model"])
+        assert config.load(args, environ=environ).backend == "hint"
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS[1:], ids=lambda c: c[0])
+def test_the_commands_without_http_take_the_proving_and_trust_settings(command):
+    args = build_parser().parse_args([*command, "--prove-timeout", "7", "--prove-samples", "3", "--trust", "lenient",
+                                      "--session-ttl", "60"])
+    loaded = config.load(args, environ={})
+    assert (loaded.prove_timeout, loaded.prove_samples, loaded.trust.value, loaded.session_ttl) == \
+        (7.0, 3, "lenient", 60.0)
 
 
 def test_generate_prints_the_raw_candidates_one_json_line_each():

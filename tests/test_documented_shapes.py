@@ -3,10 +3,11 @@
 The README's "HTTP API" list is the contract clients read, so this test reads
 it: each route it names is called, and each body shape it gives (the field
 names in a route's first line) is posted, filled in from ``VALUES`` by field
-name, to a server on the simulated REPL with the ``hint`` backend. Each must
-get a 200 with the answer the README describes. A route or field the README
-gains without a value or a check here fails, so the page and the server cannot
-drift apart unnoticed.
+name (``ROUTE_VALUES`` where one route needs its own), to a server on the
+simulated REPL with the ``hint`` backend; ``{id}`` and ``{state}`` in a path are
+a proof session's. Each must get the status and the answer the README
+describes. A route or field the README gains without a value or a check here
+fails, so the page and the server cannot drift apart unnoticed.
 """
 
 from __future__ import annotations
@@ -54,7 +55,16 @@ VALUES: dict[str, Any] = {
     "source": SOURCE,
     "line": CALL_LINE,
     "column": CALL_COLUMN,
+    "header": "import Mathlib",
+    "tactic": "norm_num",
+    "tactics": ["norm_num", "rfl", "frobnicate"],
+    "name": "leanstep",
+    "input": GOAL,
 }
+ROUTE_VALUES: dict[str, dict[str, Any]] = {
+    "/sessions": {"code": "import Mathlib\n\ntheorem clean : 2 + 2 = 4 := by\n  sorry\n"},
+}
+STATUS = {"/sessions": 201}
 
 
 # --------------------------------------------------------------------------- #
@@ -112,26 +122,26 @@ def _object(tokens: list[str], i: int) -> tuple[tuple[Field, ...], int]:
 def documented_api() -> tuple[set[tuple[str, str]], dict[tuple[str, str], list[str]]]:
     """Every route the README's HTTP API section names, and the body shapes of each route's first line."""
     section = README.read_text(encoding="utf-8").split("## HTTP API", 1)[1].split("\n## ", 1)[0]
-    routes = set(re.findall(r"`(GET|POST) (/[^`\s]*)`", section))
+    routes = set(re.findall(r"`(GET|POST|DELETE) (/[^`\s]*)`", section))
     shapes: dict[tuple[str, str], list[str]] = {}
-    for head in re.finditer(r"^- `(GET|POST) (/[^`\s]*)`(.*)$", section, re.MULTILINE):
+    for head in re.finditer(r"^- `(GET|POST|DELETE) (/[^`\s]*)`(.*)$", section, re.MULTILINE):
         request_part = head.group(3).split("→", 1)[0]
         shapes[(head.group(1), head.group(2))] = re.findall(r"`(\{.*?\})`", request_part)
     return routes, shapes
 
 
-def bodies(fields: tuple[Field, ...]) -> list[dict[str, Any]]:
+def bodies(fields: tuple[Field, ...], path: str = "") -> list[dict[str, Any]]:
     """One body per alternative: the n-th body takes every field's n-th alternative (its last, past the end)."""
-    options = [(field, _values(field)) for field in fields]
+    options = [(field, _values(field, path)) for field in fields]
     count = max([len(field.names) for field in fields] + [len(values) for _, values in options] + [1])
     return [{field.names[min(n, len(field.names) - 1)]: values[min(n, len(values) - 1)] for field, values in options}
             for n in range(count)]
 
 
-def _values(field: Field) -> list[Any]:
+def _values(field: Field, path: str) -> list[Any]:
     if field.members is None:
-        return [VALUES[name] for name in field.names[:1]]
-    return [[body] if field.is_list else body for body in bodies(field.members)]
+        return [ROUTE_VALUES.get(path, {}).get(name, VALUES.get(name)) for name in field.names[:1]]
+    return [[body] if field.is_list else body for body in bodies(field.members, path)]
 
 
 # --------------------------------------------------------------------------- #
@@ -173,6 +183,43 @@ def check_llmstep(answer: dict[str, Any], body: dict[str, Any]) -> None:
     assert answer["suggestions"] and all(isinstance(s, str) for s in answer["suggestions"])
 
 
+def check_session(answer: dict[str, Any], body: dict[str, Any]) -> None:
+    """A new session: its id and its root states, with Lean's goals."""
+    assert isinstance(answer["id"], str) and answer["roots"] == [0], answer
+    root = answer["states"][0]
+    assert set(root) == {"id", "goals", "status", "parent", "tactic", "depth"}
+    assert root["status"] == "open" and root["goals"] == ([GOAL] if "source" in body else ["⊢ 2 + 2 = 4"])
+
+
+def check_step(answer: dict[str, Any], body: dict[str, Any]) -> None:
+    """One step: Lean's verdict and, for an accepted tactic, the new state."""
+    assert set(answer) >= {"tactic", "status", "state", "goals", "messages", "time_ms"}
+    assert answer["tactic"] == body["tactic"] and answer["status"] == "closes_goal" and answer["state"] is not None
+
+
+def check_attempt(answer: dict[str, Any], body: dict[str, Any]) -> None:
+    """One step answer per tactic, in order."""
+    assert [r["tactic"] for r in answer["results"]] == body["tactics"]
+    assert [r["status"] for r in answer["results"]] == ["closes_goal", "closes_goal", "invalid"]
+
+
+def check_generate(answer: dict[str, Any], body: dict[str, Any]) -> None:
+    """LeanCopilot's shape: tactics with a probability each."""
+    assert list(answer) == ["outputs"] and answer["outputs"]
+    assert all(set(o) == {"output", "score"} and 0 <= o["score"] <= 1 for o in answer["outputs"])
+
+
+def check_prove(answer: dict[str, Any], body: dict[str, Any]) -> None:
+    """A proof of the statement, which strategy found it, what it cost, and the final check's verdict."""
+    assert set(answer) == {"proved", "proof", "strategy", "tried", "expansions", "samples", "rounds", "timings",
+                           "check", "stopped", "limits"}
+    assert answer["proved"] is True and answer["proof"].startswith(body["statement"] + " := by"), answer
+    assert answer["strategy"] in answer["tried"] and answer["stopped"] is None
+    assert set(answer["timings"]) == {"generation_ms", "checking_ms", "total_ms"}
+    assert answer["check"]["verdict"] == "valid" and answer["check"]["trust"] == "strict"
+    assert "prove_timeout" in answer["limits"]
+
+
 def check_health(answer: dict[str, Any]) -> None:
     """The pool's real state, and whether suggestions are served."""
     assert answer["status"] == "ok"
@@ -185,8 +232,14 @@ POST_CHECKS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
     "/api/check": check_api_check,
     "/suggest": check_suggest,
     "/": check_llmstep,
+    "/sessions": check_session,
+    "/sessions/{id}/states/{state}/tactic": check_step,
+    "/sessions/{id}/states/{state}/attempt": check_attempt,
+    "/generate": check_generate,
+    "/prove": check_prove,
 }
-GET_ROUTES = {"/health", "/metrics"}
+GET_ROUTES = {"/health", "/metrics", "/sessions/{id}", "/sessions/{id}/states/{state}/proof"}
+OTHER_ROUTES = {("DELETE", "/sessions/{id}"), ("POST", "/encode")}
 
 DOCUMENTED_ROUTES, DOCUMENTED_SHAPES = documented_api()
 
@@ -196,7 +249,7 @@ def _posts() -> Iterator[Any]:
         if method != "POST":
             continue
         for number, sketch in enumerate(sketches, start=1):
-            for variant, body in enumerate(bodies(parse_shape(sketch)), start=1):
+            for variant, body in enumerate(bodies(parse_shape(sketch), path), start=1):
                 yield pytest.param(path, body, id=f"POST {path} shape {number}.{variant}")
 
 
@@ -210,8 +263,28 @@ def server() -> Iterator[RunningServer]:
         yield srv
 
 
+@dataclass(frozen=True)
+class ProvedSession:
+    """A session whose root (state 0) is open and whose state 1 is proved, for the paths with ``{id}``."""
+
+    id: str
+
+    def fill(self, path: str) -> str:
+        return path.replace("{id}", self.id).replace("{state}", "1" if path.endswith("/proof") else "0")
+
+
+@pytest.fixture(scope="module")
+def session(server: RunningServer) -> ProvedSession:
+    started = requests.post(server.url + "/sessions", json={"statement": VALUES["statement"],
+                                                            "header": VALUES["header"]}, timeout=60).json()
+    step = requests.post(f"{server.url}/sessions/{started['id']}/states/0/tactic", json={"tactic": "norm_num"},
+                         timeout=60).json()
+    assert step["state"] == 1 and step["status"] == "closes_goal", step
+    return ProvedSession(started["id"])
+
+
 def test_every_documented_route_has_a_check_here() -> None:
-    known = {("POST", path) for path in POST_CHECKS} | {("GET", path) for path in GET_ROUTES}
+    known = {("POST", path) for path in POST_CHECKS} | {("GET", path) for path in GET_ROUTES} | OTHER_ROUTES
     assert known == DOCUMENTED_ROUTES
     assert all(DOCUMENTED_SHAPES[("POST", path)] for path in POST_CHECKS), DOCUMENTED_SHAPES
 
@@ -224,10 +297,30 @@ def test_the_shape_parser_reads_alternatives_and_nesting() -> None:
 
 
 @pytest.mark.parametrize("path, body", list(_posts()))
-def test_documented_body_is_answered_as_documented(server: RunningServer, path: str, body: dict[str, Any]) -> None:
-    response = requests.post(server.url + path, json=body, timeout=120)
-    assert response.status_code == 200, response.text
+def test_documented_body_is_answered_as_documented(server: RunningServer, session: ProvedSession, path: str,
+                                                   body: dict[str, Any]) -> None:
+    response = requests.post(server.url + session.fill(path), json=body, timeout=120)
+    assert response.status_code == STATUS.get(path, 200), response.text
     POST_CHECKS[path](response.json(), body)
+
+
+def test_a_session_is_read_back_as_its_tree_and_its_proof(server: RunningServer, session: ProvedSession) -> None:
+    tree = requests.get(server.url + session.fill("/sessions/{id}"), timeout=30).json()
+    assert [(s["id"], s["parent"], s["tactic"], s["status"]) for s in tree["states"][:2]] == [
+        (0, None, None, "open"), (1, 0, "norm_num", "proved")]  # then what the other tests added
+    proof = requests.get(server.url + session.fill("/sessions/{id}/states/{state}/proof"), timeout=30).json()
+    assert proof["tactics"] == ["norm_num"] and proof["proof"] == "norm_num"
+
+
+def test_a_deleted_session_is_closed(server: RunningServer) -> None:
+    sid = requests.post(server.url + "/sessions", json={"statement": VALUES["statement"]}, timeout=60).json()["id"]
+    assert requests.delete(f"{server.url}/sessions/{sid}", timeout=30).json() == {"id": sid, "closed": True}
+    assert requests.get(f"{server.url}/sessions/{sid}", timeout=30).status_code == 404
+
+
+def test_encode_is_501_without_an_encoder(server: RunningServer) -> None:
+    response = requests.post(server.url + "/encode", json={"name": "leanstep", "input": GOAL}, timeout=30)
+    assert response.status_code == 501 and "no encoder" in response.json()["detail"]
 
 
 def test_health_is_the_pools_state(server: RunningServer) -> None:

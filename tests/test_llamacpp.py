@@ -340,3 +340,40 @@ def test_the_generate_command_runs_the_backend_from_its_flags(gguf_file):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines and all(line["text"].startswith("simp") and line["score"] < 0 for line in lines)
+
+
+@needs_llama
+def test_a_whole_proof_sample_runs_past_newlines_to_a_stop_text(llama_gen):
+    from collections import Counter
+
+    model = llama_gen.load()
+    logits = model.evaluate_prompt(model.tokenize(f"[GOAL]{STATE}[PROOFSTEP]"))
+
+    def draw(stop_texts: tuple[str, ...]) -> list[tuple[str, float]]:
+        return model.sample(logits, 12, 1.0, 24, may_stop_at_once=True, rng=np.random.default_rng(3),
+                            stop_texts=stop_texts)
+
+    free = draw(())
+    assert any("\n" in text.rstrip("\n") for text, _ in free)  # a newline does not end a proof
+    stop = Counter("".join(text for text, _ in free).replace("\n", "")).most_common(1)[0][0]
+    longest_piece = max(len(piece.decode("utf-8", "replace")) for piece in model.pieces)
+    stopped = draw((stop,))
+    for text, score in stopped:
+        assert stop not in text[: max(0, len(text) - longest_piece)], text  # it ends within its last token
+        assert score < 0
+    assert sum(stop in text for text, _ in stopped) > 0
+    assert sum(len(t) for t, _ in stopped) < sum(len(t) for t, _ in free)
+
+
+@needs_llama
+def test_a_whole_proof_request_gives_lean_code_and_a_seed_repeats_it(llama_gen):
+    from leanstep.generate import ProofTask
+
+    task = ProofTask("import Mathlib", "theorem t (n : Nat) : n + 0 = n := by")
+    request = GenerationRequest("", "", num_samples=6, temperatures=(1.0,), max_new_tokens=24, proof=task, seed=11)
+    first, second = llama_gen.generate(request), llama_gen.generate(request)
+    # the request's seed, not the generator's sequence (scores to float rounding: the second prompt is cached)
+    assert [c.text for c in first] == [c.text for c in second]
+    assert [c.score for c in first] == pytest.approx([c.score for c in second], rel=1e-3)
+    for candidate in first:
+        assert candidate.text.startswith(task.header) and candidate.score < 0

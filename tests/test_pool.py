@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psutil
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from leanstep.repl.launch import make_pool
 from server_fixtures import sim_config
 from leanstep.repl.pool import PoolOverloaded, Priority
-from leanstep.repl.process import ReplTimeout
+from leanstep.repl.process import ReplLost, ReplTimeout
 from leanstep.repl.protocol import CommandRequest, CommandResponse
 
 HEADER_A = "import Mathlib.Tactic"
@@ -180,3 +181,87 @@ def test_mixed_headers_keep_their_workers_instead_of_re_importing():
         counters = pool.stats().counters
         assert counters.requests == 40
         assert counters.evicted == 0 and counters.started == 2
+
+
+# --------------------------------------------------------------------------- #
+# Preferring a worker (a proof session's pinned REPL)
+
+
+def two_warm_workers(pool):
+    """Ids of two idle workers with header A, the least recently used first."""
+    with pool.acquire(HEADER_A) as first, pool.acquire(HEADER_A) as second:
+        ids = [first.id, second.id]
+    with pool.acquire(HEADER_A) as again:  # the most recently used one is taken: the other is now the older
+        assert again.id in ids
+    return [i for i in ids if i != again.id] + [again.id]
+
+
+def test_a_preferred_idle_worker_is_taken_over_the_one_the_pool_would_pick(pool):
+    older, newer = two_warm_workers(pool)
+    with pool.acquire(HEADER_A) as plain:
+        assert plain.id == newer
+    with pool.acquire(HEADER_A, prefer=older) as preferred:
+        assert preferred.id == older
+
+
+def test_a_preferred_busy_worker_is_waited_for_while_another_is_idle(pool):
+    older, newer = two_warm_workers(pool)
+    got: list[int] = []
+    release = threading.Event()
+
+    def hold():
+        with pool.acquire(HEADER_A, prefer=older):
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    while pool.stats().workers_by_state["busy"] < 1:
+        threading.Event().wait(0.01)
+    waiter = threading.Thread(target=lambda: got.append(_acquired_id(pool, older)))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while pool.stats().queue_depth < 1 and not got:
+        assert time.monotonic() < deadline
+        threading.Event().wait(0.01)
+    assert not got  # it waits in the queue although `newer` is idle
+    release.set()
+    for thread in (holder, waiter):
+        thread.join(10)
+    assert got == [older]
+
+
+def test_a_preferred_worker_busy_past_the_pin_wait_gives_way_to_an_idle_one(pool, monkeypatch):
+    import leanstep.repl.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "PIN_WAIT_SECONDS", 0.2)
+    older, newer = two_warm_workers(pool)
+    with pool.acquire(HEADER_A, prefer=older):
+        assert _acquired_id(pool, older) == newer
+
+
+def test_a_preferred_worker_that_is_gone_is_no_obstacle(pool):
+    older, newer = two_warm_workers(pool)
+    with pool.acquire(HEADER_A, prefer=older) as worker:
+        worker.interrupt()  # lost: the pool replaces it on release
+        with pytest.raises(ReplLost):
+            worker.run(CommandRequest("def x := 1"), 5)
+    assert _acquired_id(pool, older) != older
+
+
+def _acquired_id(pool, prefer):
+    with pool.acquire(HEADER_A, Priority.INTERACTIVE, prefer=prefer) as worker:
+        return worker.id
+
+
+def test_a_repl_that_died_while_idle_is_replaced_before_anyone_gets_it(pool):
+    with pool.acquire(HEADER_A) as worker:
+        dead_pid, dead_id = worker.process.pid, worker.id
+    psutil.Process(dead_pid).kill()
+    deadline = time.monotonic() + 5
+    while worker.process.alive:  # killed from outside while idle
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pid, response = run(pool, HEADER_A, "def after := 1")
+    assert pid != dead_pid and not response.errors
+    assert pool.stats().counters.lost == 1
+    assert _acquired_id(pool, dead_id) != dead_id

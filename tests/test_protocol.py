@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from conftest import older_transcript_pairs, transcript_pairs
 
-from conftest import transcript_pairs
 from leanstep.repl.protocol import (
     CommandRequest,
     CommandResponse,
@@ -23,10 +23,13 @@ from leanstep.repl.protocol import (
     decode_request,
     decode_response,
     encode_request,
+    split_frames,
 )
 from leanstep.repl.replay import replay
 
 PAIRS = transcript_pairs()
+OLDER = older_transcript_pairs()
+OLDER_PAIRS = [(tag, i, o) for tag, pairs in OLDER.items() for i, o in pairs]
 
 
 def test_transcripts_are_present():
@@ -40,6 +43,54 @@ def test_replay_round_trips_every_recorded_exchange(requests, responses):
     report = replay(requests, responses)
     assert report.ok, "\n".join(report.failures)
     assert report.requests > 0 and report.responses > 0
+
+
+def test_transcripts_of_older_repl_releases_are_present():
+    # tests/fixtures/repl-transcripts-older/INDEX.md: 25 + 51 + 51 + 63 pairs at four release tags.
+    assert {tag: len(pairs) for tag, pairs in OLDER.items()} == {"v4.16.0": 51, "v4.19.0": 63, "v4.3.0": 25,
+                                                                 "v4.9.0": 51}
+
+
+@pytest.mark.parametrize("tag, requests, responses", OLDER_PAIRS,
+                         ids=[f"{tag}-{p.stem}" for tag, p, _ in OLDER_PAIRS])
+def test_replay_round_trips_what_older_repl_releases_printed(tag, requests, responses):
+    report = replay(requests, responses)
+    assert report.ok, f"{tag}:\n" + "\n".join(report.failures)
+    assert report.requests > 0 and report.responses > 0
+
+
+def _responses(path):
+    return [decode_response(block) for block in split_frames(path.read_text(encoding="utf-8"))]
+
+
+def test_a_tactic_answer_without_proof_status_decodes_as_a_tactic_answer():
+    """Before v4.19.0 the REPL sends {"proofState", "goals"} and no proofStatus (readme: apply, then exact)."""
+    older = OLDER["v4.16.0"]
+    readme = next(out for i, out in older if i.stem == "readme")
+    answers = _responses(readme)
+    tactic_answers = [r for r in answers if isinstance(r, TacticResponse)]
+    assert len(tactic_answers) == 2
+    assert all(r.proof_status is None and not r.completed for r in tactic_answers)
+    assert tactic_answers[-1].goals == ()
+    assert all("proofStatus" not in r.to_json() for r in tactic_answers)
+    current = _responses(next(out for i, out in PAIRS if i.stem == "readme"))
+    assert [r.proof_status for r in current if isinstance(r, TacticResponse)][-1] == "Completed"
+
+
+def test_tactic_entries_without_used_constants_stay_without_them():
+    """v4.9.0's allTactics entries carry no usedConstants; re-encoding must not invent an empty list."""
+    all_tactics = next(out for i, out in OLDER["v4.9.0"] if i.stem == "all_tactics")
+    (answer,) = _responses(all_tactics)
+    assert isinstance(answer, CommandResponse) and answer.tactics
+    assert all(t.used_constants is None for t in answer.tactics)
+    assert all("usedConstants" not in entry for entry in answer.to_json()["tactics"])
+    (current,) = _responses(next(out for i, out in PAIRS if i.stem == "all_tactics"))
+    assert all(t.used_constants is not None for t in current.tactics)
+
+
+def test_a_proof_status_that_is_not_text_is_refused():
+    with pytest.raises(ProtocolError, match="proofStatus must be a string"):
+        decode_response('{"proofStatus": 3, "proofState": 1, "goals": []}')
 
 
 def test_replay_command_line_passes_and_reports_a_difference(tmp_path):

@@ -321,13 +321,20 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 @pytest.mark.parametrize("stand_in", [*ISOLATING_MODES, "none"], indirect=True)
-def test_no_repl_survives_a_killed_server(stand_in, tmp_path):
+def test_no_repl_survives_a_killed_server(stand_in, tmp_path, monkeypatch):
+    # a temporary directory of its own: another server's start-up on this machine would sweep the killed
+    # server's worker directories before this test looks for them
+    # (beside the system's, so that unprivileged workers can reach it as they reach the system's)
+    private_tmp = Path(tempfile.mkdtemp(prefix="leanstep-test-tmp-", dir=tempfile.gettempdir()))
+    private_tmp.chmod(0o755)
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
     # the server imports the checkout; a stand-in copy of the simulator (rlimit as root) comes after it
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), env.get("PYTHONPATH")]))
+    env["TMPDIR"] = str(private_tmp)
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "leanstep", "serve", "--no-model", "--port", str(port),
@@ -362,6 +369,7 @@ def test_no_repl_survives_a_killed_server(stand_in, tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+        shutil.rmtree(private_tmp, ignore_errors=True)
 
 
 def leanstep_cgroups() -> set[Path]:

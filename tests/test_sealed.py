@@ -26,8 +26,7 @@ import pytest
 from leanstep.check.sealed import SealedChecker, SealedReport
 from leanstep.repl.sandbox import SandboxPolicy, bwrap_usable, plan_sandbox, reachable_by_others
 from leanstep.workspace import find_lake
-
-STANDINS = Path(__file__).resolve().parent / "standins"
+from standins._standin import install
 TOOLS = ("lake", "lean", "leanchecker")
 TOOLCHAIN = "leanprover/lean4:v4.28.0"
 MODULE = re.compile(r"LeanstepSealed_[0-9a-f]{32}")
@@ -66,18 +65,8 @@ class StandInLean:
 
     def build_lean4checker(self) -> Path:
         """lean4checker built in the workspace as a dependency (the leanchecker stand-in under that name)."""
-        return install(STANDINS / "leanchecker",
+        return install("leanchecker",
                        self.workspace / ".lake/packages/lean4checker/.lake/build/bin/lean4checker", self.python)
-
-
-def install(standin: Path, target: Path, python: str) -> Path:
-    """Copy a stand-in (and the helper it imports) to ``target``, run by ``python``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _, rest = standin.read_text().split("\n", 1)
-    target.write_text(f"#!{python}\n{rest}")
-    target.chmod(0o755)
-    shutil.copy(STANDINS / "_standin.py", target.parent / "_standin.py")
-    return target
 
 
 def make_standins(base: Path, monkeypatch: pytest.MonkeyPatch, python: str, mode: str = "none") -> StandInLean:
@@ -85,7 +74,7 @@ def make_standins(base: Path, monkeypatch: pytest.MonkeyPatch, python: str, mode
     for directory in (toolchain / "lib/lean", workspace, scratch, home):
         directory.mkdir(parents=True)
     for tool in TOOLS:
-        install(STANDINS / tool, toolchain / "bin" / tool, python)
+        install(tool, toolchain / "bin" / tool, python)
     (workspace / "lakefile.lean").write_text("import Lake\nopen Lake DSL\n\npackage demo\n")
     (workspace / "lean-toolchain").write_text(TOOLCHAIN + "\n")
     log = base / "calls.jsonl"

@@ -9,6 +9,7 @@ within the grace plus two seconds with no REPL left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -120,3 +121,33 @@ def test_sigterm_answers_every_request_in_flight_and_exits_within_the_grace(serv
     assert not alive, f"REPLs outlived the server: {[p.pid for p in alive]}"
     log = log_path.read_text()
     assert "Bad file descriptor" not in log and "all REPLs stopped" in log
+
+
+def test_sigterm_answers_an_mcp_tool_call_in_flight(server):
+    proc, url, log_path = server
+    answers: dict[str, requests.Response] = {}
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "verify", "arguments": {"code": HANG}}}
+
+    def send() -> None:
+        answers["mcp"] = requests.post(url + "/mcp", json=call, timeout=60, headers={
+            "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"})
+
+    client = threading.Thread(target=send)
+    client.start()
+    root = psutil.Process(proc.pid)
+    poll(lambda: busy_workers(url) == 1, 30, "the tool call should be running on a REPL")
+    repls = sim_repls(root)
+
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    assert proc.wait(GRACE_S + 10) == 0
+    elapsed = time.monotonic() - sent
+    client.join(10)
+
+    assert elapsed < GRACE_S + 2, f"the server took {elapsed:.1f} s to stop"
+    [message] = [json.loads(line[5:]) for line in answers["mcp"].text.splitlines() if line.startswith("data:")]
+    result = message["result"]["structuredContent"]
+    assert result["verdict"] == "error" and result["error"].startswith("server shutting down")
+    _gone, alive = psutil.wait_procs(repls, timeout=5)
+    assert not alive, f"REPLs outlived the server: {[p.pid for p in alive]}"
+    assert "all REPLs stopped" in log_path.read_text()

@@ -561,6 +561,30 @@ def test_cmd_tactic_and_proof_costs(tmp_path):
         s.close()
 
 
+def test_tactic_costs_can_follow_a_lognormal_drawn_once_per_tactic_text(tmp_path):
+    import math
+    import statistics
+
+    from leanstep.sim.repl import tactic_seconds
+
+    draws = [tactic_seconds(f"simp [lemma_{i}]", 0.05, 1.0) for i in range(4000)]
+    logs = [math.log(d) for d in draws]
+    assert statistics.median(draws) == pytest.approx(0.05, rel=0.1)
+    assert statistics.stdev(logs) == pytest.approx(1.0, rel=0.1)
+    assert tactic_seconds("omega", 0.05, 1.0) == tactic_seconds("omega", 0.05, 1.0)
+    assert tactic_seconds("omega", 0.05, 0.0) == 0.05 and tactic_seconds("omega", 0.0, 1.0) == 0.0
+    slow = next(f"skip_{i}" for i in range(1000) if tactic_seconds(f"skip_{i}", 0.05, 1.0) > 0.3)
+    s = start(tmp_path, LEANSTEP_SIM_TACTIC_SECONDS="0.05", LEANSTEP_SIM_TACTIC_SIGMA="1.0")
+    try:
+        s.send({"cmd": "example : 1 = 1 := by sorry"})
+        _, dt = _timed(s, {"tactic": "skip", "proofState": 0})
+        assert dt >= tactic_seconds("skip", 0.05, 1.0)
+        _, dt = _timed(s, {"tactic": slow, "proofState": 0})  # an unknown tactic still costs its draw
+        assert dt >= tactic_seconds(slow, 0.05, 1.0) > 0.3
+    finally:
+        s.close()
+
+
 def test_delay_directive_in_text_and_tactic(sim):
     r, dt = _timed(sim, {"cmd": "-- sim: delay 0.3\ndef f : Nat := by sorry"})
     assert dt >= 0.3 and r["env"] == 0

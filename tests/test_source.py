@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from leanstep.check.source import blank_comments, declarations, split_source
+from leanstep.check.source import (
+    ContextError,
+    blank_comments,
+    declarations,
+    goal_context_of_statement,
+    goal_contexts_at_sorries,
+    split_source,
+)
+from leanstep.repl.protocol import Pos
 
 
 def test_no_imports_gives_an_empty_header_and_the_whole_text_as_body():
@@ -114,3 +124,45 @@ end B
 def test_declarations_ignore_text_in_comments_and_strings():
     code = '-- theorem hidden : False := sorry\ndef s := "theorem also_hidden"\n/- lemma nope -/'
     assert [(d.kind, d.name) for d in declarations(code)] == [("def", "s")]
+
+
+# --------------------------------------------------------------------------- #
+# Goal contexts of a proof session's origins
+
+
+def test_every_sorry_runs_as_its_declaration_after_the_ones_above_it():
+    code = ("import Mathlib\n\n/-- doc -/\n@[simp]\ntheorem a : 1 = 1 := by\n  sorry -- not this one: sorry\n\n"
+            "def s := \"sorry\"\n\ntheorem b (p q : Prop) : p ∧ q := by\n  constructor\n  · sorry\n  · exact sorry\n"
+            "\n#eval 1\n")
+    first, second, third = goal_contexts_at_sorries(code)
+    assert first.header == "import Mathlib" and first.preamble == ""
+    assert first.declaration.startswith("/-- doc -/\n@[simp]\ntheorem a") and "def s" not in first.declaration
+    assert first.sorry_pos == Pos(4, 2)
+    assert second.preamble.startswith("/-- doc -/") and second.preamble.endswith('def s := "sorry"\n')
+    assert second.declaration.startswith("theorem b") and "#eval" not in second.declaration
+    assert (second.sorry_pos, third.sorry_pos) == (Pos(3, 4), Pos(4, 10))
+    assert second.declaration == third.declaration and second.key != third.key
+
+
+def test_a_sorry_context_under_a_heartbeat_cap_counts_the_set_option_line():
+    (ctx,) = goal_contexts_at_sorries("import Mathlib\n\ntheorem t : True := by\n  sorry\n", heartbeats=1000)
+    assert ctx.command.startswith("set_option maxHeartbeats 1000 in\n") and ctx.sorry_pos == Pos(3, 2)
+    assert ctx.command.splitlines()[2][2:7] == "sorry"
+
+
+def test_code_without_a_sorry_in_code_is_refused():
+    with pytest.raises(ContextError, match="no `sorry`"):
+        goal_contexts_at_sorries("import Mathlib\n\n-- sorry\ntheorem t : True := trivial /- sorry -/\n")
+
+
+def test_a_statement_becomes_a_declaration_proved_by_sorry():
+    ctx = goal_context_of_statement("theorem t (a : ℕ) :\n    a = a := by", "import Mathlib  -- x")
+    assert ctx.header == "import Mathlib"
+    assert ctx.declaration == "theorem t (a : ℕ) :\n    a = a := by\n  sorry\n" and ctx.sorry_pos == Pos(3, 2)
+
+
+def test_a_goal_context_key_names_the_header_and_the_sorry():
+    ctx = goal_context_of_statement("theorem t : True", "import Mathlib")
+    assert ctx.key != goal_context_of_statement("theorem t : True", "import Aesop").key
+    assert ctx.key != dataclasses.replace(ctx, sorry_pos=Pos(1, 0)).key
+    assert ctx.key == goal_context_of_statement("theorem t : True", "import Mathlib").key

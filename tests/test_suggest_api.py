@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +28,7 @@ from leanstep.suggest import Suggester, SuggestRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server_fixtures import free_port, stop_server  # noqa: E402
 from tiny_models import build_tiny_causal  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "tactic_request.json"
@@ -297,16 +296,10 @@ def test_without_a_goal_or_a_pool_nothing_is_generated():
 # A real model through `leanstep serve --hf-model DIR --repl sim`
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def hf_server(tmp_path_factory):
     model_dir = build_tiny_causal(tmp_path_factory.mktemp("tiny-causal"))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
     env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
     argv = [sys.executable, "-m", "leanstep", "serve", "--hf-model", str(model_dir), "--repl", "sim",
@@ -331,12 +324,7 @@ def hf_server(tmp_path_factory):
             pytest.fail(f"leanstep serve did not come up:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.2)
     yield url
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_server(proc)
 
 
 def test_a_real_tiny_model_end_to_end(hf_server):

@@ -11,13 +11,14 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from conftest import older_transcript_pairs
 
 from leanstep.check.source import ContextError, build_goal_context, goal_context_from_context, goal_context_from_source
-from leanstep.check.tactics import CandidateStatus, TacticChecker, classify
+from leanstep.check.tactics import UNVALIDATED, CandidateStatus, ProofPath, TacticChecker, classify
 from leanstep.config import load
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import Priority
-from leanstep.repl.protocol import ErrorResponse, Message, Pos, Sorry, TacticResponse
+from leanstep.repl.protocol import ErrorResponse, Message, Pos, Sorry, TacticResponse, decode_response, split_frames
 
 HEADER = "import Mathlib"
 
@@ -295,6 +296,37 @@ def test_classify_needs_completed_and_no_error():
     assert thrown.status == CandidateStatus.INVALID and thrown.message.startswith("(deterministic) timeout")
 
 
+def _older_repl_answers(tag: str, stem: str) -> list:
+    pairs = {i.stem: o for i, o in older_transcript_pairs()[tag]}
+    return [decode_response(b) for b in split_frames(pairs[stem].read_text(encoding="utf-8"))]
+
+
+def test_an_older_repl_without_proof_status_closes_the_goal_with_a_note():
+    """v4.16.0's README transcript: `exact -37` leaves no goal, and the answer has no proofStatus."""
+    finished = [r for r in _older_repl_answers("v4.16.0", "readme") if isinstance(r, TacticResponse)][-1]
+    verdict = classify(finished, "exact -37", 0, 0.1, None)
+    assert verdict.status == CandidateStatus.CLOSES_GOAL
+    assert verdict.message == UNVALIDATED and "kernel" in verdict.message
+
+
+def test_an_older_repl_cannot_pass_off_a_sorry_as_a_closed_goal():
+    """v4.3.0 reports no sorries in tactic mode: the text itself is read, as whole tokens only."""
+    finished = [r for r in _older_repl_answers("v4.3.0", "readme") if isinstance(r, TacticResponse)][-1]
+    assert finished.goals == () and not finished.sorries and finished.proof_status is None
+    for cheat in ("sorry", "exact sorry", "admit", "exact (sorryAx _ false)", "exact _root_.sorryAx _ true"):
+        verdict = classify(finished, cheat, 0, 0.1, None)
+        assert verdict.status == CandidateStatus.INVALID and "sorry" in verdict.message, cheat
+    for honest in ("exact sorry_free_lemma h", "exact h.sorry", "exact «sorry» h", "simp -- sorry", 'trace "sorry"'):
+        assert classify(finished, honest, 0, 0.1, None).status == CandidateStatus.CLOSES_GOAL, honest
+
+
+def test_an_older_repl_answer_with_goals_left_is_valid():
+    step = next(r for r in _older_repl_answers("v4.9.0", "readme") if isinstance(r, TacticResponse))
+    assert step.goals and step.proof_status is None
+    verdict = classify(step, "apply Int.natAbs", 0, 0.1, None)
+    assert verdict.status == CandidateStatus.VALID and verdict.goals == step.goals
+
+
 # --------------------------------------------------------------------------- #
 # Budget, parallelism, caching, failures
 
@@ -458,3 +490,32 @@ def test_read_goal_gives_leans_goal_and_leaves_the_proof_state_for_the_check(fre
 def test_read_goal_says_why_there_is_no_goal(pool):
     reading = TacticChecker(pool, budget=10).read_goal(goal_context_from_context("import Mathlib\n\n#eval 1 + "))
     assert reading.goal is None and "no goal found" in reading.error
+
+
+# --------------------------------------------------------------------------- #
+# Proof paths: a session's states, rebuilt on whichever REPL runs them
+
+CONJ = "import Mathlib\n\ntheorem c (a b : ℕ) (h : a < b) : a ≤ b ∧ 0 < b := by\n  llmstep \"\"\n"
+
+
+def test_a_proof_path_is_rebuilt_from_the_deepest_state_its_repl_holds(fresh_pool):
+    checker = TacticChecker(fresh_pool(max_repls=1), budget=10)
+    path = ProofPath(goal_context_from_source(CONJ, 4, 2), ("constructor", "skip"))
+    first = checker.check(path, cands("omega"))
+    assert first.replayed_tactics == 2 and first.declaration_requests == 1
+    assert first.goal == "case left\na b : ℕ\nh : a < b\n⊢ a ≤ b\n\ncase right\na b : ℕ\nh : a < b\n⊢ 0 < b"
+    assert first.candidates[0].status == CandidateStatus.VALID
+    deeper = checker.check(path.then("skip"), cands("omega"))
+    assert deeper.replayed_tactics == 1 and deeper.declaration_requests == 0
+    assert deeper.candidates[0].status == CandidateStatus.VALID and deeper.candidates[0].progress
+    # keep_states: the states the candidates reach are kept, so the next step from one costs no replay.
+    checker.check(path, cands("intro z"), keep_states=True)
+    onward = checker.check(path.then("intro z"), cands("omega"))
+    assert onward.replayed_tactics == 0 and onward.lean_requests == 1
+
+
+def test_a_path_that_no_longer_replays_is_a_context_error(pool):
+    report = TacticChecker(pool, budget=10).check(ProofPath(goal_context_from_source(CONJ, 4, 2), ("frobnicate",)),
+                                                  cands("omega"))
+    assert report.candidates[0].status == CandidateStatus.UNCHECKED
+    assert "could not be rebuilt: tactic 1 of its path, 'frobnicate', now fails" in report.context_error

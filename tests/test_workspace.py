@@ -1,9 +1,8 @@
-"""`leanstep setup` / `leanstep doctor` (leanstep.lean_setup, leanstep.doctor) and workspace discovery on fake
-workspaces.
+"""`leanstep doctor` (leanstep.doctor) and workspace discovery (leanstep.workspace) on fake workspaces.
 
-Without Lean they must say exactly what to install and fail; with a `lake` on PATH (a
-small script standing in for it here, a real one in the `lean` test) they must run it
-and find the REPL binary it builds."""
+Without Lean the doctor must say exactly what to install and fail; with a `lake` (the stand-in of
+tests/standins here, a real one in the `lean` test) it must find it and the REPL binary. Setting a
+workspace up is tests/test_setup.py."""
 
 from __future__ import annotations
 
@@ -11,15 +10,16 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
-import stat
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import conftest
 import pytest
+from standins._standin import install
 
 from leanstep import doctor
 from leanstep import lean_setup as setup
@@ -43,109 +43,22 @@ def no_lean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return bin_dir
 
 
-def make_workspace(root: Path, *, mathlib: bool = False, leanstep_dep: bool = False) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "lakefile.lean").write_text("import Lake\nopen Lake DSL\n\npackage demo\n\nlean_lib Demo\n")
-    (root / "lean-toolchain").write_text(TOOLCHAIN + "\n")
-    packages = []
-    if mathlib:
-        packages.append({"name": "mathlib", "type": "git", "rev": "0" * 40})
-    if leanstep_dep:
-        packages += [{"name": "leanstep", "type": "git", "rev": "1" * 40},
-                     {"name": "REPL", "type": "git", "rev": "2" * 40}]
-    (root / "lake-manifest.json").write_text(json.dumps({"version": "1.1.0", "packages": packages}))
-    return root
+def make_workspace(root: Path, **shape: object) -> Path:
+    return conftest.make_workspace(root, toolchain=TOOLCHAIN, **shape)
 
 
-FAKE_LAKE = """#!/bin/sh
-# stands in for lake: records its arguments, "builds" the REPL binary where lake would
-PATH="/usr/bin:/bin:$PATH"
-echo "$PWD|$*" >> "{log}"
-if [ "$1" = "--version" ]; then echo "Lake version 5.0.0 (Lean version 4.33.0-rc2)"; exit 0; fi
-[ -n "{fail}" ] && {{ echo "error: build failed" >&2; exit 7; }}
-mkdir -p .lake/packages/REPL/.lake/build/bin
-printf '#!/bin/sh\\n' > .lake/packages/REPL/.lake/build/bin/repl
-chmod +x .lake/packages/REPL/.lake/build/bin/repl
-exit 0
-"""
+def install_lake(bin_dir: Path) -> Path:
+    """The stand-in lake of tests/standins (it records its calls where ``LEAN_STANDIN_LOG`` says)."""
+    return install("lake", bin_dir / "lake", sys.executable)
 
 
-def install_fake_lake(bin_dir: Path, log: Path, fail: bool = False) -> Path:
-    lake = bin_dir / "lake"
-    lake.write_text(FAKE_LAKE.format(log=log, fail="yes" if fail else ""))
-    lake.chmod(lake.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return lake
-
-
-# ------------------------------------------------------------------------------ setup without Lean
-
-def test_setup_without_lake_says_what_to_install(no_lean, tmp_path):
-    workspace = make_workspace(tmp_path / "proj")
-    out = io.StringIO()
-    rc = setup.run_setup(workspace, out=out)
-    text = out.getvalue()
-    assert rc != 0
-    assert setup.ELAN_INSTALL in text and "elan" in text
-    assert f"leanstep setup --workspace {workspace.resolve()}" in text
-    assert not (workspace / ".lake").exists()  # nothing was attempted
-
-
-def test_setup_rejects_a_directory_that_is_not_a_lake_project(no_lean, tmp_path):
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    out = io.StringIO()
-    assert setup.run_setup(plain, out=out) == 2
-    assert "not a Lake project" in out.getvalue() and "lake new" in out.getvalue()
-    out = io.StringIO()
-    assert setup.run_setup(tmp_path / "missing", out=out) == 2
-    assert "not a directory" in out.getvalue()
-
-
-# ------------------------------------------------------------------------------ setup with a lake
-
-def test_setup_in_leanstep_itself_runs_lake_build_and_finds_the_repl(no_lean, tmp_path):
-    log = tmp_path / "lake.log"
-    install_fake_lake(no_lean, log)
-    repo = tmp_path / "leanstep"
-    repo.mkdir()
-    shutil.copy(ROOT / "lakefile.lean", repo / "lakefile.lean")
-    shutil.copy(ROOT / "lean-toolchain", repo / "lean-toolchain")
-    (repo / "LeanTactic.lean").write_text("import LeanTactic.Frontend\n")
-    out = io.StringIO()
-    rc = setup.run_setup(repo, out=out)
-    assert rc == 0, out.getvalue()
-    calls = log.read_text().splitlines()
-    assert calls == [f"{repo.resolve()}|build"]
-    binary = repo / ".lake/packages/REPL/.lake/build/bin/repl"
-    assert ws.find_repl_binary(repo) == binary
-    assert str(binary) in out.getvalue()
-
-
-def test_setup_in_a_project_that_requires_leanstep_builds_tactic_and_repl(no_lean, tmp_path):
-    log = tmp_path / "lake.log"
-    install_fake_lake(no_lean, log)
-    project = make_workspace(tmp_path / "proj", mathlib=True, leanstep_dep=True)
-    out = io.StringIO()
-    assert setup.run_setup(project, out=out) == 0, out.getvalue()
-    assert log.read_text().splitlines() == [f"{project.resolve()}|build LeanTactic REPL/repl"]
-
-
-def test_setup_reports_a_failed_build(no_lean, tmp_path):
-    log = tmp_path / "lake.log"
-    install_fake_lake(no_lean, log, fail=True)
-    project = make_workspace(tmp_path / "proj", leanstep_dep=True)
-    out = io.StringIO()
-    rc = setup.run_setup(project, out=out)
-    assert rc == 7
-    assert "build failed" in out.getvalue()
-    assert ws.find_repl_binary(project) is None
-
+# ------------------------------------------------------------------------------ discovery
 
 def test_find_lake_honours_override_and_elan_home(no_lean, tmp_path, monkeypatch):
     assert ws.find_lake() is None
     elan_home = tmp_path / "elan"
     (elan_home / "bin").mkdir(parents=True)
-    lake = install_fake_lake(elan_home / "bin", tmp_path / "log")
+    lake = install_lake(elan_home / "bin")
     monkeypatch.setenv("ELAN_HOME", str(elan_home))
     assert ws.find_lake() == str(lake)
     monkeypatch.setenv("LEANSTEP_LAKE", str(tmp_path / "nope"))
@@ -161,6 +74,8 @@ def test_find_repl_binary_needs_an_executable(tmp_path):
     binary.write_text("#!/bin/sh\n")
     assert ws.find_repl_binary(project) is None  # not executable
     binary.chmod(0o755)
+    assert ws.find_repl_binary(project) is None  # a standalone REPL counts only for the Lean it was built for
+    (project / ".lake/leanstep-repl/lean-toolchain").write_text(TOOLCHAIN + "\n")
     assert ws.find_repl_binary(project) == binary
 
 
@@ -224,7 +139,7 @@ def test_doctor_without_lean_fails_with_a_fix_for_each_problem(no_lean, tmp_path
 
 
 def test_doctor_passes_when_everything_is_there(no_lean, tmp_path, health_server):
-    install_fake_lake(no_lean, tmp_path / "lake.log")
+    install_lake(no_lean)
     project = make_workspace(tmp_path / "proj", mathlib=True)
     binary = project / ".lake/packages/REPL/.lake/build/bin/repl"
     binary.parent.mkdir(parents=True)

@@ -32,23 +32,31 @@ WORDS = (
 ).split()
 
 
-def build_tiny_causal(path: Path | str, seed: int = 0) -> Path:
-    """Save a tiny causal LM and its tokenizer to ``path``; returns the path."""
+def save_word_tokenizer(path: Path | str, vocab_size: int | None = None) -> int:
+    """Save the causal models' word-level tokenizer (``WORDS``, newline as end of sequence) to
+    ``path``, padded with filler words ``w<i>`` up to ``vocab_size`` when that is larger; returns its size."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     vocab = {"[UNK]": 0, "\n": 1}
     for word in WORDS:
         vocab.setdefault(word, len(vocab))
+    while vocab_size is not None and len(vocab) < vocab_size:
+        vocab[f"w{len(vocab)}"] = len(vocab)
     raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="\n", pad_token="\n")
     # "\n" must be matched before whitespace splitting: the eos token does that.
     tokenizer.save_pretrained(path)
+    return len(vocab)
 
-    _save_gpt_neox(path, TINY_SHAPE, vocab_size=len(vocab), eos_id=1, seed=seed, init_std=0.3)
+
+def build_tiny_causal(path: Path | str, seed: int = 0) -> Path:
+    """Save a tiny causal LM and its tokenizer to ``path``; returns the path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab_size = save_word_tokenizer(path)
+    _save_gpt_neox(path, TINY_SHAPE, vocab_size=vocab_size, eos_id=1, seed=seed, init_std=0.3)
     return path
 
 

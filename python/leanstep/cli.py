@@ -1,4 +1,5 @@
-"""The ``leanstep`` command: serve | verify | generate | bench | setup | doctor.
+"""The ``leanstep`` command: serve | mcp | verify | prove | eval | generate | extract | finetune | bench |
+setup | doctor.
 
 Each subcommand imports what it needs only when it runs, so ``leanstep verify``
 never loads torch and ``leanstep --help`` is instant.
@@ -22,12 +23,17 @@ BENCHMARKS = {
     "throughput": "throughput",
     "editor": "editor",
     "suggest-check": "suggest_check",
+    "suggest-latency": "suggest_latency",
+    "sessions": "session_steps",
     "overhead": "overhead",
     "verify-load": "verify_load",
     "generation": "generation",
     "cpu-generation": "cpu_generation",
     "ray": "ray_scale",
+    "prove": "prove",
+    "mcp": "mcp_latency",
 }
+
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,11 +61,15 @@ def _serve(args: argparse.Namespace) -> int:
     from leanstep.server.wsgi import ListenError, bind_listeners, serve
 
     config = config_mod.load(args)
-    if args.no_model:
-        config = config.with_overrides(backend="hint")
     listeners = []
     try:
         listeners = bind_listeners(config)  # first: a port in use is one line, before any REPL or actor starts
+        if args.setup and config.repl == "lake":  # bound, not listening: clients are refused until it serves
+            from leanstep.lean_setup import run_setup
+
+            status = run_setup(config, install_elan=True)
+            if status != 0:
+                return status
         serve(config, cluster=ray_target(args), listeners=listeners)
     except (ListenError, SetupError) as exc:
         print(f"leanstep serve: {exc}", file=sys.stderr)
@@ -70,10 +80,46 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    from leanstep.mcp.stdio import run_stdio
+    from leanstep.repl.launch import SetupError
+
+    config = config_mod.load(args)
+    try:
+        return run_stdio(config)
+    except SetupError as exc:
+        print(f"leanstep mcp: {exc}", file=sys.stderr)
+        return 2
+
+
 def _verify(args: argparse.Namespace) -> int:
     from leanstep import verify_cli
 
     return verify_cli.run(args)
+
+
+def _prove(args: argparse.Namespace) -> int:
+    from leanstep import prove_cli
+
+    return prove_cli.run(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from leanstep import eval_cli
+
+    return eval_cli.run(args)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from leanstep.data import extract
+
+    return extract.run(args)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from leanstep.data import finetune
+
+    return finetune.run(args)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -110,7 +156,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _setup(args: argparse.Namespace) -> int:
     from leanstep.lean_setup import run_setup
 
-    return run_setup(Path(args.workspace).resolve())
+    return run_setup(config_mod.load(args), install_elan=args.install_elan)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -126,19 +172,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /verify, /api/check, /health, /metrics)")
-    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest"))
-    serve.add_argument("--no-model", action="store_true",
-                       help="load no model: /suggest offers a fixed list of common tactics, checked as usual "
-                            "(the same as --backend hint)")
+    serve = sub.add_parser("serve", help="run the HTTP server (/suggest, /prove, /sessions, /mcp, /verify, "
+                                         "/api/check, /health, /metrics)")
+    config_mod.add_arguments(serve, ("pool", "server", "generate", "suggest", "sessions", "prove", "setup"))
+    config_mod.add_no_model_argument(serve)
+    serve.add_argument("--setup", action="store_true",
+                       help="with --repl lake, first set the workspace up as `leanstep setup --install-elan` does "
+                            "(each step skipped when done); `make serve` passes it")
     add_ray_arguments(serve)
     serve.set_defaults(func=_serve)
+
+    about = "run the MCP server on stdin/stdout, for an MCP client that starts it (see docs/mcp.md)"
+    mcp = sub.add_parser("mcp", help=about, description=about)
+    config_mod.add_service_arguments(mcp)
+    mcp.set_defaults(func=_mcp)
 
     verify = sub.add_parser("verify", help="verify proofs from a .jsonl file, a .lean file or a directory")
     from leanstep import verify_cli
 
     verify_cli.add_arguments(verify)
     verify.set_defaults(func=_verify)
+
+    prove = sub.add_parser("prove", help="fill the sorries of a .lean file with proofs checked by Lean "
+                                         "(best-first search, whole proofs with repair)")
+    from leanstep import prove_cli
+
+    prove_cli.add_arguments(prove)
+    prove.set_defaults(func=_prove)
+
+    evaluate = sub.add_parser("eval", help="pass@k of a proving strategy on a .jsonl file of problems")
+    from leanstep import eval_cli
+
+    eval_cli.add_arguments(evaluate)
+    evaluate.set_defaults(func=_eval)
 
     about = "print the model's raw tactic candidates for one goal, without checking them in Lean"
     generate = sub.add_parser("generate", help=about, description=about)
@@ -147,14 +213,34 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--prefix", default="", help="the tactic prefix to complete")
     generate.set_defaults(func=_generate)
 
+    about = "write the tactic steps of Lean files (goals before, tactic, goals after) as JSON lines for training"
+    extract = sub.add_parser("extract", help=about, description=about)
+    from leanstep.data import extract as extract_cli
+
+    extract_cli.add_arguments(extract)
+    extract.set_defaults(func=_extract)
+
+    about = "fine-tune a causal or seq2seq model on `leanstep extract` records; `leanstep serve --hf-model` serves it"
+    finetune = sub.add_parser("finetune", help=about, description=about)
+    from leanstep.data import finetune as finetune_cli
+
+    finetune_cli.add_arguments(finetune)
+    finetune.set_defaults(func=_finetune)
+
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/ and print its figures")
     bench.add_argument("name", choices=["all", *BENCHMARKS])
     bench.add_argument("--quick", action="store_true", help="small size (about a minute on 2 cores)")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     bench.set_defaults(func=_bench)
 
-    setup = sub.add_parser("setup", help="build the REPL and the llmstep tactic for a Lean workspace")
+    about = ("set a Lean workspace up for the server: Lean, the REPL for its Lean version, Mathlib's cache, "
+             "warm headers (each step skipped when done)")
+    setup = sub.add_parser("setup", help=about, description=about)
     setup.add_argument("--workspace", default=".", help="the Lean project (default: current directory)")
+    setup.add_argument("--install-elan", action="store_true",
+                       help="install elan (Lean's toolchain manager) with its official installer when lake is missing")
+    config_mod.add_arguments(setup, ("setup",))
+    config_mod.add_arguments(setup, ("pool",), names=("warm_headers", "import_timeout"))
     setup.set_defaults(func=_setup)
 
     doctor = sub.add_parser("doctor", help="check dependencies, Lean, the REPL, the model and the server")

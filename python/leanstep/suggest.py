@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from leanstep.check.sessions import check_attempt
 from leanstep.check.source import ContextError, GoalContext, build_goal_context
 from leanstep.check.tactics import CandidateStatus, CheckedCandidate, CheckReport, GoalReading, TacticChecker
 from leanstep.config import Config
 from leanstep.generate.base import Candidate, GenerationRequest, Generator
+from leanstep.generate.batching import RequestAbandoned
 from leanstep.limits import AppliedTimeout, bounded_timeout
 from leanstep.repl.pool import ReplPool
 
@@ -40,6 +42,8 @@ class SuggestRequest:
     (``context``, or ``source`` + ``position``), within the checking budget.
     ``n``: candidates to sample (default: the config's ``num_samples``);
     ``timeout``: checking budget in seconds (default and most: ``check_timeout``).
+    ``abandoned``: turns true once the caller no longer waits (its HTTP client left);
+    generation then drops the request if it has not started.
     """
 
     tactic_state: str | None = None
@@ -52,6 +56,7 @@ class SuggestRequest:
     check: bool = True
     timeout: float | None = None
     include_invalid: bool = False
+    abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,11 @@ class SuggestResult:
     budget: AppliedTimeout | None = None  # the checking budget that applied, when candidates were checked
 
 
+class SuggestionFailed(RuntimeError):
+    """The model (or its server) failed to generate; the message names the error. Not a client's fault: the
+    server answers it as unavailable (HTTP 503, or the same words as an MCP tool error)."""
+
+
 def rank(checked: Sequence[CheckedCandidate]) -> list[CheckedCandidate]:
     """closes_goal, valid (progress before no-op), unchecked, invalid; by score within a group (stable)."""
     return sorted(checked, key=lambda c: (RANK[c.status], not c.progress, -_finite(c.score)))
@@ -112,17 +122,28 @@ class Suggester:
         self.checker = checker
 
     def generate(self, request: SuggestRequest, tactic_state: str) -> list[Candidate]:
-        """The model's distinct candidates for ``tactic_state``, best first, without the ones never suggested."""
+        """The model's distinct candidates for ``tactic_state``, best first, without the ones never suggested.
+
+        Raises :class:`SuggestionFailed` when the model fails, and ``RequestAbandoned`` when the caller left
+        (``request.abandoned``) before its generation ran.
+        """
         generation = GenerationRequest(
             tactic_state=tactic_state,
             prefix=request.prefix,
             num_samples=request.n or self.config.num_samples,
             temperatures=self.config.temperatures,
             max_new_tokens=self.config.max_new_tokens,
+            abandoned=request.abandoned,
         )
+        try:
+            generated = self.generator.generate(generation)
+        except RequestAbandoned:  # the caller left: not a failure of the model
+            raise
+        except Exception as exc:
+            raise SuggestionFailed(f"{type(exc).__name__}: {exc}") from exc
         seen: set[str] = set()
         out: list[Candidate] = []
-        for candidate in self.generator.generate(generation):
+        for candidate in generated:
             text = candidate.text.strip()
             if not text or text in seen or text in DROPPED_TEXTS:
                 continue
@@ -131,17 +152,10 @@ class Suggester:
         return out
 
     def suggest(self, request: SuggestRequest) -> SuggestResult:
+        """Generate, check, rank; raises :class:`SuggestionFailed` when the model fails."""
         started = time.monotonic()
-        goal_context: GoalContext | None = None
-        context_error: str | None = None
-        if self.checker is not None and (request.check or request.tactic_state is None):
-            try:
-                goal_context = build_goal_context(request.context, request.source, request.position,
-                                                  self.config.heartbeats)
-            except ContextError as exc:
-                context_error = str(exc)
-        budget = (bounded_timeout(request.timeout, ceiling=self.checker.budget, ceiling_flag="--check-timeout")
-                  if self.checker is not None and goal_context is not None else None)
+        goal_context, budget, context_error = (self._locate(request) if request.check or request.tactic_state is None
+                                               else (None, None, None))
         tactic_state = request.tactic_state
         reading: GoalReading | None = None
         if tactic_state is None:
@@ -152,28 +166,64 @@ class Suggester:
         generation_started = time.monotonic()
         candidates = self.generate(request, tactic_state)
         generated = time.monotonic()
-        report: CheckReport | None = None
-        if not request.check:
-            checked = _unchecked(candidates, None)
-            context_error = "checking was not requested"
-        elif self.checker is None:
-            checked = _unchecked(candidates, "not checked: no REPL pool")
-            context_error = "no REPL pool"
-        elif goal_context is None or budget is None:
-            checked = _unchecked(candidates, f"not checked: {context_error}")
-        else:  # reading the goal, when the request had none, spent part of the one checking budget
+        if request.check:  # reading the goal, when the request had none, spent part of the one checking budget
             spent = reading.seconds if reading is not None else 0.0
-            report = self.checker.check(goal_context, candidates,
-                                        budget=max(budget.seconds - spent, MIN_CHECK_SECONDS))
-            checked = list(report.candidates)
-            context_error = report.context_error
+            checked, report, context_error = self._check(goal_context, budget, context_error, candidates, spent)
+        else:
+            checked, report, context_error = _unchecked(candidates, None), None, "checking was not requested"
+        shown = [c for c in rank(checked) if request.include_invalid or c.status != CandidateStatus.INVALID]
+        return self._result(shown, checked, report, reading, context_error, budget,
+                            started, generation_started, generated)
+
+    def attempt(self, request: SuggestRequest, tactics: Sequence[str]) -> SuggestResult:
+        """Check ``tactics`` at the request's goal as :meth:`suggest` checks a model's candidates (no model),
+        answered in the given order, every one with its verdict (an agent's "multi-attempt").
+
+        Nothing is dropped: a ``sorry`` is checked and answered ``invalid`` like any tactic that leaves one.
+        Raises :class:`~leanstep.check.sessions.BadRequest` for tactics a session's attempt refuses too.
+        """
+        check_attempt(tactics, self.config.max_attempt_tactics)
+        started = time.monotonic()
+        goal_context, budget, context_error = self._locate(request)
+        candidates = [Candidate(text, 0.0) for text in tactics]
+        checked, report, context_error = self._check(goal_context, budget, context_error, candidates, 0.0)
+        return self._result(checked, checked, report, None, context_error, budget, started, started, started)
+
+    def _locate(self, request: SuggestRequest) -> tuple[GoalContext | None, AppliedTimeout | None, str | None]:
+        """The goal context at the request's call, the checking budget that applies to it, or why there is none."""
+        if self.checker is None:
+            return None, None, None
+        try:
+            goal_context = build_goal_context(request.context, request.source, request.position,
+                                              self.config.heartbeats)
+        except ContextError as exc:
+            return None, None, str(exc)
+        budget = bounded_timeout(request.timeout, ceiling=self.checker.budget, ceiling_flag="--check-timeout")
+        return goal_context, budget, None
+
+    def _check(self, goal_context: GoalContext | None, budget: AppliedTimeout | None, context_error: str | None,
+               candidates: Sequence[Candidate], spent: float,
+               ) -> tuple[list[CheckedCandidate], CheckReport | None, str | None]:
+        """Every candidate's verdict on the goal (``spent`` seconds of the budget are gone), the checker's
+        report, and why nothing could be checked (None when the goal was reached)."""
+        if self.checker is None:
+            return _unchecked(candidates, "not checked: no REPL pool"), None, "no REPL pool"
+        if goal_context is None or budget is None:
+            return _unchecked(candidates, f"not checked: {context_error}"), None, context_error
+        report = self.checker.check(goal_context, candidates, budget=max(budget.seconds - spent, MIN_CHECK_SECONDS))
+        return list(report.candidates), report, report.context_error
+
+    @staticmethod
+    def _result(shown: Sequence[CheckedCandidate], checked: Sequence[CheckedCandidate], report: CheckReport | None,
+                reading: GoalReading | None, context_error: str | None, budget: AppliedTimeout | None,
+                started: float, generation_started: float, generated: float) -> SuggestResult:
+        """The answer: ``shown`` as suggestions, counts over all of ``checked``, and where the time went."""
         finished = time.monotonic()
         counts = dict.fromkeys(CandidateStatus, 0)
         for c in checked:
             counts[c.status] += 1
-        ranked = [c for c in rank(checked) if request.include_invalid or c.status != CandidateStatus.INVALID]
         suggestions = tuple(Suggestion(c.text, c.status, c.goals, _finite(c.score), c.message, c.time * 1000)
-                            for c in ranked)
+                            for c in shown)
         goal_read_ms = reading.seconds * 1000 if reading is not None else 0.0
         timings = Timings(
             generation_ms=(generated - generation_started) * 1000,

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from leanstep import config as config_mod
 from leanstep.api.records import result_record, snippet_from_record
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 
 # The pool flags of `leanstep verify`: a local pool's, or each node's with --ray.
 POOL_SETTINGS = ("repl", "workspace", "max_repls", "sandbox", "import_timeout")
-# The trust flags (the server's, applied locally): the level, the import allowlist, native_decide.
-TRUST_SETTINGS = ("trust", "allow_import", "allow_native_decide")
 
 
 class UsageError(ValueError):
@@ -71,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="retries of a batch on a connection error, 429 or 5xx with --url, with backoff")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     trust = parser.add_argument_group("trust (docs/verdicts.md)")
-    config_mod.add_arguments(trust, ("server",), names=TRUST_SETTINGS)
+    config_mod.add_arguments(trust, ("server",), names=config_mod.TRUST_SETTINGS)
     pool = parser.add_argument_group("REPL pool (without --url: a local one, or one per node with --ray)")
     config_mod.add_arguments(pool, ("pool",), names=POOL_SETTINGS)
     add_ray_arguments(parser)
@@ -84,10 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_snippets(path: Path) -> list[Snippet]:
     """Snippets from a .jsonl file, a .lean file or a directory of .lean files."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.lean") if p.is_file() and ".lake" not in p.parts)
-        if not files:
-            raise UsageError(f"{path}: no .lean files in this directory")
-        return [Snippet(str(f.relative_to(path)), _read_text(f)) for f in files]
+        return [Snippet(str(f.relative_to(path)), _read_text(f)) for f in lean_files(path)]
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
     if path.suffix == ".lean":
@@ -95,6 +90,14 @@ def read_snippets(path: Path) -> list[Snippet]:
     if path.suffix in (".jsonl", ".ndjson", ".json"):
         return _read_jsonl(path)
     raise UsageError(f"{path}: expected a .jsonl file, a .lean file or a directory")
+
+
+def lean_files(directory: Path) -> list[Path]:
+    """The .lean files under ``directory``, sorted, outside Lake's build folders (``.lake``)."""
+    files = sorted(p for p in directory.rglob("*.lean") if p.is_file() and ".lake" not in p.parts)
+    if not files:
+        raise UsageError(f"{directory}: no .lean files in this directory")
+    return files
 
 
 def _read_text(path: Path) -> str:
@@ -105,7 +108,17 @@ def _read_text(path: Path) -> str:
 
 
 def _read_jsonl(path: Path) -> list[Snippet]:
-    snippets = []
+    return read_records(path, snippet_from_record, "snippets", "`id` and `code`")
+
+
+RecordT = TypeVar("RecordT")
+
+
+def read_records(path: Path, parse: Callable[[dict[str, Any], int], RecordT], what: str,
+                 fields: str) -> list[RecordT]:
+    """One ``parse(object, line number)`` per non-blank JSON line of ``path``; a :class:`UsageError` names the
+    file and line of the first bad one (``what``: the records' name, ``fields``: what each must hold)."""
+    records = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip():
@@ -115,14 +128,14 @@ def _read_jsonl(path: Path) -> list[Snippet]:
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{lineno}: expected a JSON object with `id` and `code`")
+                raise UsageError(f"{path}:{lineno}: expected a JSON object with {fields}")
             try:
-                snippets.append(snippet_from_record(obj, lineno))
+                records.append(parse(obj, lineno))
             except ValueError as exc:
                 raise UsageError(f"{path}:{lineno}: {exc}") from None
-    if not snippets:
-        raise UsageError(f"{path}: no snippets")
-    return snippets
+    if not records:
+        raise UsageError(f"{path}: no {what}")
+    return records
 
 
 # --------------------------------------------------------------------------- #
@@ -163,13 +176,17 @@ def summary_line(counts: Counter[str], total: int, elapsed: float) -> str:
 def _run_on_pools(args: argparse.Namespace, snippets: list[Snippet],
                   on_result: Callable[[int, VerifyResult], None]) -> None:
     """Verify on a local pool, or with ``--ray`` on one per node: the same flags and options either way."""
-    config = config_mod.load({k: getattr(args, k) for k in (*POOL_SETTINGS, *TRUST_SETTINGS)
-                              if getattr(args, k, None) is not None})
+    config = settings_from_args(args, (*POOL_SETTINGS, *config_mod.TRUST_SETTINGS))
     timeout = args.timeout if args.timeout is not None else config.timeout
     options = VerifyOptions(timeout=timeout, infotree=args.infotree, trust=requested_trust(args) or config.trust,
                             use_cache=not args.no_cache)
-    with _open_verifier(args, config) as verifier:
+    with open_verifier(args, config) as verifier:
         verifier.verify_batch(snippets, options, on_result)
+
+
+def settings_from_args(args: argparse.Namespace, names: tuple[str, ...]) -> config_mod.Config:
+    """The configuration with the settings ``names`` that ``args`` gives (the rest: env vars, defaults)."""
+    return config_mod.load({k: getattr(args, k) for k in names if getattr(args, k, None) is not None})
 
 
 def requested_trust(args: argparse.Namespace) -> Trust | None:
@@ -189,7 +206,7 @@ def requested_trust(args: argparse.Namespace) -> Trust | None:
 
 
 @contextmanager
-def _open_verifier(args: argparse.Namespace, config: config_mod.Config) -> Iterator[BatchVerifier]:
+def open_verifier(args: argparse.Namespace, config: config_mod.Config) -> Iterator[BatchVerifier]:
     """The cluster verifier ``--ray`` names, or a verifier on a local pool; stopped on exit."""
     target = ray_target(args)
     if target is not None:

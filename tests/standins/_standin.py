@@ -1,4 +1,4 @@
-"""What the stand-in executables that play lake, lean and leanchecker in tests/test_sealed.py share.
+"""What the stand-in executables that play elan-init, elan, lake, lean and leanchecker in the tests share.
 
 Each call is recorded as one JSON line (tool, argv, working directory, LEAN_PATH, pid, user id, and
 what the tool observed) in the file ``$LEAN_STANDIN_LOG`` names (a ``LEAN_`` variable, so the sandbox passes
@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 DIRECTIVE = re.compile(r"--\s*standin:\s*(\S+)(?:\s+(\S+))?")
+HERE = Path(__file__).resolve().parent
+# Where the stand-ins' sources are: an installed copy of this file reads it from the note `install` leaves.
+SOURCES = Path((HERE / "_standin_sources").read_text()) if (HERE / "_standin_sources").exists() else HERE
 
 
 def record(**observed: object) -> None:
@@ -58,3 +62,26 @@ def load_module(module: str) -> dict:
 def fail(message: str, status: int = 1) -> None:
     print(message, file=sys.stderr)
     sys.exit(status)
+
+
+def install(standin: str, target: Path, python: str) -> Path:
+    """Copy the stand-in named ``standin`` (and this helper) to ``target``, run by ``python``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _, rest = (SOURCES / standin).read_text().split("\n", 1)
+    target.write_text(f"#!{python}\n{rest}")
+    target.chmod(0o755)
+    if target.parent.resolve() != SOURCES:
+        shutil.copy(SOURCES / "_standin.py", target.parent / "_standin.py")
+        (target.parent / "_standin_sources").write_text(str(SOURCES))
+    return target
+
+
+def workspace_directives(workspace: Path | None = None) -> dict[str, str]:
+    """The ``-- standin:`` directives of the lakefile in ``workspace`` (default: the working directory)."""
+    workspace = Path.cwd() if workspace is None else workspace
+    lakefile = next((p for p in (workspace / "lakefile.lean", workspace / "lakefile.toml") if p.exists()), None)
+    return {} if lakefile is None else directives(lakefile.read_text())
+
+
+def elan_home() -> Path:
+    return Path(os.environ.get("ELAN_HOME") or Path.home() / ".elan")

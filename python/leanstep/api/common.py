@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leanstep.check.verdict import Reason, Trust, Verdict
 from leanstep.limits import AppliedTimeout
@@ -18,12 +18,24 @@ from leanstep.repl.protocol import Pos
 
 log = logging.getLogger(__name__)
 
+MAX_TIMEOUT_S = 600.0
+
+# A client's `timeout` on our own routes: seconds, finite, capped again by the server's own limit.
+RequestTimeout = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)]
+
 
 class StrictModel(BaseModel):
     """Strict types (``"timeout": "30"`` is refused, not guessed at); unknown fields are ignored, so newer
     clients that send more (a request id, a version) still work, as with Kimina."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class Position(StrictModel):
+    """A place in ``source``: 1-based line, 0-based column in Unicode code points."""
+
+    line: int = Field(ge=1, description="1-based line in `source`")
+    column: int = Field(ge=0, description="0-based column, in Unicode code points")
 
 
 def lean_text(value: str | None) -> str | None:
@@ -61,6 +73,10 @@ def parse(model: type[BaseModel], payload: Any) -> Any:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise ValueError(describe_errors(exc)) from None
+
+
+INVALID_REQUEST = "invalid request"  # a field is wrong or a limit refuses it (HTTP 422)
+SUGGESTION_FAILED = "suggestion failed"  # the model failed (HTTP 503)
 
 
 def error_json(error: str, detail: Any = None) -> dict[str, Any]:
@@ -123,6 +139,7 @@ def trust_from_json(value: Any) -> Trust | None:
 
 
 __all__ = [
-    "StrictModel", "applied_timeout_json", "describe_errors", "error_json", "lean_text", "parse", "reason_json",
+    "INVALID_REQUEST", "MAX_TIMEOUT_S", "SUGGESTION_FAILED", "Position", "RequestTimeout", "StrictModel",
+    "applied_timeout_json", "describe_errors", "error_json", "lean_text", "parse", "reason_json",
     "reasons_from_json", "trust_from_json", "verdict_json",
 ]

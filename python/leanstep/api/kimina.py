@@ -37,7 +37,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from leanstep.api.common import StrictModel, applied_timeout_json, reasons_from_json, trust_from_json, verdict_json
 from leanstep.check.source import split_source
@@ -54,7 +54,8 @@ WIRES: tuple[Wire, ...] = (LEANSTEP_WIRE, KIMINA_EXACT)
 CHECK_DEFAULT_TIMEOUT_S = 30.0  # Kimina's default for /api/check
 
 
-def _check_timeout(value: float | None) -> float | None:
+def positive_timeout(value: float | None) -> float | None:
+    """A request's ``timeout`` field, refused unless a positive number of seconds (or not sent)."""
     if value is not None and (not math.isfinite(value) or value <= 0):
         raise ValueError(f"must be a positive number of seconds, got {value!r}")
     return value
@@ -91,14 +92,16 @@ def kimina_env(env: int | None, has_header: bool) -> int | None:
 # Requests
 
 
-class _Stated(StrictModel):
-    """A snippet's optional statement, under our name or the datasets' (``formal_statement``)."""
+class Stated(StrictModel):
+    """A snippet's optional statement, under our name or the datasets' (``formal_statement``); every door's
+    verification request takes it so."""
 
-    statement: str | None = None
-    formal_statement: str | None = None
+    statement: str | None = Field(default=None, description="the formal statement the code must prove "
+                                  "(`theorem name ... : type`); strict and sealed check that it is proved as stated")
+    formal_statement: str | None = Field(default=None, description="the same as `statement` (the name datasets use)")
 
     @model_validator(mode="after")
-    def _one_statement(self) -> _Stated:
+    def _one_statement(self) -> Stated:
         if self.statement is not None and self.formal_statement is not None \
                 and self.statement != self.formal_statement:
             raise ValueError("`statement` and `formal_statement` differ; send the statement under one of them")
@@ -137,7 +140,7 @@ class _BatchOptions(StrictModel):
         return self.wire if self.wire is not None else server_wire
 
 
-class CheckSnippet(_Stated):
+class CheckSnippet(Stated):
     id: str
     code: str
 
@@ -154,7 +157,7 @@ class CheckBody(_BatchOptions):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float | None) -> float | None:
-        return _check_timeout(value)
+        return positive_timeout(value)
 
     @field_validator("snippets")
     @classmethod
@@ -186,7 +189,7 @@ class CheckBody(_BatchOptions):
         return {"results": entries} if exact else {"results": entries, "limits": _limits_json(timeout, import_timeout)}
 
 
-class VerifyCode(_Stated):
+class VerifyCode(Stated):
     custom_id: str | int
     proof: str | None = None
     code: str | None = None
@@ -221,7 +224,7 @@ class VerifyBody(_BatchOptions):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float | None) -> float | None:
-        return _check_timeout(value)
+        return positive_timeout(value)
 
     def to_snippets(self) -> list[Snippet]:
         return [c.to_snippet() for c in self.codes]
@@ -359,5 +362,6 @@ def check_result_from_json(entry: dict[str, Any]) -> VerifyResult:
 
 __all__ = [
     "CHECK_DEFAULT_TIMEOUT_S", "KIMINA_EXACT", "LEANSTEP_WIRE", "WIRES", "CheckBody", "CheckSnippet", "InfotreeKind",
-    "TrustName", "VerifyBody", "VerifyCode", "Wire", "check_request_json", "check_result_from_json", "kimina_env",
+    "Stated", "TrustName", "VerifyBody", "VerifyCode", "Wire", "check_request_json", "check_result_from_json",
+    "kimina_env", "positive_timeout",
 ]

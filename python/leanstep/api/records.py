@@ -4,8 +4,8 @@ A snippet record may use the field names of the data people bring: ``id``,
 ``custom_id`` (Kimina's) or ``name`` for the id, and ``code``, ``proof``
 (Kimina's) or ``full_proof`` for the text, and ``statement`` or
 ``formal_statement`` (the datasets' name) for the formal statement the proof
-must prove; the first one present wins. The CLI
-reads its JSONL input with it, and the Python APIs (``Client.verify``,
+must prove; the first one present wins (and ``header`` for a problem
+``leanstep eval`` proves). The CLI reads its JSONL input with it, and the Python APIs (``Client.verify``,
 ``RayVerifier.verify``) accept such dicts next to the domain's own inputs.
 """
 
@@ -32,6 +32,22 @@ def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Sni
     if statement is not None and not isinstance(statement, str):
         raise ValueError(f"snippet {str(sid)!r}: `statement` must be a string")
     return Snippet(str(sid), code, statement)
+
+
+HEADER_FIELDS = ("header",)
+
+
+def problem_from_record(record: Mapping[str, Any], default_id: str | int) -> tuple[str, str, str]:
+    """``(id, header, statement)`` of a problem to prove (``leanstep eval``'s input): the id as for snippets,
+    ``header`` (imports and ``open`` lines; default none), and the ``statement`` or ``formal_statement``."""
+    pid = next((record[k] for k in ID_FIELDS if k in record), default_id)
+    statement = next((record[k] for k in STATEMENT_FIELDS if record.get(k) is not None), None)
+    if not isinstance(statement, str):
+        raise ValueError(f"problem {str(pid)!r} has no `statement` (or `formal_statement`) string")  # noqa: TRY004
+    header = next((record[k] for k in HEADER_FIELDS if record.get(k) is not None), "")
+    if not isinstance(header, str):
+        raise ValueError(f"problem {str(pid)!r}: `header` must be a string")  # noqa: TRY004
+    return str(pid), header, statement
 
 
 def snippet_of(item: SnippetLike | Mapping[str, Any], index: int) -> Snippet:
@@ -61,4 +77,5 @@ def result_record(result: VerifyResult) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CODE_FIELDS", "ID_FIELDS", "STATEMENT_FIELDS", "result_record", "snippet_from_record", "snippet_of"]
+__all__ = ["CODE_FIELDS", "HEADER_FIELDS", "ID_FIELDS", "STATEMENT_FIELDS", "problem_from_record", "result_record",
+           "snippet_from_record", "snippet_of"]

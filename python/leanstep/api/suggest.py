@@ -5,7 +5,7 @@ file text before the call (``context``) or the whole file and the call's
 position (``source``, ``position``). A request that says where the call is may
 leave the goal out: the server then reads it from Lean. The answer lists every
 suggestion with its ``status``, remaining ``goals``, ``score`` and timings,
-best first.
+best first. :class:`Located` is how any request names a goal in a file.
 """
 
 from __future__ import annotations
@@ -14,33 +14,21 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from leanstep.api.common import StrictModel, applied_timeout_json, lean_text
+from leanstep.api.common import Position, RequestTimeout, StrictModel, applied_timeout_json, lean_text
 from leanstep.suggest import Suggestion, SuggestRequest, SuggestResult, Timings
 
 MAX_SAMPLES = 256
-MAX_TIMEOUT_S = 600.0
 
+class Located(StrictModel):
+    """Where the goal is: the file text before the call (``context``), or the whole file and the call's position
+    (what every request checked at a place in a file takes)."""
 
-class Position(StrictModel):
-    """The call's position in ``source``: 1-based line, 0-based column in Unicode code points."""
-
-    line: int = Field(ge=1)
-    column: int = Field(ge=0)
-
-
-class SuggestBody(StrictModel):
-    """``POST /suggest`` (DESIGN §3.1)."""
-
-    tactic_state: str | None = None
-    prefix: str = ""
-    context: str | None = None
-    source: str | None = None
-    position: Position | None = None
-    file_name: str | None = None
-    n: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
-    check: bool = True
-    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
-    include_invalid: bool = False
+    context: str | None = Field(default=None, description="the Lean file's text up to the call (as llmstep sends it)")
+    source: str | None = Field(default=None, description="the whole Lean file; send `position` with it")
+    position: Position | None = Field(default=None, description="where in `source` the goal is (the call's place)")
+    file_name: str | None = Field(default=None, description="the file's name, for messages only")
+    timeout: RequestTimeout | None = Field(default=None, description="checking budget in seconds (the server caps "
+                                                                     "it at --check-timeout)")
 
     @field_validator("context", "source")
     @classmethod
@@ -48,28 +36,41 @@ class SuggestBody(StrictModel):
         return lean_text(value)
 
     @model_validator(mode="after")
-    def _source_needs_position(self) -> SuggestBody:
+    def _source_needs_position(self) -> Located:
         if (self.source is None) != (self.position is None):
             missing = "position" if self.position is None else "source"
             raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        return self
+
+    def goal_request(self, **more: Any) -> SuggestRequest:
+        """The suggester's request for this goal, with ``more`` of its fields."""
+        return SuggestRequest(context=self.context, source=self.source,
+                              position=(self.position.line, self.position.column) if self.position else None,
+                              file_name=self.file_name, timeout=self.timeout, **more)
+
+
+class SuggestBody(Located):
+    """``POST /suggest`` (DESIGN §3.1)."""
+
+    tactic_state: str | None = Field(default=None, description="the goal, pretty-printed; left out, the server "
+                                                               "reads it from Lean at `source`+`position` or `context`")
+    prefix: str = Field(default="", description="what every suggestion starts with (llmstep's prefix)")
+    n: int | None = Field(default=None, ge=1, le=MAX_SAMPLES,
+                          description="candidates to sample (default: the server's)")
+    check: bool = Field(default=True, description="check the candidates in Lean (needs `source`+`position` or "
+                                                  "`context`)")
+    include_invalid: bool = Field(default=False, description="also list the candidates Lean rejected, last")
+
+    @model_validator(mode="after")
+    def _needs_goal(self) -> SuggestBody:
         if self.tactic_state is None and self.source is None and self.context is None:
             raise ValueError("tactic_state: field required (or send `source` and `position`, or `context`, "
                              "for the server to read the goal from Lean)")
         return self
 
     def to_request(self) -> SuggestRequest:
-        return SuggestRequest(
-            tactic_state=self.tactic_state,
-            prefix=self.prefix,
-            context=self.context,
-            source=self.source,
-            position=(self.position.line, self.position.column) if self.position else None,
-            file_name=self.file_name,
-            n=self.n,
-            check=self.check,
-            timeout=self.timeout,
-            include_invalid=self.include_invalid,
-        )
+        return self.goal_request(tactic_state=self.tactic_state, prefix=self.prefix, n=self.n, check=self.check,
+                                 include_invalid=self.include_invalid)
 
 
 def _suggestion_json(s: Suggestion) -> dict[str, Any]:
@@ -102,4 +103,4 @@ def suggest_answer_json(result: SuggestResult) -> dict[str, Any]:
     return out
 
 
-__all__ = ["MAX_SAMPLES", "MAX_TIMEOUT_S", "Position", "SuggestBody", "suggest_answer_json"]
+__all__ = ["MAX_SAMPLES", "Located", "SuggestBody", "suggest_answer_json"]

@@ -38,11 +38,12 @@ Goal context
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from dataclasses import dataclass
 
-from leanstep.check.lexer import CLOSERS, OPENERS, blank_quiet, block_comment_end, lex, open_brackets
+from leanstep.check.lexer import CLOSERS, OPENERS, Lexed, blank_quiet, block_comment_end, lex, open_brackets
 from leanstep.repl.protocol import Pos
 
 _HEADER_KEYWORD = re.compile(
@@ -264,8 +265,10 @@ class GoalContext:
 
     @property
     def key(self) -> str:
-        """Identifies the proof state this context produces on a given REPL."""
-        return hashlib.sha256(f"{self.preamble}\0{self.command}".encode()).hexdigest()
+        """Identifies the proof state this context produces on a given REPL (which may hold several headers,
+        and a declaration several ``sorry``s)."""
+        where = f"{self.sorry_pos.line}:{self.sorry_pos.column}"
+        return hashlib.sha256(f"{self.header}\0{self.preamble}\0{self.command}\0{where}".encode()).hexdigest()
 
 
 def _line_starts(text: str) -> list[int]:
@@ -302,6 +305,37 @@ def _split_header(text: str, window: int = 1 << 16) -> tuple[str, str]:
     return split.header, split.body + text[len(head):]
 
 
+def _declaration_starts(body: str, lexed: Lexed) -> list[int]:
+    """Offsets where the commands of ``body`` start, each with the doc comments and attributes before it.
+
+    Command starts are column-0 lines outside comments and literals. Brackets are
+    not trusted here, so one unbalanced bracket in the preamble cannot hide every
+    later command.
+    """
+    starts: list[int] = []
+    attached = False  # the previous command start belongs to the next one
+    for off in _line_starts(body):
+        if lexed.is_quiet(off):
+            continue
+        line_end = body.find("\n", off)
+        line = body[off: len(body) if line_end < 0 else line_end]
+        if _is_command_start(line):
+            if not attached:
+                starts.append(off)
+            attached = _attaches_to_next(line)
+    return starts
+
+
+def _goal_context(header: str, preamble: str, declaration: str, sorry_offset: int, heartbeats: int) -> GoalContext:
+    """The goal of the ``sorry`` at ``sorry_offset`` in ``declaration``, which runs after ``preamble``."""
+    preamble = preamble.strip()
+    before = declaration[:sorry_offset]
+    sorry_line = before.count("\n") + 1 + (1 if heartbeats > 0 else 0)  # + the set_option line
+    sorry_column = sorry_offset - (before.rfind("\n") + 1)
+    return GoalContext(header=header, preamble=preamble + "\n" if preamble else "", declaration=declaration,
+                       sorry_pos=Pos(sorry_line, sorry_column), heartbeats=heartbeats)
+
+
 def _build(before: str, heartbeats: int) -> GoalContext:
     """The goal context for a call that starts right after ``before``."""
     before = before.replace("\r\n", "\n")
@@ -309,34 +343,61 @@ def _build(before: str, heartbeats: int) -> GoalContext:
     lexed = lex(body)
     if lexed.open_at_end:
         raise ContextError(f"the call is inside a {lexed.open_at_end}")
-    # Command starts: column-0 lines outside comments and literals. Brackets are
-    # not trusted here, so one unbalanced bracket in the preamble cannot hide
-    # every later command.
-    command_starts: list[tuple[int, str]] = []
-    for off in _line_starts(body):
-        if lexed.is_quiet(off):
-            continue
-        line_end = body.find("\n", off)
-        line = body[off: len(body) if line_end < 0 else line_end]
-        if _is_command_start(line):
-            command_starts.append((off, line))
-    if not command_starts:
+    starts = _declaration_starts(body, lexed)
+    if not starts or not body[starts[-1]:].strip():
         raise ContextError("no declaration found before the call")
-    pos = len(command_starts) - 1
-    while pos > 0 and _attaches_to_next(command_starts[pos - 1][1]):
-        pos -= 1
-    decl_off = command_starts[pos][0]
-    preamble = body[:decl_off].strip()
-    decl_prefix = body[decl_off:]
-    if not decl_prefix.strip():
-        raise ContextError("no declaration found before the call")
+    decl_prefix = body[starts[-1]:]
     closers = "".join(OPENERS[b] for b in reversed(open_brackets(lex(decl_prefix).tokens)))
     # The call replaced by `sorry`; the rest of the line and of the file is dropped.
-    declaration = decl_prefix + "sorry" + closers
-    sorry_line = decl_prefix.count("\n") + 1 + (1 if heartbeats > 0 else 0)  # + the set_option line
-    sorry_column = len(decl_prefix) - (decl_prefix.rfind("\n") + 1)
-    return GoalContext(header=header, preamble=preamble + "\n" if preamble else "", declaration=declaration,
-                       sorry_pos=Pos(sorry_line, sorry_column), heartbeats=heartbeats)
+    return _goal_context(header, body[:starts[-1]], decl_prefix + "sorry" + closers, len(decl_prefix), heartbeats)
+
+
+_PROOF_START = re.compile(r"\s*:=\s*(?:by\s*)?$")
+
+
+def goal_context_of_statement(statement: str, header: str = "", heartbeats: int = 0) -> GoalContext:
+    """The goal of a theorem statement (``theorem name binders : type``) under ``header`` (import lines).
+
+    A trailing ``:=`` or ``:= by`` is dropped; the proof is a ``sorry`` on a line of its own.
+    """
+    if not isinstance(statement, str) or not statement.strip():
+        raise ContextError("no statement given")
+    split = split_source(header.replace("\r\n", "\n"))
+    if split.body.strip():
+        raise ContextError(f"the header may hold only imports; it goes on with {split.body.strip()[:60]!r}")
+    text = _PROOF_START.sub("", statement.replace("\r\n", "\n").rstrip())
+    lexed = lex(text)
+    if lexed.open_at_end:
+        raise ContextError(f"the statement ends inside a {lexed.open_at_end}")
+    if open_brackets(lexed.tokens):
+        raise ContextError("the statement leaves a bracket open")
+    declaration = f"{text} := by\n  sorry\n"
+    return _goal_context(split.header, "", declaration, len(declaration) - len("sorry\n"), heartbeats)
+
+
+def goal_contexts_at_sorries(code: str, heartbeats: int = 0) -> list[GoalContext]:
+    """The goal of every ``sorry`` in ``code`` (a whole file), in order; :class:`ContextError` when there is none.
+
+    Each runs as its declaration (up to the next command) after everything before it
+    as the preamble, so a proof state sees the declarations above it, as in the file.
+    ``sorry`` in comments and literals does not count.
+    """
+    if not isinstance(code, str) or not code.strip():
+        raise ContextError("no code given")
+    header, body = _split_header(code.replace("\r\n", "\n"))
+    lexed = lex(body)
+    sorries = [t.offset for t in lexed.tokens if t.kind == "ident" and t.text == "sorry" and not t.quoted]
+    if not sorries:
+        raise ContextError("the code has no `sorry`: write `sorry` where a proof state should start")
+    starts = _declaration_starts(body, lexed)
+    contexts = []
+    for offset in sorries:
+        index = bisect.bisect_right(starts, offset) - 1
+        begin = starts[index] if index >= 0 else 0
+        end = starts[index + 1] if index + 1 < len(starts) else len(body)
+        declaration = body[begin:end].rstrip() + "\n"
+        contexts.append(_goal_context(header, body[:begin], declaration, offset - begin, heartbeats))
+    return contexts
 
 
 def goal_context_from_context(context: str, heartbeats: int = 0) -> GoalContext:

@@ -34,7 +34,7 @@ import secrets
 from dataclasses import dataclass
 
 from leanstep.check.lexer import CLOSERS, OPENERS, lex
-from leanstep.check.source import declarations
+from leanstep.check.source import Declaration, declarations
 
 STATEMENT_KINDS = frozenset({"theorem", "lemma", "example"})
 REFERENCE_PREFIX = "leanstep_statement_"
@@ -154,6 +154,48 @@ def parse_statement(text: str) -> Statement:
     return Statement(kind, name, signature)
 
 
+def _heads(text: str) -> list[tuple[Declaration, str | None]]:
+    """Each theorem, lemma or example of ``text`` with its head up to the top-level ``:=``
+    (``theorem foo (x : ℕ) : x + 0 = x``), or None for a head that does not read as a statement."""
+    offsets = [0]
+    for line in text.split("\n"):
+        offsets.append(offsets[-1] + len(line) + 1)
+    found: list[tuple[Declaration, str | None]] = []
+    for decl in declarations(text):
+        if decl.kind not in STATEMENT_KINDS:
+            continue
+        start = offsets[decl.line - 1] + decl.column
+        head = text[start:_signature_end(text, start)].rstrip()
+        try:
+            parse_statement(head)
+        except StatementError:
+            found.append((decl, None))
+        else:
+            found.append((decl, head))
+    return found
+
+
+def declaration_head(text: str) -> str | None:
+    """The statement the first theorem, lemma or example of ``text`` proves: its head up to the top-level
+    ``:=`` (``theorem foo (x : ℕ) : x + 0 = x``), or None when ``text`` declares none that reads as one."""
+    heads = _heads(text)
+    return heads[0][1] if heads else None
+
+
+def standalone_statements(text: str) -> list[tuple[Declaration, str]]:
+    """Each named theorem or lemma of ``text`` with its statement as a problem outside the file: its head with
+    the name in full (``theorem Demo.foo (x : ℕ) : x + 0 = x`` for ``foo`` in ``namespace Demo``). Lean opens
+    the namespaces of a declaration's full name for its signature, as the file's ``namespace`` did; what
+    else the file gave the signature (its own definitions, ``variable``s, ``open``s) is not carried."""
+    found = []
+    for decl, head in _heads(text):
+        if head is None or decl.name is None:
+            continue
+        statement = parse_statement(head)
+        found.append((decl, f"{statement.kind} {decl.name}{statement.signature}"))
+    return found
+
+
 def declared_signature(body: str, statement: Statement) -> str | None:
     """The signature the submission gives the statement's theorem (None: it declares no such theorem).
 
@@ -201,5 +243,5 @@ def text_mismatch(body: str, statement: Statement) -> str | None:
     return None
 
 
-__all__ = ["REFERENCE_PREFIX", "Statement", "StatementError", "declared_signature", "new_nonce", "normalise",
-           "parse_statement", "text_mismatch"]
+__all__ = ["REFERENCE_PREFIX", "Statement", "StatementError", "declaration_head", "declared_signature", "new_nonce",
+           "normalise", "parse_statement", "standalone_statements", "text_mismatch"]

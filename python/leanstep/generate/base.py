@@ -10,29 +10,26 @@ suggestion looks the same whichever model or server produced it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args, runtime_checkable
+
+from .proofs import END_OF_TEXT, ProofTask, extract_lean_code
 
 # Text that ends a tactic when a model keeps writing past it: the next prompt
 # marker of the proofstep format, end-of-text markers of common tokenizers and
 # a closing code fence (chat models).
-END_MARKERS: tuple[str, ...] = (
-    "[GOAL]",
-    "[PROOFSTEP]",
-    "<|endoftext|>",
-    "</s>",
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<eos>",
-    "```",
-)
+END_MARKERS: tuple[str, ...] = ("[GOAL]", "[PROOFSTEP]", *END_OF_TEXT, "```")
 
 # Where candidates come from: transformers in process, vLLM in process, an
 # OpenAI-compatible completions server, a GGUF file through llama.cpp in process,
-# or a fixed tactic list (no model).
-Backend = Literal["hf", "vllm", "openai", "llamacpp", "hint"]
+# a fixed tactic list (no model), or proposals replayed from a file (no model).
+Backend = Literal["hf", "vllm", "openai", "llamacpp", "hint", "scripted"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+# Longest wait for more requests to join a generation batch: past this the wait
+# costs an editor more than batching saves.
+MAX_BATCH_WINDOW_S = 1.0
 
 # LeanCopilot's ByT5 tactic generator (about 300M parameters): small enough for
 # a laptop CPU, trained on Lean 4 (LeanDojo) states, input = the goal text.
@@ -49,18 +46,22 @@ def backend_named(name: str) -> Backend:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One suggested tactic.
+    """One suggested tactic, or one whole proof.
 
-    ``text`` is the complete tactic (the request's prefix included), on one line.
+    ``text`` is the complete tactic (the request's prefix included), on one line;
+    for a whole-proof request it is the Lean code of one answer (many lines).
     ``score`` is the mean log-probability per generated token under the model's
     own (temperature 1) distribution, so it is <= 0 and comparable between
     samples of different lengths and temperatures; higher is better. For beam
     search it is the beam's length-normalised log-probability, which is the
     same quantity. Backends that cannot report log-probabilities use 0.0.
+    ``count`` is how many of the samples drawn gave this text (duplicates are
+    merged; pass@k counts them all).
     """
 
     text: str
     score: float
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,13 @@ class GenerationRequest:
     """What to generate for: one goal, one prefix, and the sampling budget.
 
     ``temperatures``: one batched call per temperature, ``num_samples`` samples
-    each; a temperature of 0 means greedy decoding (one sample).
+    each; a temperature of 0 means greedy decoding (one sample). ``proof``:
+    ask for whole proofs of that task instead of next tactics (each candidate
+    is then a complete Lean code block, see :mod:`leanstep.generate.proofs`;
+    ``tactic_state`` may hold the goal, or be empty). ``seed``: sample
+    reproducibly (the same seed, model and request give the same candidates).
+    ``abandoned``: turns true once nobody waits for the answer (the client
+    disconnected); a batching backend then drops the request if it has not started.
     """
 
     tactic_state: str
@@ -76,6 +83,9 @@ class GenerationRequest:
     num_samples: int = 8
     temperatures: tuple[float, ...] = (0.5,)
     max_new_tokens: int = 64
+    proof: ProofTask | None = None
+    seed: int | None = None
+    abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -99,6 +109,9 @@ class GeneratorSettings:
     its CUDA-graph decoder for causal models on a GPU; ``compile`` adds
     torch.compile to it (faster steps, but a compile of tens of seconds for each
     new cache-length bucket, so it suits long-running servers that warm up).
+    ``batch_size`` > 1 lets the hf backend generate for up to that many concurrent
+    requests in one batched call, collected for ``batch_window`` seconds after the
+    first arrives (1: every request alone, nothing waits).
     ``cpu_threads`` and ``seed`` are the llamacpp backend's: threads for llama.cpp's
     CPU kernels (0: one per core this process may use) and the seed of its sampler.
     """
@@ -118,7 +131,11 @@ class GeneratorSettings:
     fast_path: bool = True
     compile: bool = False
     trust_remote_code: bool = False
+    batch_size: int = 1
+    batch_window: float = 0.0
     hint_tactics: tuple[str, ...] = ()  # the hint backend's list (empty: its default)
+    proof_format: str = "prover-completion"  # how whole-proof requests are rendered (leanstep.generate.proofs)
+    script: str | None = None  # the scripted backend's proposals file
     cpu_threads: int = 0
     seed: int = 0
     extra: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
@@ -127,6 +144,11 @@ class GeneratorSettings:
         backend_named(self.backend)
         if self.num_beams < 0:
             raise ValueError(f"num_beams must be >= 0, got {self.num_beams}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.batch_window <= MAX_BATCH_WINDOW_S:
+            raise ValueError(f"batch_window must be between 0 and {MAX_BATCH_WINDOW_S:g} seconds, "
+                             f"got {self.batch_window:g}")
         if self.cpu_threads < 0:
             raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
         object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
@@ -174,18 +196,42 @@ def postprocess(prefix: str, outputs: Iterable[tuple[str, float]]) -> list[Candi
     best score, and the result is sorted by score (best first; ties keep the
     order of first appearance, so greedy/beam order survives).
     """
+    return _ranked(((prefix + cut_tactic(continuation)).strip(), score, 1) for continuation, score in outputs)
+
+
+def _ranked(items: Iterable[tuple[str, float, int]]) -> list[Candidate]:
+    """Non-empty texts, duplicates merged (best score, counts added), best score first (ties: first seen)."""
     best: dict[str, float] = {}
-    for continuation, raw_score in outputs:
-        text = (prefix + cut_tactic(continuation)).strip()
-        if not text:
+    counts: dict[str, int] = {}
+    for text, raw_score, count in items:
+        if not text.strip():
             continue
         score = -math.inf if math.isnan(raw_score) else float(raw_score)
         if text not in best or score > best[text]:
             best[text] = score
+        counts[text] = counts.get(text, 0) + count
     ranked = sorted(best.items(), key=lambda kv: -kv[1])
-    return [Candidate(text=t, score=s) for t, s in ranked]
+    return [Candidate(text=t, score=s, count=counts[t]) for t, s in ranked]
+
+
+def postprocess_proofs(answer_start: str, outputs: Iterable[tuple[str, float]],
+                       stop: Sequence[str] = ()) -> list[Candidate]:
+    """Raw ``(continuation, score)`` pairs of a whole-proof request -> ranked candidates, each the Lean
+    code of one answer (:func:`leanstep.generate.proofs.extract_lean_code`).
+
+    ``answer_start`` is the end of the prompt the answer continues (the open
+    fence and statement of the completion format; empty for chat formats); a
+    continuation is cut at the first of the format's ``stop`` strings (servers
+    leave them out, a local model writes them). Duplicates keep their best
+    score and add up their counts; answers without code are dropped.
+    """
+    def cut(text: str) -> str:
+        ends = [i for i in (text.find(s) for s in stop) if i >= 0]
+        return text[:min(ends)] if ends else text
+
+    return _ranked((extract_lean_code(answer_start + cut(continuation)), score, 1) for continuation, score in outputs)
 
 
 def merge(candidate_lists: Sequence[Sequence[Candidate]]) -> list[Candidate]:
     """Merge already post-processed lists (e.g. from several temperatures)."""
-    return postprocess("", ((c.text, c.score) for cs in candidate_lists for c in cs))
+    return _ranked((c.text.strip(), c.score, c.count) for cs in candidate_lists for c in cs)

@@ -11,6 +11,10 @@ list's order; when none does, the prefix itself (a complete tactic the user
 typed) is the one candidate. Scores follow the order (0, -0.001, -0.002, ...),
 so the list's order is the ranking before checking. There is nothing to
 sample, so ``num_samples`` does not apply: the list is the budget.
+
+A whole-proof request gets one proof per listed tactic: the statement closed
+by that tactic alone (``theorem foo : ... := by`` + newline + ``  norm_num``),
+the model-free baseline that "one finishing tactic" proofs are.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ DEFAULT_HINT_TACTICS: tuple[str, ...] = (
     "positivity", "ring", "aesop", "tauto", "contradiction", "constructor", "exact?",
 )
 RANK_STEP = 0.001
+UNFINISHED = frozenset({"constructor", "exact?"})  # never a whole proof on their own
 
 
 class HintGenerator:
@@ -37,6 +42,11 @@ class HintGenerator:
         """Nothing to load."""
 
     def generate(self, request: GenerationRequest) -> list[Candidate]:
+        if request.proof is not None:
+            statement = request.proof.statement
+            glue = "" if statement.endswith((" ", "\n")) else "\n  "
+            return [Candidate(statement + glue + t, 0.0 - RANK_STEP * rank) for rank, t in enumerate(self.tactics)
+                    if t not in UNFINISHED]
         prefix = request.prefix.strip()
         matching = [t for t in self.tactics if t.startswith(prefix)] or ([prefix] if prefix else [])
         return [Candidate(text, 0.0 - RANK_STEP * rank) for rank, text in enumerate(matching)]

@@ -21,6 +21,9 @@ Tokens are drawn in numpy from each step's logits with a seeded generator
 newline, at an end-of-generation token, or after ``max_new_tokens``; its score is
 the mean log-probability of its tokens under the model's temperature-1
 distribution, as for the other backends, and :func:`postprocess` does the rest.
+A whole-proof request (``request.proof``) is rendered in its proof format and its
+samples run to an end-of-generation token or the format's stop strings instead of
+the newline, then go through :func:`postprocess_proofs`.
 
 The context holds one key/value cache, so generation is serialised by a lock.
 llama-cpp-python compiles llama.cpp when it is installed (``make llamacpp``); it is
@@ -40,8 +43,9 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 
-from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess
-from .prompts import get_format
+from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess, postprocess_proofs
+from .prompts import Prompt, get_format
+from .proofs import get_proof_format
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +214,8 @@ class LlamaModel:
         self.cells = lc.llama_n_ctx(context)
         self.positions = min(lc.llama_model_n_ctx_train(model), self.cells)
         self.pieces = [self._piece(t, special=False) for t in range(self.n_vocab)]
-        self.stops = np.array([b"\n" in piece or bool(lc.llama_vocab_is_eog(self.vocab, t))
-                               for t, piece in enumerate(self.pieces)])
+        self.ends = np.array([bool(lc.llama_vocab_is_eog(self.vocab, t)) for t in range(self.n_vocab)])
+        self.stops = self.ends | np.array([b"\n" in piece for piece in self.pieces])  # the end of a tactic
         bos = lc.llama_vocab_bos(self.vocab)
         self.bos_text = self._piece(bos, special=True).decode("utf-8", "replace") if bos >= 0 else ""
         eos = lc.llama_vocab_eos(self.vocab)
@@ -294,18 +298,31 @@ class LlamaModel:
         return self._logits(1)[0]
 
     def sample(self, prompt_logits: np.ndarray, num_samples: int, temperature: float, max_new_tokens: int,
-               may_stop_at_once: bool, rng: np.random.Generator) -> list[tuple[str, float]]:
+               may_stop_at_once: bool, rng: np.random.Generator,
+               stop_texts: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """``num_samples`` continuations of the cached prompt, in rounds of at most
-        :data:`PARALLEL` that fit the cache, as ``(text, mean log-probability)``."""
+        :data:`PARALLEL` that fit the cache, as ``(text, mean log-probability)``.
+
+        A continuation ends at a newline (the end of a tactic) or, when ``stop_texts``
+        is given (a whole proof), at an end-of-generation token or one of those texts."""
         fit = max(1, (self.cells - len(self.cached)) // max_new_tokens)
         out: list[tuple[str, float]] = []
         while len(out) < num_samples:
             size = min(PARALLEL, fit, num_samples - len(out))
-            out += self._round(prompt_logits, size, temperature, max_new_tokens, may_stop_at_once, rng)
+            out += self._round(prompt_logits, size, temperature, max_new_tokens, may_stop_at_once, rng, stop_texts)
         return out
 
+    def _ended(self, token: int, tokens: list[int], stop_texts: Sequence[str] | None) -> bool:
+        if stop_texts is None:
+            return bool(self.stops[token])
+        if self.ends[token]:
+            return True
+        tail = self.text(tokens[-64:])
+        return any(stop in tail for stop in stop_texts)
+
     def _round(self, prompt_logits: np.ndarray, size: int, temperature: float, max_new_tokens: int,
-               may_stop_at_once: bool, rng: np.random.Generator) -> list[tuple[str, float]]:
+               may_stop_at_once: bool, rng: np.random.Generator,
+               stop_texts: Sequence[str] | None) -> list[tuple[str, float]]:
         start = len(self.cached)
         for sequence in range(1, size):
             self.lib.llama_memory_seq_cp(self.memory, 0, sequence, -1, -1)
@@ -314,7 +331,7 @@ class LlamaModel:
         live = list(range(size))
         logits = np.repeat(prompt_logits[None, :], size, axis=0)
         # An empty tactic is no suggestion: without a prefix the first token may not end it.
-        banned = None if may_stop_at_once else self.stops
+        banned = None if may_stop_at_once else (self.stops if stop_texts is None else self.ends)
         try:
             while live:
                 picks, logprobs = sample_tokens(logits, temperature, rng, banned)
@@ -323,7 +340,7 @@ class LlamaModel:
                 for sequence, token, logprob in zip(live, picks.tolist(), logprobs.tolist(), strict=True):
                     tokens[sequence].append(token)
                     sums[sequence] += logprob
-                    if not self.stops[token] and len(tokens[sequence]) < max_new_tokens:
+                    if not self._ended(token, tokens[sequence], stop_texts) and len(tokens[sequence]) < max_new_tokens:
                         going.append((token, start + len(tokens[sequence]) - 1, sequence))
                 live = [sequence for _, _, sequence in going]
                 if going:
@@ -355,6 +372,7 @@ class LlamaCppGenerator:
         self.settings = settings
         self.path = path
         self.format = get_format(settings.prompt_format)
+        self.proof_format = get_proof_format(settings.proof_format)
         self.offload_layers = gpu_layers(settings.device, llama_cpp.llama_supports_gpu_offload())  # fails now
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(settings.seed)
@@ -384,16 +402,28 @@ class LlamaCppGenerator:
                 self.model.close()
                 self.model = None
 
+    def prompt(self, request: GenerationRequest, model: LlamaModel) -> Prompt:
+        if request.proof is not None:
+            return self.proof_format.render(request.proof, request.tactic_state, tokenizer=model.chat_template)
+        return self.format.render(request.tactic_state, request.prefix, tokenizer=model.chat_template)
+
     def generate(self, request: GenerationRequest) -> list[Candidate]:
+        """Next tactics (whole proofs for a ``proof`` request); a request's ``seed`` makes its
+        samples reproducible, otherwise they continue the generator's seeded sequence."""
+        whole = request.proof is not None
         with self._lock:
             model = self._loaded()
-            prompt = self.format.render(request.tactic_state, request.prefix, tokenizer=model.chat_template)
+            prompt = self.prompt(request, model)
             tokens = model.tokenize(prompt.text + prompt.decoder_prefix)
             tokens = tokens[-model.prompt_budget(request.max_new_tokens):]
             prompt_logits = model.evaluate_prompt(tokens)
+            rng = self._rng if request.seed is None else np.random.default_rng(request.seed)
             outputs: list[tuple[str, float]] = []
             for temperature in request.temperatures:
                 n = request.num_samples if temperature > 0 else 1
                 outputs += model.sample(prompt_logits, n, temperature, request.max_new_tokens,
-                                        may_stop_at_once=bool(request.prefix), rng=self._rng)
-            return postprocess(request.prefix, outputs)
+                                        may_stop_at_once=whole or bool(request.prefix), rng=rng,
+                                        stop_texts=self.proof_format.stop if whole else None)
+        if whole:
+            return postprocess_proofs(prompt.answer_start, outputs, self.proof_format.stop)
+        return postprocess(request.prefix, outputs)

@@ -13,8 +13,9 @@ from typing import Any
 
 import requests
 
-from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess
-from .prompts import get_format
+from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess, postprocess_proofs
+from .prompts import Prompt, get_format
+from .proofs import get_proof_format
 
 
 class OpenAIError(RuntimeError):
@@ -36,6 +37,7 @@ class OpenAIGenerator:
             raise ValueError("the openai backend needs a base URL (e.g. http://localhost:8000/v1)")
         self.settings = settings
         self.format = get_format(settings.prompt_format)
+        self.proof_format = get_proof_format(settings.proof_format)
         self.url = settings.openai_base_url.rstrip("/") + "/completions"
         self.timeout = settings.request_timeout
         self.session = session or requests.Session()
@@ -47,17 +49,27 @@ class OpenAIGenerator:
         """Nothing to load locally; one tiny request checks the endpoint answers."""
         self.generate(GenerationRequest("⊢ True", "", num_samples=1, temperatures=(0.0,), max_new_tokens=1))
 
+    def prompt(self, request: GenerationRequest) -> Prompt:
+        if request.proof is not None:
+            return self.proof_format.render(request.proof, request.tactic_state)
+        return self.format.render(request.tactic_state, request.prefix)
+
     def payload(self, request: GenerationRequest, temperature: float) -> dict[str, Any]:
-        prompt = self.format.render(request.tactic_state, request.prefix)
+        """The completions request: a tactic stops at the newline, a whole proof at its format's stop strings."""
+        prompt = self.prompt(request)
         body: dict[str, Any] = {
             "model": self.settings.model,
             "prompt": prompt.text + prompt.decoder_prefix,
             "n": request.num_samples if temperature > 0 else 1,
             "temperature": temperature,
             "max_tokens": request.max_new_tokens,
-            "stop": ["\n"],
             "logprobs": 1,
         }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        stop = ["\n"] if request.proof is None else list(self.proof_format.stop)
+        if stop:
+            body["stop"] = stop
         if self.settings.num_beams > 0:  # vLLM's extension of the completions API
             body.update(n=self.settings.num_beams, use_beam_search=True, best_of=self.settings.num_beams,
                         temperature=0.0)
@@ -87,4 +99,6 @@ class OpenAIGenerator:
             data = self._post(self.payload(request, temperature))
             outputs += [(choice["text"], _choice_score(choice)) for choice in data["choices"]
                         if isinstance(choice, dict) and isinstance(choice.get("text"), str)]
+        if request.proof is not None:
+            return postprocess_proofs(self.prompt(request).answer_start, outputs, self.proof_format.stop)
         return postprocess(request.prefix, outputs)

@@ -11,6 +11,10 @@ A format decides what text the model sees for a goal and a prefix:
   tokenizer's chat template when it has one; the assistant turn is pre-filled
   with an opening ``lean`` code fence and the prefix, so the model's first line
   is the tactic.
+
+Training uses the same code: :func:`training_example` renders a tactic step's prompt exactly as
+serving renders it for an empty prefix, with the tactic as the text the model must write next,
+so a model is trained on the prompts it will be served.
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ class Prompt:
 
     ``text`` is the model input (for a causal model it ends with the prefix).
     ``decoder_prefix`` is text a seq2seq model's decoder must start with (the
-    user's prefix for the ``state`` format), or ``""``.
+    user's prefix for the ``state`` format), or ``""``. ``answer_start`` is the
+    end of ``text`` that already belongs to the answer (a whole-proof format's
+    open code fence and statement), read back together with what the model adds.
     """
 
     text: str
     decoder_prefix: str = ""
+    answer_start: str = ""
 
 
 class PromptFormat:
@@ -85,6 +92,17 @@ class ChatFormat(PromptFormat):
 FORMATS: dict[str, PromptFormat] = {f.name: f for f in (ProofstepFormat(), StateFormat(), ChatFormat())}
 
 
+@dataclass(frozen=True)
+class TrainingExample:
+    """One step to learn: the prompt served for its goal and the tactic the model should write after it.
+
+    The model's end-of-sequence token follows ``completion`` when training: serving stops there (or at a newline).
+    """
+
+    prompt: Prompt
+    completion: str
+
+
 def get_format(name: str) -> PromptFormat:
     """The format called ``name``; a ValueError lists the known names otherwise."""
     try:
@@ -98,3 +116,10 @@ def get_format(name: str) -> PromptFormat:
 def render(name: str, tactic_state: str, prefix: str = "", tokenizer: Any = None, seq2seq: bool = False) -> Prompt:
     """Shorthand for ``get_format(name).render(...)``."""
     return get_format(name).render(tactic_state, prefix, tokenizer=tokenizer, seq2seq=seq2seq)
+
+
+def training_example(name: str, tactic_state: str, tactic: str, tokenizer: Any = None,
+                     seq2seq: bool = False) -> TrainingExample:
+    """The example format ``name`` makes of one step: its prompt for ``tactic_state`` with no prefix, as
+    served, and ``tactic`` to follow it."""
+    return TrainingExample(render(name, tactic_state, "", tokenizer=tokenizer, seq2seq=seq2seq), tactic)

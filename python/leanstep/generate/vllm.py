@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess
-from .prompts import get_format
+from .base import Candidate, GenerationRequest, GeneratorSettings, postprocess, postprocess_proofs
+from .prompts import Prompt, get_format
+from .proofs import get_proof_format
 
 INSTALL_HINT = "the vllm backend needs vLLM: pip install leanstep[vllm]"
 
@@ -43,6 +44,7 @@ class VLLMGenerator:
         self._vllm = vllm
         self.settings = settings
         self.format = get_format(settings.prompt_format)
+        self.proof_format = get_proof_format(settings.proof_format)
         dtype = settings.dtype if settings.dtype not in ("", "auto") else "auto"
         self.llm = vllm.LLM(model=settings.model, dtype=dtype, trust_remote_code=settings.trust_remote_code)
         self.tokenizer = self.llm.get_tokenizer()
@@ -52,7 +54,14 @@ class VLLMGenerator:
         self.generate(GenerationRequest("⊢ True", "", num_samples=2, temperatures=(1.0,), max_new_tokens=4))
 
     def generate(self, request: GenerationRequest) -> list[Candidate]:
-        prompt = self.format.render(request.tactic_state, request.prefix, tokenizer=self.tokenizer)
+        """Next tactics (stop at the newline), or whole proofs (stop at the proof format's closing fence)."""
+        prompt: Prompt
+        if request.proof is not None:
+            prompt = self.proof_format.render(request.proof, request.tactic_state, tokenizer=self.tokenizer)
+            stop = list(self.proof_format.stop) or None
+        else:
+            prompt = self.format.render(request.tactic_state, request.prefix, tokenizer=self.tokenizer)
+            stop = ["\n"]
         text = prompt.text + prompt.decoder_prefix
         outputs: list[tuple[str, float]] = []
         with self._lock:
@@ -64,11 +73,14 @@ class VLLMGenerator:
                         n=request.num_samples if temperature > 0 else 1,
                         temperature=temperature,
                         max_tokens=request.max_new_tokens,
-                        stop=["\n"],
+                        stop=stop,
                         logprobs=0,
+                        seed=request.seed,
                     )
                     result = self.llm.generate([text], params, use_tqdm=False)[0]
                     outputs += [(o.text, _mean_logprob(o)) for o in result.outputs]
+        if request.proof is not None:
+            return postprocess_proofs(prompt.answer_start, outputs, self.proof_format.stop)
         return postprocess(request.prefix, outputs)
 
     def _beam(self, text: str, request: GenerationRequest) -> list[tuple[str, float]]:

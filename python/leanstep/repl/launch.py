@@ -49,12 +49,14 @@ def repl_command(config: Config) -> tuple[tuple[str, ...], Path | None]:
             raise SetupError(f"{workspace} is not a Lake project (no lakefile.lean or lakefile.toml)")
         lake = find_lake()
         if lake is None:
-            raise SetupError("`lake` is not on PATH: install elan (https://github.com/leanprover/elan), "
-                             f"then run `leanstep setup --workspace {workspace}`")
+            raise SetupError("`lake` is not on PATH: serve with --setup (as `make serve` does) to install elan "
+                             "and build the REPL, or install elan (https://github.com/leanprover/elan) and run "
+                             f"`leanstep setup --workspace {workspace}`")
         binary = find_repl_binary(workspace)
         if binary is None:
-            raise SetupError(f"no REPL binary in {workspace}: run `leanstep setup --workspace {workspace}` "
-                             "(it builds leanprover-community/repl for the workspace's toolchain)")
+            raise SetupError(f"no REPL binary for this workspace's Lean in {workspace}: run `leanstep setup "
+                             f"--workspace {workspace}` or serve with --setup (both build the release of "
+                             "leanprover-community/repl for the workspace's toolchain)")
         return (lake, "env", str(binary)), workspace
     argv = tuple(shlex.split(config.repl))
     if not argv or shutil.which(argv[0]) is None:

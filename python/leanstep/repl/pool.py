@@ -53,7 +53,8 @@ from leanstep.repl.protocol import CommandRequest, CommandResponse, ErrorRespons
 log = logging.getLogger(__name__)
 
 PREAMBLE_CACHE_PER_WORKER = 64
-GOAL_STATES_PER_WORKER = 32  # goal proof states kept per REPL (the same call in an unchanged file: no replay)
+GOAL_STATES_PER_WORKER = 1024  # proof states kept per REPL by recipe (a call's goal, a session's states): no replay
+PIN_WAIT_SECONDS = 1.0  # how long a request waits for the busy REPL it prefers before it takes another
 WORKDIR_PREFIX = "leanstep-worker-"  # + the server's pid, so a later server can remove a killed one's
 DEFAULT_IMPORT_SECONDS = 1.0
 RSS_POLL_SECONDS = 1.0
@@ -165,10 +166,15 @@ class PreambleEnv:
 
 @dataclass(frozen=True)
 class GoalState:
-    """A proof state a worker's REPL holds for the goal at an editor's call, and that goal's text."""
+    """A proof state a worker's REPL holds (the goal at an editor's call, a session's state) and its goals."""
 
     proof_state: int
-    goal: str
+    goals: tuple[str, ...]
+
+    @property
+    def goal(self) -> str:
+        """The goals as one text, as Lean prints several (blank-line separated)."""
+        return "\n\n".join(self.goals)
 
 
 @dataclass(frozen=True)
@@ -242,7 +248,11 @@ class Worker:
         return PreambleEnv(response, cached=False)
 
     def goal_state(self, key: str) -> GoalState | None:
-        """A goal proof state this REPL built earlier under ``key`` (ids are only valid in this process)."""
+        """A proof state this REPL built earlier under ``key`` (ids are only valid in this process).
+
+        Keys name how a state is built (goal context, then tactics), never a REPL's ids, so the
+        same key on another worker is the same state once that worker has built it.
+        """
         with self._goal_lock:
             state = self._goal_states.get(key)
             if state is not None:
@@ -313,6 +323,8 @@ class _Waiter:
     must_import: bool = field(default=False, compare=False)
     restart_at: float = field(default=0.0, compare=False)  # > 0: needs a new REPL, which the budget allows then
     budget_blocked: bool = field(default=False, compare=False)  # the restart budget kept it waiting at some point
+    prefer: int | None = field(default=None, compare=False)  # id of the worker it waits for while that one lives
+    prefer_until: float = field(default=0.0, compare=False)  # after this, any worker with the header will do
 
 
 class ReplPool:
@@ -360,16 +372,22 @@ class ReplPool:
 
     @contextmanager
     def acquire(self, header: str, priority: Priority = Priority.BATCH, wait: float | None = None,
-                import_limit: ImportLimit | None = None) -> Iterator[Worker]:
+                import_limit: ImportLimit | None = None, prefer: int | None = None) -> Iterator[Worker]:
         """Hold a worker whose header env is ``header``'s; released (or replaced) on exit.
 
         An import this acquisition starts runs within ``import_limit`` when it is shorter than
         ``--import-timeout`` (a request's own timeout bounds its header too, as Kimina's does).
+
+        ``prefer``: the id of a worker that holds state this request wants (a proof session's
+        pinned REPL). While that worker lives and holds ``header``, the request takes it when
+        it is idle and waits for it up to ``PIN_WAIT_SECONDS`` when it is busy; after that, or
+        once the worker is gone (lost, recycled, evicted), any worker will do, and the caller
+        rebuilds its state there.
         """
         limit = self._import_limit
         if import_limit is not None and import_limit.seconds < limit.seconds:
             limit = import_limit
-        worker = self._take(header, priority, self.settings.queue_wait if wait is None else wait, limit)
+        worker = self._take(header, priority, self.settings.queue_wait if wait is None else wait, limit, prefer)
         try:
             yield worker
         finally:
@@ -444,12 +462,14 @@ class ReplPool:
     def _import_limit(self) -> ImportLimit:
         return ImportLimit(self.settings.import_timeout)
 
-    def _take(self, header: str, priority: Priority, wait: float, limit: ImportLimit) -> Worker:
+    def _take(self, header: str, priority: Priority, wait: float, limit: ImportLimit,
+              prefer: int | None = None) -> Worker:
         deadline = time.monotonic() + wait
         with self._cond:
             if self._closed:
                 raise PoolClosed("the REPL pool is shutting down")
-            waiter = _Waiter(int(priority), next(self._seq), header, time.monotonic())
+            waiter = _Waiter(int(priority), next(self._seq), header, time.monotonic(), prefer=prefer,
+                             prefer_until=time.monotonic() + PIN_WAIT_SECONDS)
             self._waiters.append(waiter)
             self._waiters.sort()
             try:
@@ -471,6 +491,8 @@ class ReplPool:
                             f"no REPL free for {wait:g} s ({len(self._workers)}/{self.settings.max_repls} busy or "
                             f"starting, {len(self._waiters)} waiting)")
                     wake = min(remaining, self._next_eviction_check(waiter))
+                    if waiter.prefer is not None and waiter.prefer_until > now:
+                        wake = min(wake, waiter.prefer_until - now)
                     if waiter.restart_at:
                         wake = min(wake, max(0.01, waiter.restart_at - now))
                     self._cond.wait(wake)
@@ -495,18 +517,20 @@ class ReplPool:
 
     def _dispatch(self) -> None:
         """Hand idle workers and free capacity to waiters, best priority first (lock held)."""
+        self._replace_dead_idle()
         capacity_blocked = False
         for waiter in self._waiters:
             if waiter.worker is not None:
                 continue
             waiter.restart_at = 0.0
+            pinned = self._pinned(waiter)
+            if pinned is not None:
+                if pinned.state == WorkerState.IDLE:
+                    self._hand(pinned, waiter)
+                continue  # busy: wait for it while the pin holds
             idle = [w for w in self._workers if w.state == WorkerState.IDLE and waiter.header in w.envs]
             if idle:
-                worker = max(idle, key=lambda w: w.last_used)
-                worker.state = WorkerState.BUSY
-                worker.header = waiter.header
-                worker.envs.move_to_end(waiter.header)
-                waiter.worker = worker
+                self._hand(max(idle, key=lambda w: w.last_used), waiter)
                 continue
             if capacity_blocked:
                 continue
@@ -525,6 +549,35 @@ class ReplPool:
             room.state = WorkerState.BUSY
             room.header = waiter.header
             waiter.worker = room
+
+    def _replace_dead_idle(self) -> None:
+        """Replace the idle workers whose REPL died while no one held it (killed from outside, out of memory)
+        before they are handed out, so no request pays for a death it did not cause (lock held)."""
+        for worker in [w for w in self._workers if w.state == WorkerState.IDLE and w.process is not None
+                       and not w.process.alive]:
+            log.warning("%s exited while idle; replacing it", worker.name)
+            self.counters.lost += 1
+            self._workers.remove(worker)
+            self._close_background(worker)
+            self._spawn_background(worker.header)
+
+    @staticmethod
+    def _hand(worker: Worker, waiter: _Waiter) -> None:
+        """Give an idle worker that holds ``waiter``'s header to it (lock held)."""
+        worker.state = WorkerState.BUSY
+        worker.header = waiter.header
+        worker.envs.move_to_end(waiter.header)
+        waiter.worker = worker
+
+    def _pinned(self, waiter: _Waiter) -> Worker | None:
+        """The live worker ``waiter`` prefers and still waits for, if any (lock held)."""
+        if waiter.prefer is None or time.monotonic() >= waiter.prefer_until:
+            return None
+        for worker in self._workers:
+            if worker.id == waiter.prefer:
+                alive = worker.state in (WorkerState.IDLE, WorkerState.BUSY) and waiter.header in worker.envs
+                return worker if alive else None
+        return None
 
     def import_seconds(self, header: str) -> float:
         """What starting a worker for ``header`` cost last time (a guess before the first start)."""

@@ -319,25 +319,31 @@ class Sorry:
 
 @dataclass(frozen=True, slots=True)
 class Tactic:
-    """An `allTactics` entry; ``goals`` is one string (the goals before the tactic)."""
+    """An `allTactics` entry; ``goals`` is one string (the goals before the tactic).
+
+    ``used_constants`` is None from REPLs older than 2024-11 (tag v4.14.0), which do not report it.
+    """
 
     tactic: str
     goals: str
     proof_state: int | None
     pos: Pos
     end_pos: Pos
-    used_constants: tuple[str, ...] = ()
+    used_constants: tuple[str, ...] | None = ()
 
     @classmethod
     def from_json(cls, obj: JsonObject) -> Tactic:
+        used = obj.get("usedConstants")
         return cls(obj["tactic"], obj["goals"], _opt_nat(obj.get("proofState"), "proofState"),
                    Pos.from_json(obj["pos"]), Pos.from_json(obj["endPos"]),
-                   tuple(obj.get("usedConstants", ())))
+                   None if used is None else tuple(used))
 
     def to_json(self) -> JsonObject:
-        return {"tactic": self.tactic, "goals": self.goals, "proofState": self.proof_state,
-                "pos": self.pos.to_json(), "endPos": self.end_pos.to_json(),
-                "usedConstants": list(self.used_constants)}
+        out: JsonObject = {"tactic": self.tactic, "goals": self.goals, "proofState": self.proof_state,
+                           "pos": self.pos.to_json(), "endPos": self.end_pos.to_json()}
+        if self.used_constants is not None:
+            out["usedConstants"] = list(self.used_constants)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,11 +419,13 @@ class TacticResponse:
 
     Only ``proof_status == "Completed"`` means the goal is closed by a
     kernel-checked proof; ``goals == []`` alone does not (protocol §5.9).
+    ``proof_status`` is None from REPLs older than 2025-04 (tag v4.19.0), which
+    do not validate proofs in tactic mode and send no ``proofStatus``.
     """
 
     proof_state: int
     goals: tuple[str, ...]
-    proof_status: str
+    proof_status: str | None
     messages: tuple[Message, ...] = ()
     sorries: tuple[Sorry, ...] = ()
     traces: tuple[str, ...] = ()
@@ -432,15 +440,20 @@ class TacticResponse:
 
     @classmethod
     def from_json(cls, obj: JsonObject) -> TacticResponse:
-        return cls(_nat(obj["proofState"], "proofState"), tuple(obj["goals"]), obj["proofStatus"],
+        status = obj.get("proofStatus")
+        if status is not None and not isinstance(status, str):
+            raise ProtocolError(f"proofStatus must be a string, got {status!r}")
+        return cls(_nat(obj["proofState"], "proofState"), tuple(obj["goals"]), status,
                    _items(obj, "messages", Message), _items(obj, "sorries", Sorry), tuple(obj.get("traces") or ()))
 
     def to_json(self) -> JsonObject:
-        out: JsonObject = {"proofState": self.proof_state, "goals": list(self.goals), "proofStatus": self.proof_status}
+        out: JsonObject = {"proofState": self.proof_state, "goals": list(self.goals)}
         _put_items(out, "messages", self.messages)
         _put_items(out, "sorries", self.sorries)
         if self.traces:
             out["traces"] = list(self.traces)
+        if self.proof_status is not None:
+            out["proofStatus"] = self.proof_status
         return out
 
 
@@ -465,7 +478,8 @@ def response_from_json(obj: Any) -> Response:
     if not isinstance(obj, dict):
         raise ProtocolError(f"a response must be a JSON object, got {type(obj).__name__}")
     try:
-        if "proofStatus" in obj:
+        # REPLs before v4.19.0 answer a tactic without `proofStatus`: `proofState` + `goals` and no `env`.
+        if "proofStatus" in obj or ("proofState" in obj and "goals" in obj and "env" not in obj):
             return TacticResponse.from_json(obj)
         if "env" in obj:
             return CommandResponse.from_json(obj)

@@ -80,6 +80,16 @@ class _ServicesCollector:
         for verdict in VERDICTS:
             verdicts.add_metric([verdict], vstats.verdicts.get(verdict, 0))
         yield verdicts
+        sessions = self.services.sessions.stats()
+        yield GaugeMetricFamily("leanstep_sessions_open", "proof sessions open", value=sessions.open)
+        ended = CounterMetricFamily("leanstep_sessions_ended", "proof sessions ended, by how", labels=["how"])
+        ended.add_metric(["closed"], sessions.closed)
+        ended.add_metric(["expired"], sessions.expired)
+        yield ended
+        yield CounterMetricFamily("leanstep_session_tactics", "tactics run in proof sessions", value=sessions.steps)
+        yield CounterMetricFamily("leanstep_session_replayed_tactics",
+                                  "tactics run again to rebuild session states on another REPL",
+                                  value=sessions.replayed_tactics)
 
 
 def health_blueprint(state: AppState) -> Blueprint:
@@ -123,6 +133,7 @@ def health_blueprint(state: AppState) -> Blueprint:
                              "requests": c.requests},
             },
             "cache": asdict(services.verifier.stats().cache),
+            "sessions": asdict(services.sessions.stats()),
             "suggest": suggest,
         }, code)
 

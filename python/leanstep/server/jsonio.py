@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Response, request
 
-from leanstep.api.common import error_json, parse
+from leanstep.api.common import INVALID_REQUEST, error_json, parse
 
 MAX_INT_DIGITS = 100  # far beyond any id, count or timeout; keeps int() off a megabyte of digits
 BODY_TOO_LARGE = "request body too large"
@@ -85,4 +85,12 @@ def parse_or_422(model: type, payload: Any) -> tuple[Any, Response | None]:
     try:
         return parse(model, payload), None
     except ValueError as exc:
-        return None, error_response(422, "invalid request", str(exc))
+        return None, error_response(422, INVALID_REQUEST, str(exc))
+
+
+def read_body(model: type) -> tuple[Any, Response | None]:
+    """The request's body validated as ``model`` (``read_json_body``, then ``parse_or_422``), or the 4xx."""
+    payload, error = read_json_body()
+    if error:
+        return None, error
+    return parse_or_422(model, payload)

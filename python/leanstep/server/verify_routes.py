@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response
 
+from leanstep.api.common import INVALID_REQUEST
 from leanstep.api.kimina import CHECK_DEFAULT_TIMEOUT_S, WIRES, CheckBody, VerifyBody, Wire
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import SHUTTING_DOWN, distinct_headers
-from leanstep.limits import LimitError, bounded_timeout
+from leanstep.limits import LimitError, TooManyHeaders, TooManySnippets
 from leanstep.server.jsonio import error_response, json_response, parse_or_422, read_json_body
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def verify_blueprint(state: AppState) -> Blueprint:
     bp = Blueprint("verify", __name__)
     config = state.services.config
     verifier = state.services.verifier
-    import_limit = bounded_timeout(None, ceiling=config.import_timeout, ceiling_flag="--import-timeout")
+    limits = state.services.limits
     server_trust = Trust(config.trust)
     if config.wire not in WIRES:
         raise ValueError(f"--wire must be one of {', '.join(WIRES)}, got {config.wire!r}")
@@ -44,21 +45,16 @@ def verify_blueprint(state: AppState) -> Blueprint:
         payload, problem = read_json_body()
         if problem is not None:
             return None, problem
-        if isinstance(payload, dict) and isinstance(payload.get(list_field), list) \
-                and len(payload[list_field]) > config.max_batch:
-            return None, error_response(
-                413, "too many snippets",
-                f"{len(payload[list_field])} entries in `{list_field}`, the limit is {config.max_batch} "
-                "(max_batch); split the work into smaller requests")
+        if isinstance(payload, dict) and isinstance(payload.get(list_field), list):
+            try:
+                limits.check_batch(len(payload[list_field]), list_field)
+            except TooManySnippets as exc:
+                return None, error_response(413, "too many snippets", str(exc))
         return payload, None
 
     def run_batch(list_field: str, model: type[CheckBody | VerifyBody], default_timeout: float | None) -> Response:
-        """Parse, hold to the server's limits, verify, answer: the batch routes differ only in their ``model``.
-
-        The client's ``timeout`` is capped at ``--timeout`` (``default_timeout`` when it sent none) and
-        refused below ``--min-timeout``; more distinct headers than ``--max-headers-per-request`` are
-        refused. The answer's ``limits`` says which timeout applied and why, and the import timeout.
-        """
+        """Parse, hold to the server's limits (``RequestLimits``), verify, answer: the batch routes differ only
+        in their ``model``; the answer's ``limits`` says which timeout applied and why, and the import timeout."""
         if state.closing:
             return error_response(503, SHUTTING_DOWN, "the server is stopping and takes no new work; retry later")
         payload, problem = read_json(list_field)
@@ -67,21 +63,16 @@ def verify_blueprint(state: AppState) -> Blueprint:
         body, problem = parse_or_422(model, payload)
         if problem is not None:
             return problem
-        try:
-            timeout = bounded_timeout(body.timeout, ceiling=config.timeout, ceiling_flag="--timeout",
-                                      floor=config.min_timeout, default=default_timeout)
-        except LimitError as exc:
-            return error_response(422, "invalid request", f"timeout: {exc}")
         snippets = body.to_snippets()
-        headers = distinct_headers(snippets)
-        if len(headers) > config.max_headers_per_request:
-            return error_response(
-                422, "too many headers",
-                f"the snippets import {len(headers)} distinct headers; the server allows "
-                f"{config.max_headers_per_request} per request (--max-headers-per-request), as each one costs a "
-                "REPL import: group the snippets by header and send the groups as separate requests")
+        try:
+            timeout = limits.proof_timeout(body.timeout, default_timeout)
+            limits.check_headers(len(distinct_headers(snippets)))
+        except TooManyHeaders as exc:
+            return error_response(422, "too many headers", str(exc))
+        except LimitError as exc:
+            return error_response(422, INVALID_REQUEST, str(exc))
         results = verifier.verify_batch(snippets, body.to_options(timeout, server_trust))
-        return json_response(body.answer_json(results, timeout, import_limit, server_wire=server_wire))
+        return json_response(body.answer_json(results, timeout, limits.import_limit, server_wire=server_wire))
 
     @bp.post("/verify")
     @bp.post("/one_pass_verify_batch")

@@ -35,7 +35,7 @@ from waitress.task import ErrorTask
 from leanstep.api.common import error_json
 from leanstep.cluster.router import RayTarget
 from leanstep.config import Config
-from leanstep.server.app import AppState, create_app
+from leanstep.server.app import AppState, close_app, create_app
 from leanstep.server.jsonio import BODY_TOO_LARGE, body_limit_bytes, body_too_large_detail
 from leanstep.server.services import build_services
 
@@ -174,7 +174,10 @@ def make_server(app: Any, config: Config, *, listeners: list[socket.socket] | No
         # waitress refuses Content-Length >= its limit, the app > MAX_CONTENT_LENGTH: the same bodies
         max_request_body_size=body_limit_bytes(config.max_body_mb) + 1,
         channel_timeout=config.request_read_timeout, cleanup_interval=MAINTENANCE_INTERVAL_S,
-        connection_limit=connection_limit(), asyncore_use_poll=True, **adjustments,
+        connection_limit=connection_limit(), asyncore_use_poll=True,
+        # read on while a request runs, so a client that hangs up is noticed (the WSGI environ's
+        # `waitress.client_disconnected`) and its queued generation dropped
+        channel_request_lookahead=1, **adjustments,
     )
     for dispatcher in socket_map.values():
         if isinstance(dispatcher, BaseWSGIServer):
@@ -203,6 +206,7 @@ def serve_in_thread(app: Any, config: Config | None = None) -> Iterator[str]:
         thread.join(5)
         for channel in channels:
             channel.close()
+        close_app(app)
 
 
 def _socket_map(server: Any) -> dict[int, Any]:
@@ -273,6 +277,7 @@ def serve(config: Config, *, cluster: RayTarget | None = None, listeners: list[s
                 signal.signal(sig, handler)
             wasyncore.close_all(socket_map, ignore_all=True)
             server.task_dispatcher.shutdown(timeout=DISPATCHER_STOP_S)
+            close_app(app)
     finally:
         services.close()
         log.info("all REPLs stopped")

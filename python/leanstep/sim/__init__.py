@@ -137,7 +137,9 @@ Directives (faults and sandbox probes)
 
 Environment variables (seconds are floats, default 0)
     LEANSTEP_SIM_IMPORT_SECONDS (per request with imports, and per unpickle that re-imports),
-    LEANSTEP_SIM_CMD_SECONDS (per cmd/path), LEANSTEP_SIM_TACTIC_SECONDS (per tactic request),
+    LEANSTEP_SIM_CMD_SECONDS (per cmd/path), LEANSTEP_SIM_TACTIC_SECONDS (per tactic request;
+    with LEANSTEP_SIM_TACTIC_SIGMA > 0 it is the median of a lognormal with that log-sd, drawn
+    once per tactic text, so a tactic costs the same on every REPL and every call),
     LEANSTEP_SIM_PROOF_SECONDS (per theorem/lemma/example proof), LEANSTEP_SIM_CRASH_AFTER=N
     (crash like ``crash`` when the Nth non-comment request arrives), LEANSTEP_SIM_MEM_PER_CMD_MB
     (memory kept per cmd/path, like the real REPL that never frees envs).

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +29,15 @@ def _float_env(name: str) -> float:
         return max(0.0, float(v)) if v else 0.0
     except ValueError:
         return 0.0
+
+
+def tactic_seconds(tactic: str, median: float, sigma: float) -> float:
+    """What one tactic request costs: ``median`` seconds, or with ``sigma`` > 0 a lognormal draw of that
+    median and log-sd, seeded by the tactic's text (the same tactic costs the same in every process)."""
+    if median <= 0 or sigma <= 0:
+        return median
+    seed = int.from_bytes(hashlib.sha256(tactic.encode()).digest()[:8], "big")
+    return random.Random(seed).lognormvariate(math.log(median), sigma)
 
 
 class Env:
@@ -103,6 +115,7 @@ class Repl:
         self.import_s = _float_env("LEANSTEP_SIM_IMPORT_SECONDS")
         self.cmd_s = _float_env("LEANSTEP_SIM_CMD_SECONDS")
         self.tactic_s = _float_env("LEANSTEP_SIM_TACTIC_SECONDS")
+        self.tactic_sigma = _float_env("LEANSTEP_SIM_TACTIC_SIGMA")
         self.proof_s = _float_env("LEANSTEP_SIM_PROOF_SECONDS")
         self.mem_per_cmd = _float_env("LEANSTEP_SIM_MEM_PER_CMD_MB")
         try:
@@ -218,7 +231,7 @@ class Repl:
         if sid >= len(self.states):
             return {"message": "Unknown proof state."}
         if self.tactic_s:
-            time.sleep(self.tactic_s)
+            time.sleep(tactic_seconds(str(req["tactic"]), self.tactic_s, self.tactic_sigma))
         st = self.states[sid]
         src = Source(req["tactic"])
         ctx = Ctx(src, st.env.names, tactic_mode=True, record=False, directive=self.directive)

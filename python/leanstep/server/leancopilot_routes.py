@@ -1,0 +1,43 @@
+"""LeanCopilot's external model routes: ``POST /generate`` over the server's generator, ``POST /encode`` 501.
+
+Point LeanCopilot's ``ExternalGenerator`` at the server's host and port and its
+``suggest_tactics`` and ``search_proof`` use the configured model. Nothing is
+checked here: LeanCopilot checks the tactics itself, in the editor. A client
+that hangs up while its generation waits in a batch is dropped, as on
+``/suggest`` (``server.generation``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from flask import Blueprint, Response
+
+from leanstep.api.leancopilot import NO_ENCODER, GenerateBody, generate_answer_json
+from leanstep.server.generation import generated
+from leanstep.server.jsonio import error_response, json_response, read_body
+from leanstep.suggest import Suggester, SuggestRequest
+
+GENERATION_FAILED = "generation failed"  # the model or its server failed (503)
+
+
+def leancopilot_blueprint(suggester: Suggester) -> Blueprint:
+    bp = Blueprint("leancopilot", __name__)
+
+    @bp.post("/generate")
+    def generate() -> Response:
+        body, error = read_body(GenerateBody)
+        if error:
+            return error
+        goal = SuggestRequest(tactic_state=body.input, prefix=body.prefix or "")
+        candidates = generated(lambda abandoned: suggester.generate(replace(goal, abandoned=abandoned), body.input),
+                               GENERATION_FAILED)
+        if isinstance(candidates, Response):
+            return candidates
+        return json_response(generate_answer_json(candidates))
+
+    @bp.post("/encode")
+    def encode() -> Response:
+        return error_response(501, "not implemented", NO_ENCODER)
+
+    return bp
