@@ -11,8 +11,13 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 # The Lean project to serve (make serve sets it up; make lean only sets it up).
 WORKSPACE ?= .
+# How pip compiles llama-cpp-python (make llamacpp, make test): portable (AVX2, no
+# AVX-512 or AMX), because a native build dies of an illegal instruction on virtual
+# machines whose CPU advertises AMX that the VM cannot run. LLAMACPP_CMAKE_ARGS=
+# builds for this CPU; -DGGML_METAL=on or -DGGML_CUDA=on add a GPU.
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: serve test install install-dev sandbox-tools lean bench clean
+.PHONY: serve test install install-dev llamacpp sandbox-tools lean bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +29,14 @@ $(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
 	@$(MAKE) --no-print-directory sandbox-tools
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-llamacpp.txt
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# llama.cpp for `--backend llamacpp --gguf FILE`, on top of `make install`: pip
+# compiles it from source the first time (several minutes), then reuses its wheel.
+$(VENV)/.installed-llamacpp: $(VENV)/.installed requirements-llamacpp.txt
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(BIN)/pip install --quiet -r requirements-llamacpp.txt
 	touch $@
 
 # bubblewrap gives checked code a read-only file system (setpriv drops root
@@ -37,6 +48,7 @@ sandbox-tools:
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+llamacpp: $(VENV)/.installed-llamacpp
 
 serve: install
 	$(BIN)/leanstep serve --setup --workspace $(WORKSPACE) $(ARGS)

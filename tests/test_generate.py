@@ -198,8 +198,8 @@ def test_seq2seq_beam_search(seq2seq_dir):
     assert_well_formed(cands, "exact")
 
 
-def test_generation_is_thread_safe(causal_dir):
-    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+def assert_thread_safe(gen, threads: int = 4) -> None:
+    """``threads`` requests at once all succeed with well-formed candidates."""
     results: list[list[Candidate]] = []
     errors: list[BaseException] = []
 
@@ -209,15 +209,19 @@ def test_generation_is_thread_safe(causal_dir):
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join(60)
     assert not errors, errors
-    assert len(results) == 4
+    assert len(results) == threads
     for cands in results:
         assert_well_formed(cands, "intro")
+
+
+def test_generation_is_thread_safe(causal_dir):
+    assert_thread_safe(make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep")))
 
 
 def test_warmup_loads_model(causal_dir):

@@ -28,6 +28,7 @@ BENCHMARKS = {
     "overhead": "overhead",
     "verify-load": "verify_load",
     "generation": "generation",
+    "cpu-generation": "cpu_generation",
     "ray": "ray_scale",
     "prove": "prove",
     "mcp": "mcp_latency",

@@ -76,7 +76,7 @@ class Config:
     # Tracing (for `leanstep plan`)
     trace: Path | None = _setting(None, "append one JSON line per distinct snippet of every /verify and /api/check request to this file: digests of the header and the result-cache key, sizes, seconds and the verdict, never source text; `leanstep plan FILE` sizes the caches from it", group="trace")
     # Generation
-    backend: str = _setting("hf", "generation backend: hf, vllm, openai, hint (a fixed tactic list, no model) or scripted (proposals replayed from --script, no model)", group="generate")
+    backend: str = _setting("hf", "generation backend: hf, vllm, openai, llamacpp (a GGUF file, see --gguf), hint (a fixed tactic list, no model) or scripted (proposals replayed from --script, no model)", group="generate")
     script: Path | None = _setting(None, "proposals file of the scripted backend: JSON lines of {goal, tactics} and {theorem, proofs, round}", group="generate")
     hint_tactics: tuple[str, ...] = _setting(DEFAULT_HINT_TACTICS, "tactics the hint backend suggests, in order, separated by ';;'", group="generate")
     hf_model: str = _setting(DEFAULT_HF_MODEL, "model path or hub id", group="generate")
@@ -90,6 +90,8 @@ class Config:
     dtype: str = _setting("auto", "model dtype: auto, float32, bfloat16, float16", group="generate")
     openai_base_url: str | None = _setting(None, "OpenAI-compatible server URL (backend openai)", group="generate")
     openai_api_key: str | None = _setting(None, "key for the OpenAI-compatible server", group="generate")
+    gguf: Path | None = _setting(None, "GGUF model file of the llamacpp backend (llama.cpp, CPU or laptop GPU; install it with `make llamacpp`)", group="generate")
+    llamacpp_threads: int = _setting(0, "CPU threads of the llamacpp backend (0: one per core the server may use)", group="generate")
     generation_batch: int = _setting(16, "most concurrent /suggest requests whose candidates the hf backend generates in one batched model call (1: each request alone)", group="generate")
     generation_window: float = _setting(0.005, f"seconds a generation waits for concurrent requests to join its batch (0 to {MAX_BATCH_WINDOW_S:g}; 0: only those already waiting)", group="generate")
     # Suggestion checking
@@ -240,6 +242,10 @@ def _validate(config: Config) -> None:
                          f"got {config.generation_window:g}")
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    if config.backend == "llamacpp" and config.gguf is None:
+        raise ValueError("--backend llamacpp needs --gguf FILE (a GGUF model file)")
+    if config.llamacpp_threads < 0:
+        raise ValueError(f"--llamacpp-threads must be 0 (one per core) or positive, got {config.llamacpp_threads}")
     if not 0 < config.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {config.port}")
     _validate_request_limits(config)

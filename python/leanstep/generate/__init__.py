@@ -2,10 +2,10 @@
 
 ``make_generator(GeneratorSettings(...))`` builds a backend (``hf``: transformers,
 ``vllm``: in-process vLLM, ``openai``: an OpenAI-compatible completions server,
-``hint``: a fixed list of common tactics, no model; ``scripted``: proposals
-replayed from a file, no model); every backend returns ``list[Candidate]``
-through the same post-processing, next tactics or (for a request with a
-``proof`` task) whole proofs.
+``llamacpp``: a GGUF file through llama.cpp, ``hint``: a fixed list of common tactics, no model;
+``scripted``: proposals replayed from a file, no model); every backend returns
+``list[Candidate]`` through the same post-processing, next tactics or (for a
+request with a ``proof`` task) whole proofs.
 Backends are imported only when built, so importing this package does not
 import torch.
 """
@@ -71,17 +71,25 @@ def guess_prompt_format(model: str) -> str:
     return "chat"
 
 
+def configured_model(config: Config) -> str:
+    """The model ``config``'s backend runs: the GGUF file for ``llamacpp``, else ``--hf-model``."""
+    if config.backend == "llamacpp" and config.gguf is not None:
+        return str(config.gguf)
+    return config.hf_model
+
+
 def settings_from_config(config: Config) -> GeneratorSettings:
     """Generator settings from the server's :class:`leanstep.config.Config`."""
+    model = configured_model(config)
     return GeneratorSettings(
-        backend=backend_named(config.backend), model=config.hf_model,
-        prompt_format=config.prompt_format or guess_prompt_format(config.hf_model),
+        backend=backend_named(config.backend), model=model,
+        prompt_format=config.prompt_format or guess_prompt_format(model),
         num_samples=config.num_samples, temperatures=config.temperatures, max_new_tokens=config.max_new_tokens,
         device=config.device, dtype=config.dtype, num_beams=config.num_beams,
         openai_base_url=config.openai_base_url, openai_api_key=config.openai_api_key, compile=config.compile,
         hint_tactics=config.hint_tactics, batch_size=config.generation_batch, batch_window=config.generation_window,
-        proof_format=config.proof_format or guess_proof_format(config.hf_model),
-        script=str(config.script) if config.script is not None else None,
+        proof_format=config.proof_format or guess_proof_format(model),
+        script=str(config.script) if config.script is not None else None, cpu_threads=config.llamacpp_threads,
     )
 
 
@@ -101,6 +109,10 @@ def make_generator(settings: GeneratorSettings) -> Generator:
         from .openai import OpenAIGenerator
 
         return OpenAIGenerator(settings)
+    if settings.backend == "llamacpp":
+        from .llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(settings)
     if settings.backend == "hint":
         from .hint import HintGenerator
 
@@ -126,6 +138,7 @@ __all__ = [
     "ProofFeedback",
     "ProofTask",
     "backend_named",
+    "configured_model",
     "cut_tactic",
     "extract_lean_code",
     "get_format",

@@ -22,9 +22,9 @@ from .proofs import END_OF_TEXT, ProofTask, extract_lean_code
 END_MARKERS: tuple[str, ...] = ("[GOAL]", "[PROOFSTEP]", *END_OF_TEXT, "```")
 
 # Where candidates come from: transformers in process, vLLM in process, an
-# OpenAI-compatible completions server, a fixed tactic list (no model), or
-# proposals replayed from a file (no model).
-Backend = Literal["hf", "vllm", "openai", "hint", "scripted"]
+# OpenAI-compatible completions server, a GGUF file through llama.cpp in process,
+# a fixed tactic list (no model), or proposals replayed from a file (no model).
+Backend = Literal["hf", "vllm", "openai", "llamacpp", "hint", "scripted"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 # Longest wait for more requests to join a generation batch: past this the wait
@@ -104,14 +104,16 @@ class GeneratorSettings:
     """Everything needed to build a generator (see :func:`leanstep.generate.make_generator`).
 
     ``model``: a local directory or a Hugging Face hub id (for ``openai``: the
-    model name the server knows). ``num_beams`` > 0 switches the hf and vllm
-    backends from sampling to beam search. ``fast_path`` lets the hf backend use
+    model name the server knows; for ``llamacpp``: the GGUF file). ``num_beams`` > 0
+    switches the hf and vllm backends from sampling to beam search. ``fast_path`` lets the hf backend use
     its CUDA-graph decoder for causal models on a GPU; ``compile`` adds
     torch.compile to it (faster steps, but a compile of tens of seconds for each
     new cache-length bucket, so it suits long-running servers that warm up).
     ``batch_size`` > 1 lets the hf backend generate for up to that many concurrent
     requests in one batched call, collected for ``batch_window`` seconds after the
     first arrives (1: every request alone, nothing waits).
+    ``cpu_threads`` and ``seed`` are the llamacpp backend's: threads for llama.cpp's
+    CPU kernels (0: one per core this process may use) and the seed of its sampler.
     """
 
     backend: Backend = "hf"
@@ -134,6 +136,8 @@ class GeneratorSettings:
     hint_tactics: tuple[str, ...] = ()  # the hint backend's list (empty: its default)
     proof_format: str = "prover-completion"  # how whole-proof requests are rendered (leanstep.generate.proofs)
     script: str | None = None  # the scripted backend's proposals file
+    cpu_threads: int = 0
+    seed: int = 0
     extra: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +149,8 @@ class GeneratorSettings:
         if not 0 <= self.batch_window <= MAX_BATCH_WINDOW_S:
             raise ValueError(f"batch_window must be between 0 and {MAX_BATCH_WINDOW_S:g} seconds, "
                              f"got {self.batch_window:g}")
+        if self.cpu_threads < 0:
+            raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
         object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
 
     def request(self, tactic_state: str, prefix: str = "", num_samples: int | None = None) -> GenerationRequest:

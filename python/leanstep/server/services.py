@@ -142,16 +142,19 @@ def _suggester(config: Config, pool: ReplPool, generator: Generator) -> Suggeste
     /health at once and the first /suggest does not pay the load. The ``hint`` backend
     (``--no-model``) loads nothing.
     """
+    from leanstep.generate import configured_model
     from leanstep.suggest import Suggester
 
     warmup = getattr(generator, "warmup", None)
     if warmup is not None:
+        model = configured_model(config)
+
         def warm() -> None:
             try:
                 warmup()
-                log.info("generator ready (%s backend, %s)", config.backend, config.hf_model)
+                log.info("generator ready (%s backend, %s)", config.backend, model)
             except Exception as exc:  # noqa: BLE001 - the server still verifies; /suggest reports the error
-                log.error("model %s could not be loaded (%s); /suggest answers 503 until it can", config.hf_model, exc)
+                log.error("model %s could not be loaded (%s); /suggest answers 503 until it can", model, exc)
 
         threading.Thread(target=warm, name="model-warmup", daemon=True).start()
     return Suggester(generator, pool, config)
