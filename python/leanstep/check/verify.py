@@ -1126,8 +1126,8 @@ class PoolChecker:
 
     No cache and no de-duplication: its callers (a :class:`Verifier`, a cluster node answering
     the router) get only distinct snippets. ``checks``: the source policy and sealed re-check.
-    Concurrent calls take turns (:class:`_Turns`): each thread that frees up runs the next check
-    of the call after the one it last served.
+    Concurrent calls take turns (:class:`_Turns`): a thread that frees up runs the next check of
+    the call after the one whose check was taken last.
     """
 
     def __init__(self, pool: ReplPool, *, threads: int | None = None, priority: Priority = Priority.BATCH,

@@ -64,12 +64,13 @@ class CheckTime:
 
     @classmethod
     def of(cls, checks: Sequence[Checked], wall: float) -> CheckTime:
+        """What ``checks``, made in ``wall`` seconds, cost."""
         return cls(wall, sum(c.result.time for c in checks if c.result is not None and not c.result.cached),
                    sum(1 for c in checks if c.result is not None), sum(1 for c in checks if c.skipped))
 
 
 class ProofChecker:
-    """Checks groups of placed proofs on a verifier (see the module docstring); thread-safe."""
+    """Checks a target's placed proofs on a verifier (see the module docstring); thread-safe."""
 
     def __init__(self, verifier: BatchVerifier, *, trust: Trust = Trust.STRICT,
                  allowed_axioms: frozenset[str] = ALLOWED_AXIOMS, timeout_origin: str = "wall-clock limit") -> None:
@@ -83,7 +84,7 @@ class ProofChecker:
     def check(self, proofs: Sequence[Placed], timeout: float, *, first_valid: bool = True,
               deadline: float | None = None, time_spent: CheckTime | None = None) -> list[Checked]:
         """Every proof's check, in order, from one verifier batch (the proofs are one group); ``result=None`` for
-        those not checked: after a proved one (``first_valid``), or not started before ``deadline`` (a
+        those not checked: after a valid one (``first_valid``), or not started before ``deadline`` (a
         ``time.monotonic()`` value)."""
         started = time.monotonic()
         snippets = [Snippet(str(k), p.code, p.target.checked_statement, group="target") for k, p in enumerate(proofs)]
