@@ -29,6 +29,7 @@ from typing import IO
 from leanstep import config as config_mod
 from leanstep.api.prove import attempt_record, run_record
 from leanstep.api.records import problem_from_record
+from leanstep.plotting import png_figure
 from leanstep.prove.evaluate import Evaluation, Problem, ProblemOutcome, Summary
 from leanstep.verify_cli import UsageError, read_records
 
@@ -77,25 +78,18 @@ def summary_text(summary: Summary, k: int, check_all: bool) -> str:
 
 def plot(path: Path, summary: Summary, title: str) -> str | None:
     """Write the pass@k plot; None, or why there is none."""
+    ks = sorted(summary.pass_at)
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        with png_figure(path, figsize=(6.4, 4.2)) as (_, ax):
+            ax.plot(ks, [summary.pass_at[k] for k in ks], marker="o")
+            ax.set_xlabel("k (attempts)")
+            ax.set_ylabel("pass@k")
+            ax.set_ylim(0, 1.02)
+            ax.set_xticks(ks)
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
     except ImportError:
         return "no plot: matplotlib is not installed (pip install leanstep[eval])"
-    ks = sorted(summary.pass_at)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(ks, [summary.pass_at[k] for k in ks], marker="o")
-    ax.set_xlabel("k (attempts)")
-    ax.set_ylabel("pass@k")
-    ax.set_ylim(0, 1.02)
-    ax.set_xticks(ks)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
     return None
 
 

@@ -40,6 +40,7 @@ from typing import Any
 from leanstep.data.extract import problems_of, problems_path
 from leanstep.generate import record_prompt_format
 from leanstep.generate.prompts import FORMATS, get_format, training_example
+from leanstep.plotting import png_figure
 from leanstep.verify_cli import UsageError, read_records
 
 IGNORE_INDEX = -100  # the label the loss skips (transformers' convention)
@@ -440,24 +441,18 @@ def _save(model: Any, tokenizer: Any, settings: FinetuneSettings, report: Finetu
 
 def plot_losses(report: FinetuneReport, path: Path) -> None:
     """The training (and held-out) loss against the optimizer step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for split, style in (("train", "-"), ("eval", "o--")):
-        points = [(p.step, p.loss) for p in report.history if p.split == split]
-        if points:
-            ax.plot(*zip(*points, strict=True), style, label="training loss" if split == "train" else "held-out loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss per tactic token")
-    ax.set_title(f"{report.base} -> {report.out.name} ({report.prompt_format}, {report.examples} examples)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with png_figure(path, figsize=(7, 4)) as (_, ax):
+        for split, style in (("train", "-"), ("eval", "o--")):
+            points = [(p.step, p.loss) for p in report.history if p.split == split]
+            if points:
+                ax.plot(*zip(*points, strict=True), style,
+                        label="training loss" if split == "train" else "held-out loss")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss per tactic token")
+        ax.set_title(f"{report.base} -> {report.out.name} ({report.prompt_format}, {report.examples} examples)",
+                     fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend()
 
 
 def run(args: argparse.Namespace) -> int:
