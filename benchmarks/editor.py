@@ -26,7 +26,6 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script
@@ -35,16 +34,11 @@ if __package__ in (None, ""):  # run as a script
 from benchmarks.common import add_output_arguments, run_benchmark, scoped_environ, sim_costs, sim_pool  # noqa: E402
 from leanstep.check.source import goal_context_from_source  # noqa: E402
 from leanstep.check.tactics import TacticChecker  # noqa: E402
+from leanstep.generate.base import Candidate  # noqa: E402
 from leanstep.plotting import png_figure  # noqa: E402
 
 HEADER = "import Mathlib"
 CANDIDATES = ("omega", "simp", "exact nope", "skip")
-
-
-@dataclass(frozen=True)
-class Cand:
-    text: str
-    score: float = 0.0
 
 
 def make_file(theorems: int, steps: int) -> tuple[str, list[str]]:
@@ -111,7 +105,7 @@ def run_config(name: str, cache_preamble: bool, args: argparse.Namespace, costs:
             ctx = goal_context_from_source(source, *position, heartbeats=200000)
             before = checker.totals()
             started = time.monotonic()
-            report = checker.check(ctx, [Cand(t) for t in CANDIDATES])
+            report = checker.check(ctx, [Candidate(t, 0.0) for t in CANDIDATES])
             latency = time.monotonic() - started
             settle(pool, ctx.header, args.workers)  # count work that went on after the answer, too
             after = checker.totals()

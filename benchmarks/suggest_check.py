@@ -26,7 +26,6 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script
@@ -35,6 +34,7 @@ if __package__ in (None, ""):  # run as a script
 from benchmarks.common import add_output_arguments, run_benchmark, scoped_environ, sim_costs, sim_pool  # noqa: E402
 from leanstep.check.source import goal_context_from_context  # noqa: E402
 from leanstep.check.tactics import CandidateStatus, TacticChecker  # noqa: E402
+from leanstep.generate.base import Candidate  # noqa: E402
 from leanstep.plotting import png_figure  # noqa: E402
 
 HEADER = "import Mathlib"
@@ -48,12 +48,6 @@ theorem target (a b : ℕ) (h : a < b) : a ≤ b ∧ 0 < b := by
 GOOD = ["constructor", "constructor <;> omega", "exact nonsense", "refine ⟨?_, ?_⟩", "skip", "norm_num",
         "intro x", "constructor <;> simp"]
 HANG = "sim_hang"
-
-
-@dataclass(frozen=True)
-class Cand:
-    text: str
-    score: float = 0.0
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -76,7 +70,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def measure(checker: TacticChecker, warm: TacticChecker, ctx, candidates, pool, budget: float) -> tuple[float, dict]:
     pool.wait_warm(120)
-    warm.check(ctx, [Cand("skip")] * len(candidates))  # every worker warm with the preamble cached (not timed)
+    warm.check(ctx, [Candidate("skip", 0.0)] * len(candidates))  # every worker warm with the preamble cached (not timed)
     started = time.monotonic()
     report = checker.check(ctx, candidates, budget=budget)
     elapsed = time.monotonic() - started
@@ -90,8 +84,8 @@ def measure(checker: TacticChecker, warm: TacticChecker, ctx, candidates, pool, 
 def run(args: argparse.Namespace) -> dict:
     knobs = {"import": args.import_seconds, "tactic": args.tactic_seconds, "cmd": 0.01, "proof": 0.02}
     ctx = goal_context_from_context(CONTEXT, heartbeats=200000)
-    scenarios = {"8 candidates, none hangs": [Cand(t, -0.1 * i) for i, t in enumerate(GOOD)],
-                 "8 candidates, one hangs": [Cand(t, -0.1 * i) for i, t in enumerate(GOOD[:7] + [HANG])]}
+    scenarios = {"8 candidates, none hangs": [Candidate(t, -0.1 * i) for i, t in enumerate(GOOD)],
+                 "8 candidates, one hangs": [Candidate(t, -0.1 * i) for i, t in enumerate(GOOD[:7] + [HANG])]}
     results = []
     with scoped_environ(sim_costs(**knobs)), sim_pool(max_repls=args.workers, warm_headers=HEADER) as pool:
         parallel = TacticChecker(pool, budget=args.budget, max_workers=args.workers)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 import pytest
 from conftest import older_transcript_pairs
@@ -16,6 +15,7 @@ from conftest import older_transcript_pairs
 from leanstep.check.source import ContextError, build_goal_context, goal_context_from_context, goal_context_from_source
 from leanstep.check.tactics import UNVALIDATED, CandidateStatus, ProofPath, TacticChecker, classify
 from leanstep.config import load
+from leanstep.generate.base import Candidate
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import Priority
 from leanstep.repl.protocol import ErrorResponse, Message, Pos, Sorry, TacticResponse, decode_response, split_frames
@@ -23,14 +23,8 @@ from leanstep.repl.protocol import ErrorResponse, Message, Pos, Sorry, TacticRes
 HEADER = "import Mathlib"
 
 
-@dataclass(frozen=True)
-class Cand:
-    text: str
-    score: float = 0.0
-
-
-def cands(*texts: str) -> list[Cand]:
-    return [Cand(t, -0.1 * i) for i, t in enumerate(texts)]
+def cands(*texts: str) -> list[Candidate]:
+    return [Candidate(t, -0.1 * i) for i, t in enumerate(texts)]
 
 
 def call_position(source: str, nth: int = 0) -> tuple[int, int]:
