@@ -30,6 +30,7 @@ from leanstep import config as config_mod
 from leanstep.api.prove import attempt_record, run_record
 from leanstep.api.records import problem_from_record
 from leanstep.plotting import png_figure
+from leanstep.progress import Progress
 from leanstep.prove.evaluate import Evaluation, Problem, ProblemOutcome, Summary
 from leanstep.verify_cli import UsageError, read_records
 
@@ -114,12 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"leanstep eval: {exc}", file=sys.stderr)
         return 2
     out: IO[str] = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(problems), unit="problem", desc=f"eval {args.strategy}", file=sys.stderr,
-                   dynamic_ncols=True)
+    progress = Progress(len(problems), "problem", f"eval {args.strategy}", enabled=not args.no_progress)
     lock = threading.Lock()
     solved = [0]
 
@@ -129,9 +125,7 @@ def run(args: argparse.Namespace) -> int:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
             solved[0] += outcome.first_proof is not None
-            if bar is not None:
-                bar.set_postfix(solved=solved[0])
-                bar.update(1)
+            progress.update(solved=solved[0])
 
     try:
         assert services.prover is not None
@@ -140,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
                                 parallel=args.parallel or config.max_repls)
         _, summary = evaluation.run(problems, on_outcome)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
         out.close()
         services.close()
     print(summary_text(summary, args.pass_k, args.check_all))

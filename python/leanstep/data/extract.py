@@ -60,6 +60,7 @@ from leanstep.check.verify import Snippet, VerifyOptions, VerifyResult
 from leanstep.cli import add_ray_arguments
 from leanstep.data.steps import TacticStep, steps_from_infotree
 from leanstep.generate.prompts import training_example
+from leanstep.progress import Progress
 from leanstep.repl.launch import SetupError
 from leanstep.repl.protocol import InfoTree, Pos
 from leanstep.verify_cli import (
@@ -359,23 +360,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"leanstep extract: resuming: {len(sources) - len(todo)} of {len(sources)} files already extracted",
               file=sys.stderr)
     writer = StepWriter(output)
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="file", desc="extract", file=sys.stderr, dynamic_ncols=True)
+    progress = Progress(len(todo), "file", "extract", enabled=not args.no_progress)
 
     def report(found: FileSteps) -> None:
         writer.add(found)
         if found.error is not None:
-            line = f"leanstep extract: {found.file}: {found.error}"
-            if bar is not None:
-                bar.write(line, file=sys.stderr)
-            else:
-                print(line, file=sys.stderr)
-        if bar is not None:
-            bar.set_postfix(steps=writer.totals["steps"], refresh=False)
-            bar.update(1)
+            progress.write(f"leanstep extract: {found.file}: {found.error}")
+        progress.update(steps=writer.totals["steps"])
 
     started = time.monotonic()
     try:
@@ -389,8 +380,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"leanstep extract: {exc}", file=sys.stderr)
         return 2
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
         writer.close()
     print(summary_line(writer.totals, time.monotonic() - started), file=sys.stderr)
     return 0
