@@ -189,6 +189,16 @@ def test_bad_requests_name_the_field(served, body, status, field):
         assert field in out["detail"]
 
 
+@pytest.mark.parametrize("path", ["/suggest", "/prove", "/sessions"])
+@pytest.mark.parametrize("body, missing", [({"source": SOURCE}, "position"),
+                                           ({"position": {"line": 1, "column": 2}}, "source")])
+def test_every_route_that_takes_a_place_in_a_file_needs_source_and_position_together(served, path, body, missing):
+    url, _, _ = served
+    r = post(url, path, {"tactic_state": GOAL, **body})
+    assert r.status_code == 422, r.text
+    assert f"`source` and `position` go together: `{missing}` is missing" in r.json()["detail"]
+
+
 NUL_IN_CONTEXT = CONTEXT.replace("namespace", "name\x00space")
 
 

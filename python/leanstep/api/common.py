@@ -53,6 +53,14 @@ def lean_text(value: str | None) -> str | None:
     return value
 
 
+def require_together(first: str, first_value: object, second: str, second_value: object) -> None:
+    """A ValueError naming the missing field when one of two fields that only mean something together is sent
+    without the other (``source`` and ``position``, ``session`` and ``state``)."""
+    if (first_value is None) != (second_value is None):
+        missing = first if first_value is None else second
+        raise ValueError(f"`{first}` and `{second}` go together: `{missing}` is missing")
+
+
 def describe_errors(exc: ValidationError) -> str:
     """One part per problem, each naming its field (``snippets.2.code: Input should be a valid string``)."""
     parts = []

@@ -38,6 +38,7 @@ from leanstep.api.common import (
     applied_timeout_json,
     lean_text,
     reason_json,
+    require_together,
     verdict_json,
 )
 from leanstep.api.suggest import Position
@@ -90,9 +91,7 @@ class ProveBody(StrictModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> ProveBody:
-        if (self.source is None) != (self.position is None):
-            missing = "position" if self.position is None else "source"
-            raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        require_together("source", self.source, "position", self.position)
         at_call = self.source is not None or self.context is not None
         if (self.statement is not None) == at_call:
             got = "; got `statement` and a position" if at_call else ""

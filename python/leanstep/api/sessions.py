@@ -16,7 +16,14 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from leanstep.api.common import INVALID_REQUEST, Position, RequestTimeout, StrictModel, lean_text
+from leanstep.api.common import (
+    INVALID_REQUEST,
+    Position,
+    RequestTimeout,
+    StrictModel,
+    lean_text,
+    require_together,
+)
 from leanstep.check.sessions import (
     BadRequest,
     FromCode,
@@ -68,9 +75,7 @@ class StartBody(StrictModel):
 
     @model_validator(mode="after")
     def _one_origin(self) -> StartBody:
-        if (self.source is None) != (self.position is None):
-            missing = "position" if self.position is None else "source"
-            raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        require_together("source", self.source, "position", self.position)
         given = [name for name, value in (("code", self.code), ("source", self.source),
                                           ("statement", self.statement)) if value is not None]
         if len(given) != 1:

@@ -14,7 +14,14 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from leanstep.api.common import Position, RequestTimeout, StrictModel, applied_timeout_json, lean_text
+from leanstep.api.common import (
+    Position,
+    RequestTimeout,
+    StrictModel,
+    applied_timeout_json,
+    lean_text,
+    require_together,
+)
 from leanstep.suggest import Suggestion, SuggestRequest, SuggestResult, Timings
 
 MAX_SAMPLES = 256
@@ -37,9 +44,7 @@ class Located(StrictModel):
 
     @model_validator(mode="after")
     def _source_needs_position(self) -> Located:
-        if (self.source is None) != (self.position is None):
-            missing = "position" if self.position is None else "source"
-            raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        require_together("source", self.source, "position", self.position)
         return self
 
     def goal_request(self, **more: Any) -> SuggestRequest:
