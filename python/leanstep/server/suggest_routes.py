@@ -11,7 +11,9 @@ errors: the suggestions come back ``unchecked``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from flask import Blueprint, Response
 
@@ -27,29 +29,24 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
     """Routes bound to one suggester (its model, pool and configuration)."""
     bp = Blueprint("suggest", __name__)
 
-    def run(body: SuggestBody | LlmstepBody) -> SuggestResult | Response:
-        return generated(lambda abandoned: suggester.suggest(replace(body.to_request(), abandoned=abandoned)),
-                         SUGGESTION_FAILED)
+    def answer(model: type[SuggestBody | LlmstepBody], encode: Callable[[SuggestResult], Any]) -> Response:
+        """The request read as ``model``, suggested for, and the result in ``encode``'s shape (or the error)."""
+        body, error = read_body(model)
+        if error:
+            return error
+        result = generated(lambda abandoned: suggester.suggest(replace(body.to_request(), abandoned=abandoned)),
+                           SUGGESTION_FAILED)
+        if isinstance(result, Response):
+            return result
+        return json_response(encode(result))
 
     @bp.post("/suggest")
     def suggest() -> Response:
-        body, error = read_body(SuggestBody)
-        if error:
-            return error
-        result = run(body)
-        if isinstance(result, Response):
-            return result
-        return json_response(suggest_answer_json(result))
+        return answer(SuggestBody, suggest_answer_json)
 
     @bp.post("/")
     def llmstep_compatible() -> Response:
         """llmstep's server contract: ``{"suggestions": [str, ...]}``, best first, invalid ones left out."""
-        body, error = read_body(LlmstepBody)
-        if error:
-            return error
-        result = run(body)
-        if isinstance(result, Response):
-            return result
-        return json_response(llmstep_answer_json(result))
+        return answer(LlmstepBody, llmstep_answer_json)
 
     return bp
