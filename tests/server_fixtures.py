@@ -9,6 +9,7 @@ from typing import Any
 
 
 from leanstep.config import Config, load
+from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import ReplPool
 from leanstep.server.app import create_app
 from leanstep.server.services import Services, build_services
@@ -46,6 +47,24 @@ def sim_config(**overrides: Any) -> Config:
     return load(settings, environ={})
 
 
+def sim_pool(**overrides: Any) -> ReplPool:
+    """The pool of ``sim_config(**overrides)``, not started: ``with sim_pool() as pool`` starts it and shuts it
+    down after the block."""
+    return make_pool(sim_config(**overrides))
+
+
+SIM_COSTS = ("IMPORT", "CMD", "TACTIC", "PROOF")
+
+
+def sim_costs(monkeypatch: Any, **seconds: float) -> None:
+    """The simulator's costs for the REPLs started next (pools copy the environment when made): the knobs named
+    (``import``, ``cmd``, ``tactic``, ``proof``) in seconds, every other one zero, whatever the environment said."""
+    for knob in SIM_COSTS:
+        monkeypatch.delenv(f"LEANSTEP_SIM_{knob}_SECONDS", raising=False)
+    for knob, value in seconds.items():
+        monkeypatch.setenv(f"LEANSTEP_SIM_{knob.upper()}_SECONDS", str(value))
+
+
 @dataclass
 class RunningServer:
     url: str
@@ -75,13 +94,33 @@ def running_server(*, suggest: bool = False, **overrides: Any) -> Iterator[Runni
         services.close()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+def assert_json_error(status: int, headers: dict[str, str], body: bytes, expected: int, *words: str) -> None:
+    """The answer is the app's error: status ``expected``, a JSON ``{"error", "detail"}`` naming every one of
+    ``words`` (any case). ``headers`` with lower-case names."""
+    import json
+
+    assert status == expected, body[:500]
+    assert headers["content-type"].startswith("application/json")
+    error = json.loads(body)
+    assert set(error) == {"error", "detail"}
+    text = json.dumps(error).lower()
+    for word in words:
+        assert word.lower() in text, text
+
+
+def assert_error(resp: Any, expected: int, *words: str) -> None:
+    """``assert_json_error`` of a ``requests`` response."""
+    assert_json_error(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content, expected, *words)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition not reached in time"
+               ) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds, saying ``what``."""
     import time
 
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, what
         time.sleep(0.01)
 
 

@@ -17,7 +17,7 @@ import requests
 from conftest import ROOT
 from leanstep import config
 from leanstep.cli import build_parser
-from server_fixtures import sim_repls, wait_for_idle_repls
+from server_fixtures import free_port, sim_repls, wait_for_idle_repls
 
 
 def leanstep(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -94,9 +94,7 @@ def test_generate_prints_the_raw_candidates_one_json_line_each():
 
 
 def test_sigterm_stops_the_server_and_every_repl(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:

@@ -12,9 +12,8 @@ import leanstep.check.verdict as codes
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import INVALID, SKIPPED, VALID, Snippet, Verifier, VerifyOptions
 from leanstep.client import Client
-from leanstep.repl.launch import make_pool
 from leanstep.verify_cli import main as verify_main
-from server_fixtures import running_server, sim_config
+from server_fixtures import running_server, sim_pool
 
 HEADER = "import Mathlib\n\n"
 
@@ -36,10 +35,8 @@ def samples(group: str, verdicts: str) -> list[Snippet]:
 
 @pytest.fixture(scope="module")
 def pool():
-    pool = make_pool(sim_config(max_repls=1))
-    pool.start()
-    yield pool
-    pool.shutdown()
+    with sim_pool(max_repls=1) as pool:
+        yield pool
 
 
 @pytest.fixture

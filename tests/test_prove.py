@@ -25,11 +25,8 @@ from leanstep.prove.checking import ProofChecker
 from leanstep.prove.evaluate import Evaluation, Problem, pass_at_k
 from leanstep.prove.prover import ProveRequest, Prover
 from leanstep.prove.target import Target, TargetError, open_goals
-from leanstep.repl.launch import make_pool
-from server_fixtures import running_server, sim_config
+from server_fixtures import running_server, sim_config, sim_pool
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_models import build_tiny_causal  # noqa: E402
 
 HEADER = "import Mathlib"
 STATEMENT = "theorem double (x : ℕ) (h : 2 < x) : 4 < 2 * x"
@@ -56,10 +53,8 @@ class Recording:
 
 @pytest.fixture(scope="module")
 def pool():
-    p = make_pool(sim_config(max_repls=2))
-    p.start()
-    yield p
-    p.shutdown()
+    with sim_pool(max_repls=2) as pool:
+        yield pool
 
 
 @pytest.fixture(scope="module")
@@ -242,9 +237,8 @@ def test_without_a_model_whole_proofs_are_the_finishing_tactics(verifier):
     assert result.proved and result.proof.startswith(STATEMENT + " := by\n  ")
 
 
-def test_the_tiny_model_runs_the_whole_proof_path(tmp_path_factory, verifier):
-    directory = build_tiny_causal(tmp_path_factory.mktemp("tiny-prover"))
-    generator = make_generator(GeneratorSettings(model=str(directory), prompt_format="proofstep",
+def test_the_tiny_model_runs_the_whole_proof_path(tiny_causal, verifier):
+    generator = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep",
                                                  proof_format="prover-completion", temperatures=(1.0,)))
     result = prover_with(verifier, generator, proof_max_new_tokens=8).prove(
         ProveRequest(strategy="whole", header=HEADER, statement=STATEMENT, samples=3, rounds=1))

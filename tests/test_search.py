@@ -8,7 +8,6 @@ the scripted backend: proposals read from a file, keyed by goal, dead ends inclu
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,6 @@ from leanstep.prove.prover import ProveRequest
 from leanstep.server.services import build_services
 from server_fixtures import sim_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_models import build_tiny_causal  # noqa: E402
 
 HEADER = "import Mathlib"
 PLAN = "theorem plan : ∀ n : ℕ, 1 = 2 ∨ n = n"
@@ -152,9 +149,8 @@ def test_auto_searches_then_writes_whole_proofs(tmp_path):
     assert result.expansions >= 1 and result.samples == 1
 
 
-def test_the_tiny_model_runs_the_search_path(tmp_path_factory):
-    directory = build_tiny_causal(tmp_path_factory.mktemp("tiny-search"))
-    generator = make_generator(GeneratorSettings(model=str(directory), prompt_format="proofstep", num_samples=4,
+def test_the_tiny_model_runs_the_search_path(tiny_causal):
+    generator = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep", num_samples=4,
                                                  temperatures=(1.0,), max_new_tokens=6))
     services = prover(generator)
     try:

@@ -27,9 +27,7 @@ from leanstep.server.wsgi import serve_in_thread
 from leanstep.suggest import Suggester, SuggestRequest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server_fixtures import free_port, stop_server  # noqa: E402
-from tiny_models import build_tiny_causal  # noqa: E402
+from server_fixtures import free_port, stop_server
 
 FIXTURE = ROOT / "tests" / "fixtures" / "tactic_request.json"
 STATUSES = {"closes_goal", "valid", "unchecked", "invalid"}
@@ -307,12 +305,11 @@ def test_without_a_goal_or_a_pool_nothing_is_generated():
 
 
 @pytest.fixture(scope="module")
-def hf_server(tmp_path_factory):
-    model_dir = build_tiny_causal(tmp_path_factory.mktemp("tiny-causal"))
+def hf_server(tmp_path_factory, tiny_causal):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
     env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
-    argv = [sys.executable, "-m", "leanstep", "serve", "--hf-model", str(model_dir), "--repl", "sim",
+    argv = [sys.executable, "-m", "leanstep", "serve", "--hf-model", str(tiny_causal), "--repl", "sim",
             "--sandbox", "none", "--port", str(port), "--max-repls", "2", "--device", "cpu",
             "--prompt-format", "proofstep", "--num-samples", "4", "--temperatures", "0.8", "--max-new-tokens", "6",
             "--check-timeout", "5", "--threads", "4", "--warm-headers", "import Mathlib"]
