@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-
 
 from leanstep.config import Config, load
 from leanstep.repl.launch import make_pool
@@ -14,6 +17,8 @@ from leanstep.repl.pool import ReplPool
 from leanstep.server.app import create_app
 from leanstep.server.services import Services, build_services
 from leanstep.server.wsgi import serve_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def import_kimina_client() -> Any:
@@ -80,13 +85,14 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(*, suggest: bool = False, **overrides: Any) -> Iterator[RunningServer]:
+def running_server(*, suggest: bool = False, generator: Any = None, **overrides: Any) -> Iterator[RunningServer]:
     """The app over ``build_services`` (as ``leanstep serve`` runs it) on a free port.
 
     ``suggest``: with the suggestion routes, over the configured backend (``backend="hint"``: no model).
+    ``generator``: with the suggestion routes, over this generator.
     """
     config = sim_config(**overrides)
-    services = build_services(config, suggest=suggest)
+    services = build_services(config, suggest=suggest or generator is not None, generator=generator)
     try:
         with serve_in_thread(create_app(services), config) as url:
             yield RunningServer(url, services)
@@ -165,10 +171,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def spawn_server(log_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``leanstep serve --port PORT ARGS`` from this checkout, a subprocess on a free port of 127.0.0.1 with its
+    output in ``log_path``, in ``env`` (default: this environment without its ``LEANSTEP_*`` variables).
+    Returns the process and its base URL; ``stop_server`` stops it."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), env.get("PYTHONPATH")]))
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "leanstep", "serve", "--port", str(port), *args], env=env,
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def stop_server(proc: Any, grace: float = 30.0) -> None:
     """SIGTERM a ``leanstep serve`` subprocess and wait for it; SIGKILL it if it outlives ``grace``."""
     import signal
-    import subprocess
 
     if proc.poll() is not None:
         return

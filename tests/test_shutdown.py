@@ -10,10 +10,7 @@ within the grace plus two seconds with no REPL left behind.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,8 +18,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import ROOT
-from server_fixtures import free_port, sim_repls, wait_until
+from server_fixtures import sim_repls, spawn_server, wait_until
 
 GRACE_S = 3.0
 HANG = "theorem h : True := by\n  sim_hang"
@@ -31,14 +27,9 @@ QUICK = "theorem q : True := by\n  -- sim: delay 1\n  trivial"  # in flight at S
 
 @pytest.fixture
 def server(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
     log_path = tmp_path / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "leanstep", "serve", "--repl", "sim", "--no-model",
-                                 "--port", str(port), "--max-repls", "2", "--shutdown-grace", str(GRACE_S)],
-                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = spawn_server(log_path, "--repl", "sim", "--no-model", "--max-repls", "2",
+                             "--shutdown-grace", str(GRACE_S))
 
     def up() -> bool:
         assert proc.poll() is None, log_path.read_text()

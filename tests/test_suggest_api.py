@@ -21,13 +21,10 @@ import requests
 
 from leanstep.config import load
 from leanstep.generate.base import Candidate, GenerationRequest
-from leanstep.server.app import create_app
-from leanstep.server.services import build_services
-from leanstep.server.wsgi import serve_in_thread
 from leanstep.suggest import Suggester, SuggestRequest
 
 ROOT = Path(__file__).resolve().parent.parent
-from server_fixtures import free_port, stop_server
+from server_fixtures import running_server, spawn_server, stop_server
 
 FIXTURE = ROOT / "tests" / "fixtures" / "tactic_request.json"
 STATUSES = {"closes_goal", "valid", "unchecked", "invalid"}
@@ -79,15 +76,10 @@ class FixedGenerator:
 @pytest.fixture(scope="module")
 def served():
     """An in-process app with the fixed generator, served by waitress on a free port."""
-    config = load({"repl": "sim", "max_repls": 4, "sandbox": "none", "check_timeout": 3.0, "num_samples": 16,
-                   "threads": 8, "warm_headers": "import Mathlib"}, environ={})
     generator = FixedGenerator(CANDIDATES)
-    services = build_services(config, generator=generator)
-    try:
-        with serve_in_thread(create_app(services), config) as url:
-            yield url, generator, services.suggester
-    finally:
-        services.close()
+    with running_server(generator=generator, max_repls=4, check_timeout=3.0, num_samples=16, threads=8,
+                        warm_headers="import Mathlib") as srv:
+        yield srv.url, generator, srv.services.suggester
 
 
 def post(url: str, path: str, body, timeout: float = 30) -> requests.Response:
@@ -306,17 +298,11 @@ def test_without_a_goal_or_a_pool_nothing_is_generated():
 
 @pytest.fixture(scope="module")
 def hf_server(tmp_path_factory, tiny_causal):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
-    env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
-    argv = [sys.executable, "-m", "leanstep", "serve", "--hf-model", str(tiny_causal), "--repl", "sim",
-            "--sandbox", "none", "--port", str(port), "--max-repls", "2", "--device", "cpu",
-            "--prompt-format", "proofstep", "--num-samples", "4", "--temperatures", "0.8", "--max-new-tokens", "6",
-            "--check-timeout", "5", "--threads", "4", "--warm-headers", "import Mathlib"]
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = spawn_server(log_path, "--hf-model", str(tiny_causal), "--repl", "sim", "--sandbox", "none",
+                             "--max-repls", "2", "--device", "cpu", "--prompt-format", "proofstep", "--num-samples",
+                             "4", "--temperatures", "0.8", "--max-new-tokens", "6", "--check-timeout", "5",
+                             "--threads", "4", "--warm-headers", "import Mathlib")
     deadline = time.monotonic() + 120
     while True:
         if proc.poll() is not None:

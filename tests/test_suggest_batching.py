@@ -18,11 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from leanstep.server.app import create_app
-from leanstep.server.services import build_services
-from leanstep.server.wsgi import serve_in_thread
 
-from server_fixtures import sim_config, wait_until
+from server_fixtures import running_server, wait_until
 
 GOALS = ["n : ℕ\n⊢ n + 0 = n", "⊢ True", "a b : ℕ\nh : a < b\n⊢ a ≤ b ∧ 0 < b", "x y : ℕ\n⊢ x * y = y * x"]
 
@@ -30,16 +27,11 @@ GOALS = ["n : ℕ\n⊢ n + 0 = n", "⊢ True", "a b : ℕ\nh : a < b\n⊢ a ≤ 
 @contextmanager
 def serving(tiny_causal: Path, **overrides) -> Iterator[tuple[str, object]]:
     """(base URL, generator) of a server whose hf backend decodes greedily with these settings."""
-    config = sim_config(backend="hf", hf_model=str(tiny_causal), prompt_format="proofstep", temperatures=(0.0,),
-                        max_new_tokens=8, max_repls=1, **overrides)
-    services = build_services(config)
-    try:
-        with serve_in_thread(create_app(services), config) as url:
-            generator = services.suggester.generator
-            generator.warmup()
-            yield url, generator
-    finally:
-        services.close()
+    with running_server(suggest=True, backend="hf", hf_model=str(tiny_causal), prompt_format="proofstep",
+                        temperatures=(0.0,), max_new_tokens=8, max_repls=1, **overrides) as srv:
+        generator = srv.services.suggester.generator
+        generator.warmup()
+        yield srv.url, generator
 
 
 def ask(url: str, goal: str) -> list[str]:
