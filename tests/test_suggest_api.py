@@ -199,6 +199,12 @@ NUL_IN_CONTEXT = CONTEXT.replace("namespace", "name\x00space")
     ("/suggest", {"tactic_state": GOAL, "context": CONTEXT.replace("namespace", "name\ud800space")},
      "context: is not valid Unicode text"),
     ("/", {"tactic_state": GOAL, "context": NUL_IN_CONTEXT}, "context: contains a NUL character"),
+    ("/prove", {"statement": "theorem t : True\x00"}, "statement: contains a NUL character"),
+    ("/prove", {"statement": "theorem t : True", "header": "import Mathlib\ud800"},
+     "header: is not valid Unicode text"),
+    ("/prove", {"tactic_state": "⊢ True\x00", "context": CONTEXT}, "tactic_state: contains a NUL character"),
+    ("/sessions", {"statement": "theorem t : True", "header": "import Mathlib\x00"},
+     "header: contains a NUL character"),
 ])
 def test_file_text_the_repl_refuses_is_422_before_any_generation(served, path, body, detail):
     url, generator, _ = served

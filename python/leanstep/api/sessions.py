@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from leanstep.api.common import (
     INVALID_REQUEST,
+    LeanText,
     Position,
     RequestTimeout,
     StrictModel,
@@ -61,17 +62,12 @@ MAX_TACTICS_PER_BODY = 1024  # far above any server's --max-attempt-tactics; the
 class StartBody(StrictModel):
     """``POST /sessions``: one origin, and optionally the seconds reading its goals may take."""
 
-    code: str | None = None
-    source: str | None = None
+    code: LeanText | None = None
+    source: LeanText | None = None
     position: Position | None = None
-    statement: str | None = None
-    header: str = ""
+    statement: LeanText | None = None
+    header: LeanText = ""
     timeout: RequestTimeout | None = None
-
-    @field_validator("code", "source", "statement", "header")
-    @classmethod
-    def _lean(cls, value: str | None) -> str | None:
-        return lean_text(value)
 
     @model_validator(mode="after")
     def _one_origin(self) -> StartBody:
