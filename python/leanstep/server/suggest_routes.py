@@ -11,17 +11,14 @@ errors: the suggestions come back ``unchecked``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from flask import Blueprint, Response
 
 from leanstep.api.common import SUGGESTION_FAILED
 from leanstep.api.llmstep import LlmstepBody, llmstep_answer_json
 from leanstep.api.suggest import SuggestBody, suggest_answer_json
-from leanstep.server.generation import generated
-from leanstep.server.jsonio import json_response, read_body
+from leanstep.server.generation import Abandoned, generated_answer
 from leanstep.suggest import Suggester, SuggestResult
 
 
@@ -29,24 +26,16 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
     """Routes bound to one suggester (its model, pool and configuration)."""
     bp = Blueprint("suggest", __name__)
 
-    def answer(model: type[SuggestBody | LlmstepBody], encode: Callable[[SuggestResult], Any]) -> Response:
-        """The request read as ``model``, suggested for, and the result in ``encode``'s shape (or the error)."""
-        body, error = read_body(model)
-        if error:
-            return error
-        result = generated(lambda abandoned: suggester.suggest(replace(body.to_request(), abandoned=abandoned)),
-                           SUGGESTION_FAILED)
-        if isinstance(result, Response):
-            return result
-        return json_response(encode(result))
+    def suggest_for(body: SuggestBody | LlmstepBody, abandoned: Abandoned | None) -> SuggestResult:
+        return suggester.suggest(replace(body.to_request(), abandoned=abandoned))
 
     @bp.post("/suggest")
     def suggest() -> Response:
-        return answer(SuggestBody, suggest_answer_json)
+        return generated_answer(SuggestBody, suggest_for, SUGGESTION_FAILED, suggest_answer_json)
 
     @bp.post("/")
     def llmstep_compatible() -> Response:
         """llmstep's server contract: ``{"suggestions": [str, ...]}``, best first, invalid ones left out."""
-        return answer(LlmstepBody, llmstep_answer_json)
+        return generated_answer(LlmstepBody, suggest_for, SUGGESTION_FAILED, llmstep_answer_json)
 
     return bp
