@@ -26,7 +26,6 @@ evaluation modes and the search's expansions per second.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from benchmarks.common import (  # noqa: E402
     sim_costs,
     warm_services,
 )
+from leanstep.api.records import json_line  # noqa: E402
 from leanstep.plotting import png_figure  # noqa: E402
 from leanstep.prove.evaluate import Evaluation, Problem  # noqa: E402
 from leanstep.prove.prover import ProveRequest  # noqa: E402
@@ -112,7 +112,7 @@ def pass8_problems(count: int, seed: int = 0) -> tuple[list[Problem], list[dict[
 
 
 def write_script(path: Path, entries: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
+    path.write_text("".join(json_line(e) for e in entries), encoding="utf-8")
     return path
 
 

@@ -19,7 +19,6 @@ Exit status: 0 the run finished (whatever was proved); 2 usage error.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from dataclasses import fields
@@ -28,7 +27,7 @@ from typing import IO
 
 from leanstep import config as config_mod
 from leanstep.api.prove import attempt_record, run_record
-from leanstep.api.records import problem_from_record
+from leanstep.api.records import json_line, problem_from_record
 from leanstep.plotting import png_figure
 from leanstep.progress import Progress
 from leanstep.prove.evaluate import Evaluation, Problem, ProblemOutcome, Summary
@@ -122,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     def on_outcome(outcome: ProblemOutcome) -> None:
         with lock:
             for record in records(outcome, args.strategy):
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(json_line(record))
             out.flush()
             solved[0] += outcome.first_proof is not None
             progress.update(solved=solved[0])

@@ -25,7 +25,6 @@ Exit status:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from leanstep import config as config_mod
-from leanstep.api.records import json_objects, result_record, snippet_from_record
+from leanstep.api.records import json_line, json_objects, result_record, snippet_from_record
 from leanstep.check.trust import checks_from_config
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import VERDICTS, BatchVerifier, Snippet, Verifier, VerifyOptions, VerifyResult
@@ -166,7 +165,7 @@ class OrderedWriter:
             self.pending[index] = result
             while self.next in self.pending:
                 item = self.pending.pop(self.next)
-                self.out.write(json.dumps(result_record(item), ensure_ascii=False) + "\n")
+                self.out.write(json_line(result_record(item)))
                 self.next += 1
             self.out.flush()
 

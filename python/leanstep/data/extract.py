@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from leanstep import config as config_mod
+from leanstep.api.records import json_line
 from leanstep.check.source import Declaration, declarations, split_source
 from leanstep.check.statement import standalone_statements
 from leanstep.check.verdict import Trust, Verdict
@@ -283,7 +284,7 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 def _rewrite(path: Path, objects: list[dict[str, Any]]) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in objects)
+        handle.writelines(json_line(o) for o in objects)
     os.replace(temporary, path)
 
 
@@ -313,11 +314,11 @@ class StepWriter:
 
     def add(self, found: FileSteps) -> None:
         with self.lock:
-            self.steps.writelines(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in found.records)
+            self.steps.writelines(json_line(r.to_json()) for r in found.records)
             self.steps.flush()
-            self.problems.writelines(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in found.problems)
+            self.problems.writelines(json_line(p.to_json()) for p in found.problems)
             self.problems.flush()
-            self.log.write(json.dumps(found.log_entry(), ensure_ascii=False) + "\n")
+            self.log.write(json_line(found.log_entry()))
             self.log.flush()
             self.totals["files"] += 1
             self.totals["steps"] += len(found.records)

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leanstep.api.records import json_line
 from leanstep.data.extract import problems_of, problems_path
 from leanstep.generate import record_prompt_format
 from leanstep.generate.prompts import FORMATS, get_format, training_example
@@ -433,8 +434,7 @@ def _save(model: Any, tokenizer: Any, settings: FinetuneSettings, report: Finetu
     record_prompt_format(out, settings.prompt_format)
     (out / HELD_OUT_FILE).unlink(missing_ok=True)  # a previous run's, for other declarations
     if held_out_problems:
-        (out / HELD_OUT_FILE).write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in held_out_problems),
-                                         encoding="utf-8")
+        (out / HELD_OUT_FILE).write_text("".join(json_line(p) for p in held_out_problems), encoding="utf-8")
     (out / LOG_FILE).write_text(json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     plot_losses(report, out / PLOT_FILE)
 
