@@ -47,6 +47,14 @@ def make_workspace(root: Path, *, toolchain: str, mathlib: bool = False, leanste
     return root
 
 
+def write_jsonl(path: Path, *records: dict[str, Any]) -> Path:
+    """``records`` as a JSON-lines file at ``path`` (as the commands write theirs); returns ``path``."""
+    from leanstep.api.records import json_line
+
+    path.write_text("".join(json_line(r) for r in records), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def sim_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a simulated REPL with zero simulated costs."""

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import requests
+from conftest import write_jsonl
 
 import leanstep.check.verdict as codes
 from leanstep.check.verdict import Trust
@@ -174,8 +175,7 @@ def test_the_client_keeps_each_group_in_one_request(server):
 def test_leanstep_verify_first_valid_writes_skipped_records(tmp_path, capsys):
     records = [{"id": f"l-{k}", "code": valid(f"l_{k}") if k == 0 else invalid(f"l_{k}"), "problem_id": "l"}
                for k in range(4)]
-    source = tmp_path / "samples.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    source = write_jsonl(tmp_path / "samples.jsonl", *records)
     out = tmp_path / "out.jsonl"
     rc = verify_main([str(source), "--repl", "sim", "--max-repls", "1", "--sandbox", "none", "--trust", "lenient",
                       "--first-valid", "--no-progress", "-o", str(out)])

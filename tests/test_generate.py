@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import write_jsonl
 
 from leanstep.generate import (
     Candidate,
@@ -693,9 +694,7 @@ def test_hint_backend_proves_whole_with_one_finishing_tactic():
 
 
 def scripted(tmp_path, *entries, name="script.jsonl"):
-    path = tmp_path / name
-    path.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in entries) + "\n", encoding="utf-8")
-    return make_generator(GeneratorSettings(backend="scripted", script=str(path)))
+    return make_generator(GeneratorSettings(backend="scripted", script=str(write_jsonl(tmp_path / name, *entries))))
 
 
 def test_scripted_backend_replays_tactics_by_goal_or_target(tmp_path):

@@ -7,10 +7,10 @@ the scripted backend: proposals read from a file, keyed by goal, dead ends inclu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from leanstep.generate import Candidate, GenerationRequest, GeneratorSettings, make_generator
 from leanstep.prove.prover import ProveRequest
@@ -35,9 +35,7 @@ FAULTS = {"goal": "⊢ 1 = 2 ∨ n = n", "tactics": [{"text": "sim_crash", "scor
 
 
 def script(tmp_path: Path, *entries: dict) -> str:
-    path = tmp_path / "proposals.jsonl"
-    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
-    return str(path)
+    return str(write_jsonl(tmp_path / "proposals.jsonl", *entries))
 
 
 def prover(generator=None, **settings):
