@@ -1,7 +1,14 @@
 """Shared pieces of the benchmarks: timing, tables, results, plots, workloads, servers, peers.
 
-Standard library at import time (matplotlib, psutil and requests are imported
-where they are used), so a peer's interpreter can import this module too.
+Standard library at import time (leanstep, matplotlib, psutil and requests are
+imported where they are used), so a peer's interpreter can import this module too.
+Importing it puts the checkout's ``python/`` folder on ``sys.path`` when leanstep is
+not installed, so a benchmark runs from a bare checkout. A benchmark run as a
+script first puts the checkout's root on the path, to import this module::
+
+    if __package__ in (None, ""):  # run as a script
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.common import ...
 
 The small API other benchmarks may use:
 
@@ -10,10 +17,17 @@ The small API other benchmarks may use:
 * ``write_results(name, data, path=None) -> Path``: JSON under ``benchmarks/results/``
   with the date and the machine added.
 * ``plot(name, series, xlabel, ylabel, title, path=None) -> Path | None``: a PNG line plot.
+* ``add_output_arguments(parser, name)`` + ``run_benchmark(name, argv, parse_args, run, report, draw)``:
+  ``--json``/``--png`` and the ``main`` of a benchmark that writes both.
 * ``CostModel`` + ``make_workload(...) -> list[Snippet]``: a simulated proof-checking batch
   whose costs are carried by ``-- sim: delay S`` directives (see ``leanstep.sim``).
-* ``sim_environ(...)``: the ``LEANSTEP_SIM_*`` variables for a cost model.
+* ``sim_costs(import_=..., tactic=..., ...)`` / ``sim_environ(...)``: the ``LEANSTEP_SIM_*_SECONDS``
+  variables, for ``scoped_environ``.
+* ``sim_config(**settings)``, ``sim_pool(**settings)``, ``warm_services(config)``, ``serving(services)``:
+  leanstep's pool, services and HTTP server in this process, on the simulated REPL.
 * ``LeanstepServer(...)``: ``leanstep serve --repl sim`` as a subprocess (context manager).
+* ``chosen_systems(text, known)``, ``peers_for(systems, install)``, ``run_system(name, run, missing, ours)``:
+  which systems a comparison runs, and running each so that one peer's failure does not stop the others.
 * ``post_verify(url, snippets, ...)``: a batch sent as Kimina-shaped ``POST /verify`` requests.
 * ``peer_environment(install=True) -> PeerEnv``: the separate virtualenv with the peers
   (Kimina's server fork and LeanInteract), created on first use.
@@ -22,8 +36,10 @@ The small API other benchmarks may use:
 
 from __future__ import annotations
 
-import datetime as _dt
+import argparse
 import contextlib
+import datetime as _dt
+import importlib.util
 import json
 import math
 import os
@@ -41,12 +57,15 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 PEERS_DIR = BENCH_DIR / ".peers"
+
+if importlib.util.find_spec("leanstep") is None:  # a checkout without an install
+    sys.path.insert(0, str(ROOT / "python"))
 
 # Peer versions these benchmarks were written and run against. FastAPI is pinned
 # because newer releases reject an argument kimina-ast-server 2.1.3 passes to FastAPI().
@@ -134,30 +153,44 @@ def plot(name: str, series: dict[str, list[tuple[float, float]]], xlabel: str, y
 
     Returns None (and says why) when matplotlib is missing.
     """
-    try:
-        import matplotlib
+    from leanstep.plotting import png_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    out = Path(path) if path else RESULTS_DIR / f"{name}.png"
+    try:
+        with png_figure(out, figsize=(6.4, 4.2)) as (_, ax):
+            for label, points in series.items():
+                if points:
+                    xs, ys = zip(*sorted(points))
+                    ax.plot(xs, ys, marker="o", label=label)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend()
     except ImportError:
         print(f"[{name}] no plot: matplotlib is not installed")
         return None
-    out = Path(path) if path else RESULTS_DIR / f"{name}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, points in series.items():
-        if points:
-            xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="o", label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--json`` and ``--png``, by default ``benchmarks/results/NAME.json`` and ``NAME.png``."""
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / f"{name}.json", help="where the figures go")
+    parser.add_argument("--png", type=Path, default=RESULTS_DIR / f"{name}.png", help="where their plot goes")
+
+
+def run_benchmark(name: str, argv: list[str] | None, parse_args: Callable[[list[str]], argparse.Namespace],
+                  run: Callable[[argparse.Namespace], dict[str, Any]], report: Callable[[dict[str, Any]], None],
+                  draw: Callable[[dict[str, Any], Path], None]) -> int:
+    """A benchmark's ``main``: parse ``argv`` (default: the command line), run, print the report, write the
+    figures as JSON (``--json``, see ``write_results``) and ``draw`` them as a PNG (``--png``), say where."""
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    result = run(args)
+    report(result)
+    write_results(name, result, args.json)
+    draw(result, args.png)
+    print(f"\nwrote {args.json} and {args.png}")
+    return 0
 
 
 # --------------------------------------------------------------------------- workload
@@ -239,10 +272,15 @@ def expected_seconds(snippets: Iterable[Snippet], cost: CostModel) -> dict[str, 
             "import_s": cost.import_s}
 
 
+def sim_costs(**seconds: float) -> dict[str, str]:
+    """``LEANSTEP_SIM_<KNOB>_SECONDS`` for each knob named (``import``, ``cmd``, ``proof``, ``tactic``; ``import_``
+    where a keyword cannot be ``import``): the simulator's costs, inherited by every REPL started under them."""
+    return {f"LEANSTEP_SIM_{knob.rstrip('_').upper()}_SECONDS": f"{value:g}" for knob, value in seconds.items()}
+
+
 def sim_environ(import_s: float = 0.0, cmd_s: float = 0.0, proof_s: float = 0.0) -> dict[str, str]:
-    """The simulator's cost variables (inherited by every REPL a server starts)."""
-    return {"LEANSTEP_SIM_IMPORT_SECONDS": f"{import_s:g}", "LEANSTEP_SIM_CMD_SECONDS": f"{cmd_s:g}",
-            "LEANSTEP_SIM_PROOF_SECONDS": f"{proof_s:g}", "LEANSTEP_SIM_TACTIC_SECONDS": "0"}
+    """The simulator's cost variables of a proof-checking workload (no tactic cost)."""
+    return sim_costs(import_=import_s, cmd=cmd_s, proof=proof_s, tactic=0)
 
 
 @contextlib.contextmanager
@@ -269,6 +307,53 @@ def has_error(result: dict[str, Any]) -> bool:
     if "message" in response and "env" not in response:
         return True
     return any(m.get("severity") == "error" for m in response.get("messages") or ())
+
+
+# --------------------------------------------------------------------------- leanstep in this process
+
+def sim_config(**settings: Any) -> Any:
+    """leanstep's configuration on the simulated REPL, unsandboxed unless ``settings`` say otherwise; the
+    environment's ``LEANSTEP_*`` variables are ignored."""
+    from leanstep.config import load
+
+    return load({"repl": "sim", "sandbox": "none", **settings}, environ={})
+
+
+@contextlib.contextmanager
+def sim_pool(**settings: Any) -> Iterator[Any]:
+    """A pool of simulated REPLs (``sim_config(**settings)``), started and warm; shut down after the block."""
+    from leanstep.repl.launch import make_pool
+
+    pool = make_pool(sim_config(**settings))
+    pool.start()
+    try:
+        pool.wait_warm(120)
+        yield pool
+    finally:
+        pool.shutdown()
+
+
+@contextlib.contextmanager
+def warm_services(config: Any, **build: Any) -> Iterator[Any]:
+    """The server's services (``build_services(config, **build)``), their pool warm; closed after the block."""
+    from leanstep.server.services import build_services
+
+    services = build_services(config, **build)
+    try:
+        services.pool.wait_warm(120)
+        yield services
+    finally:
+        services.close()
+
+
+@contextlib.contextmanager
+def serving(services: Any) -> Iterator[str]:
+    """The HTTP app over ``services``, served by waitress in this process; the block gets its base URL."""
+    from leanstep.server.app import create_app
+    from leanstep.server.wsgi import serve_in_thread
+
+    with serve_in_thread(create_app(services), services.config) as url:
+        yield url
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -453,6 +538,30 @@ def find_peer_base_python() -> str | None:
 
 
 PEERS = ("kimina", "leaninteract")
+
+
+def chosen_systems(text: str, known: Sequence[str]) -> list[str]:
+    """The systems a comma-separated ``--systems`` names; ValueError naming those not in ``known``."""
+    systems = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = set(systems) - set(known)
+    if unknown:
+        raise ValueError(f"unknown systems: {', '.join(sorted(unknown))}")
+    return systems
+
+
+def run_system(name: str, run: Callable[[], dict[str, Any]], missing: dict[str, str],
+               ours: bool) -> dict[str, Any] | None:
+    """``run()``, one system's run. A peer that fails is recorded in ``missing`` with why and None returned, so
+    that the others still run; leanstep's own failure (``ours``) fails the benchmark."""
+    try:
+        return run()
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        print(f"    {name} failed: {reason[:1500]}")
+        if ours:
+            raise
+        missing[name] = reason[:2000]
+        return None
 
 
 def peers_for(systems: Sequence[str], install: bool) -> tuple[PeerEnv | None, dict[str, str]]:

@@ -46,15 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import leanstep.generate  # noqa: F401
-except ImportError:  # running from a checkout without an install
-    sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builders
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import ROOT, write_results  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builders
 from tiny_models import WORDS, build_bpe_causal, quantize_gguf, write_gguf  # noqa: E402
 
 from leanstep.generate import GenerationRequest, GeneratorSettings, make_generator  # noqa: E402

@@ -26,31 +26,19 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import leanstep  # noqa: F401 (only checks that the package is importable)
-except ImportError:  # running from a checkout without an install
-    sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_results  # noqa: E402
-from benchmarks.suggest_check import sim_costs  # noqa: E402
+from benchmarks.common import add_output_arguments, run_benchmark, scoped_environ, sim_costs, sim_pool  # noqa: E402
 from leanstep.check.source import goal_context_from_source  # noqa: E402
 from leanstep.check.tactics import TacticChecker  # noqa: E402
-from leanstep.config import load  # noqa: E402
-from leanstep.repl.launch import make_pool  # noqa: E402
+from leanstep.generate.base import Candidate  # noqa: E402
+from leanstep.plotting import png_figure  # noqa: E402
 
 HEADER = "import Mathlib"
 CANDIDATES = ("omega", "simp", "exact nope", "skip")
-
-
-@dataclass(frozen=True)
-class Cand:
-    text: str
-    score: float = 0.0
 
 
 def make_file(theorems: int, steps: int) -> tuple[str, list[str]]:
@@ -82,8 +70,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--theorems", type=int, default=None, help="theorems in the preamble")
     p.add_argument("--proof-seconds", type=float, default=None, help="simulated cost of elaborating one proof")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "editor.json")
-    p.add_argument("--png", type=Path, default=ROOT / "benchmarks" / "results" / "editor.png")
+    add_output_arguments(p, "editor")
     args = p.parse_args(argv)
     args.theorems = args.theorems if args.theorems is not None else (10 if args.quick else 40)
     args.proof_seconds = args.proof_seconds if args.proof_seconds is not None else (0.02 if args.quick else 0.05)
@@ -111,18 +98,14 @@ def settle(pool, header: str, workers: int) -> None:
 
 
 def run_config(name: str, cache_preamble: bool, args: argparse.Namespace, costs: dict[str, float]) -> dict:
-    config = load({"repl": "sim", "max_repls": args.workers, "sandbox": "none", "warm_headers": HEADER}, environ={})
-    pool = make_pool(config)
-    pool.start()
     calls = []
-    try:
-        pool.wait_warm(120)
+    with sim_pool(max_repls=args.workers, warm_headers=HEADER) as pool:
         checker = TacticChecker(pool, budget=120, max_workers=args.workers, cache_preamble=cache_preamble)
         for i, (source, position) in enumerate(trace(args.theorems, args.calls)):
             ctx = goal_context_from_source(source, *position, heartbeats=200000)
             before = checker.totals()
             started = time.monotonic()
-            report = checker.check(ctx, [Cand(t) for t in CANDIDATES])
+            report = checker.check(ctx, [Candidate(t, 0.0) for t in CANDIDATES])
             latency = time.monotonic() - started
             settle(pool, ctx.header, args.workers)  # count work that went on after the answer, too
             after = checker.totals()
@@ -134,8 +117,6 @@ def run_config(name: str, cache_preamble: bool, args: argparse.Namespace, costs:
                 "simulated_lean_s": simulated_seconds(work, costs, args.theorems),
                 "verdicts": [c.status for c in report.candidates], "workers": report.workers,
             })
-    finally:
-        pool.shutdown()
     return {
         "name": name,
         "cache_preamble": cache_preamble,
@@ -150,7 +131,7 @@ def run_config(name: str, cache_preamble: bool, args: argparse.Namespace, costs:
 
 def run(args: argparse.Namespace) -> dict:
     costs = {"import": 0.3 if args.quick else 2.0, "cmd": 0.01, "proof": args.proof_seconds, "tactic": 0.02}
-    with sim_costs(**costs):
+    with scoped_environ(sim_costs(**costs)):
         leanstep_row = run_config("leanstep (preamble env cached per REPL)", True, args, costs)
         kimina_row = run_config("header-only cache (preamble re-elaborated)", False, args, costs)
     same = [a["verdicts"] for a in leanstep_row["calls"]] == [b["verdicts"] for b in kimina_row["calls"]]
@@ -192,34 +173,19 @@ def print_table(result: dict) -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for row in result["configs"]:
-        xs = [c["call"] for c in row["calls"]]
-        ax.plot(xs, [c["latency_s"] for c in row["calls"]], marker="o", markersize=3, label=row["name"])
-    ax.set_xlabel("llmstep call (cursor moving down the proof)")
-    ax.set_ylabel("checking latency (s)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"Editing session, preamble of {result['preamble_theorems']} theorems (simulated REPL)")
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with png_figure(path, figsize=(7, 4)) as (_, ax):
+        for row in result["configs"]:
+            xs = [c["call"] for c in row["calls"]]
+            ax.plot(xs, [c["latency_s"] for c in row["calls"]], marker="o", markersize=3, label=row["name"])
+        ax.set_xlabel("llmstep call (cursor moving down the proof)")
+        ax.set_ylabel("checking latency (s)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"Editing session, preamble of {result['preamble_theorems']} theorems (simulated REPL)")
+        ax.legend()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    result = run(args)
-    print_table(result)
-    write_results("editor", result, args.json)
-    plot(result, args.png)
-    print(f"\nwrote {args.json} and {args.png}")
-    return 0
+    return run_benchmark("editor", argv, parse_args, run, print_table, plot)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import leanstep.generate.hf  # noqa: F401
-except ImportError:  # running from a checkout without an install
-    sys.path.insert(0, str(ROOT / "python"))
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
+
+from benchmarks.common import RESULTS_DIR  # noqa: E402
 
 from leanstep.generate.hf import GraphDecoder, resolve_dtype  # noqa: E402
 
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=None, help="timed runs per variant (default 10, --quick 3)")
     p.add_argument("--variants", default=None,
                    help="comma-separated: plain, fast, prefill, compiled (default: all; --quick: no compiled)")
-    p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "generation.json"))
+    p.add_argument("--json", default=str(RESULTS_DIR / "generation.json"))
     args = p.parse_args(argv)
 
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else

@@ -289,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     SANDBOX, TRUST = args.sandbox, args.trust
     n = args.n or (2000 if args.quick else 10000)
     workers_list = [int(x) for x in (args.workers or ("1" if args.quick else "1,2")).split(",")]
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = set(systems) - set(SYSTEMS)
-    if unknown:
-        print(f"unknown systems: {', '.join(sorted(unknown))}", file=sys.stderr)
+    try:
+        systems = common.chosen_systems(args.systems, SYSTEMS)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
     os.environ.update(_zero_cost_env())  # REPLs started in this process inherit it
     snippets = make_snippets(n)
@@ -309,23 +309,12 @@ def main(argv: list[str] | None = None) -> int:
             if name in missing:
                 continue
             print(f"  running {name} with {w} worker(s)...", flush=True)
-            try:
-                if name == "raw":
-                    out = run_raw(snippets, w)
-                elif name == "leanstep":
-                    out = run_leanstep(snippets, w, TRUST)
-                elif name == "leanstep-http":
-                    out = run_leanstep_http(snippets, w, args)
-                elif name == "kimina":
-                    out = run_kimina(snippets, w, args, peer)
-                else:
-                    out = run_leaninteract(snippets, w, peer)
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                print(f"    {name} failed: {reason[:1500]}")
-                if name in ("raw", "leanstep", "leanstep-http"):
-                    raise
-                missing[name] = reason[:2000]
+            runners = {"raw": lambda: run_raw(snippets, w), "leanstep": lambda: run_leanstep(snippets, w, TRUST),
+                       "leanstep-http": lambda: run_leanstep_http(snippets, w, args),
+                       "kimina": lambda: run_kimina(snippets, w, args, peer),
+                       "leaninteract": lambda: run_leaninteract(snippets, w, peer)}
+            out = common.run_system(name, runners[name], missing, ours=name in ("raw", "leanstep", "leanstep-http"))
+            if out is None:
                 continue
             run = {"system": name, "workers": w, "wall_s": round(out["wall_s"], 4),
                    "proofs_per_s": round(n / out["wall_s"], 1),

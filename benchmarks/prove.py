@@ -26,7 +26,6 @@ evaluation modes and the search's expansions per second.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -34,19 +33,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import leanstep  # noqa: F401 (only checks that the package is importable)
-except ImportError:  # running from a checkout without an install
-    sys.path.insert(0, str(ROOT / "python"))
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import print_table, scoped_environ, write_results  # noqa: E402
-from leanstep.config import load  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_output_arguments,
+    print_table,
+    run_benchmark,
+    scoped_environ,
+    sim_config,
+    sim_costs,
+    warm_services,
+)
+from leanstep.api.records import json_line  # noqa: E402
+from leanstep.plotting import png_figure  # noqa: E402
 from leanstep.prove.evaluate import Evaluation, Problem, default_parallel  # noqa: E402
 from leanstep.prove.prover import ProveRequest  # noqa: E402
-from leanstep.server.services import build_services  # noqa: E402
 
 HEADER = "import Mathlib"
 SAMPLES = 8
@@ -61,8 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tactic-seconds", type=float, default=None, help="simulated cost of one tactic")
     p.add_argument("--problems", type=int, default=None, help="problems of the pass@8 evaluation")
     p.add_argument("--proof-seconds", type=float, default=None, help="simulated cost of checking one proof")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "prove.json")
-    p.add_argument("--png", type=Path, default=ROOT / "benchmarks" / "results" / "prove.png")
+    add_output_arguments(p, "prove")
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
     args.levels = args.levels or (3 if args.quick else 6)
@@ -111,16 +112,14 @@ def pass8_problems(count: int, seed: int = 0) -> tuple[list[Problem], list[dict[
 
 
 def write_script(path: Path, entries: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
+    path.write_text("".join(json_line(e) for e in entries), encoding="utf-8")
     return path
 
 
 def services_for(script: Path, repls: int, width: int, **settings: Any):
-    config = load({"repl": "sim", "sandbox": "none", "max_repls": repls, "queue_wait": 60, "backend": "scripted",
-                   "script": str(script), "search_width": width, "check_timeout": 30, **settings}, environ={})
-    services = build_services(config)
-    services.pool.wait_warm(120)
-    return services
+    """The server's services with the scripted backend, their pool warm; closed after the block."""
+    return warm_services(sim_config(max_repls=repls, queue_wait=60, backend="scripted", script=str(script),
+                                    search_width=width, check_timeout=30, **settings))
 
 
 # --------------------------------------------------------------------------- measurements
@@ -129,16 +128,13 @@ def services_for(script: Path, repls: int, width: int, **settings: Any):
 def search_runs(args: argparse.Namespace, script: Path, statement: str) -> list[dict[str, Any]]:
     rows = []
     for repls, width in ((1, 1), (args.repls, 1), (args.repls, 2)):
-        services = services_for(script, repls, width)
-        try:
-            results, seconds = [], []
+        results, seconds = [], []
+        with services_for(script, repls, width) as services:
             for _ in range(args.runs):
                 started = time.perf_counter()
                 result = services.prover.prove(ProveRequest(strategy="search", header=HEADER, statement=statement))
                 seconds.append(time.perf_counter() - started)
                 results.append(result)
-        finally:
-            services.close()
         middle = sorted(range(len(seconds)), key=seconds.__getitem__)[len(seconds) // 2]
         result, median = results[middle], seconds[middle]  # the median run, its own figures
         rows.append({"repls": repls, "width": width, "proved": all(r.proved for r in results),
@@ -153,15 +149,12 @@ def pass8_runs(args: argparse.Namespace, script: Path, problems: list[Problem]) 
     out: dict[str, Any] = {}
     for mode, check_all in (("check_all", True), ("first_valid", False)):
         # a fresh server each time, so no result is answered from the other run's cache
-        services = services_for(script, args.repls, 1, cache_size=0)
-        try:
+        with services_for(script, args.repls, 1, cache_size=0) as services:
             evaluation = Evaluation(services.prover, "whole", k=SAMPLES, check_all=check_all,
                                     parallel=default_parallel("whole", args.repls))
             started = time.perf_counter()
             _, summary = evaluation.run(problems)
             wall = time.perf_counter() - started
-        finally:
-            services.close()
         out[mode] = {"pass_at": summary.pass_at, "solved": summary.solved, "checked": summary.attempts_checked,
                      "skipped": summary.attempts_skipped, "repl_seconds": summary.checking.repl, "wall_s": wall}
     every, first = out["check_all"], out["first_valid"]
@@ -172,32 +165,23 @@ def pass8_runs(args: argparse.Namespace, script: Path, problems: list[Problem]) 
 
 
 def plot(result: dict[str, Any], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, label in (("check_all", "every sample checked (Chen et al.)"), ("first_valid", "first valid wins")):
-        curve = result["pass8"][mode]["pass_at"]
-        ks = sorted(int(k) for k in curve)
-        left.plot(ks, [curve[k] for k in ks], marker="o", label=label)
-    left.set_xlabel("k")
-    left.set_ylabel("pass@k")
-    left.set_ylim(0, 1.02)
-    left.set_title(f"pass@k, {result['problems']} problems, 8 samples each", fontsize=10)
-    left.grid(alpha=0.3)
-    left.legend(fontsize=8)
-    rows = result["search"]
-    labels = [f"{r['repls']} REPL{'s' if r['repls'] > 1 else ''}, width {r['width']}" for r in rows]
-    right.bar(labels, [r["expansions_per_s"] for r in rows], color=["#999", "#4a7", "#27a"])
-    right.set_ylabel("expansions per second")
-    right.set_title(f"best-first search, {rows[0]['expansions']} expansions to the proof", fontsize=10)
-    right.tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    with png_figure(png, nrows=1, ncols=2, figsize=(10, 4)) as (_, (left, right)):
+        for mode, label in (("check_all", "every sample checked (Chen et al.)"), ("first_valid", "first valid wins")):
+            curve = result["pass8"][mode]["pass_at"]
+            ks = sorted(int(k) for k in curve)
+            left.plot(ks, [curve[k] for k in ks], marker="o", label=label)
+        left.set_xlabel("k")
+        left.set_ylabel("pass@k")
+        left.set_ylim(0, 1.02)
+        left.set_title(f"pass@k, {result['problems']} problems, 8 samples each", fontsize=10)
+        left.grid(alpha=0.3)
+        left.legend(fontsize=8)
+        rows = result["search"]
+        labels = [f"{r['repls']} REPL{'s' if r['repls'] > 1 else ''}, width {r['width']}" for r in rows]
+        right.bar(labels, [r["expansions_per_s"] for r in rows], color=["#999", "#4a7", "#27a"])
+        right.set_ylabel("expansions per second")
+        right.set_title(f"best-first search, {rows[0]['expansions']} expansions to the proof", fontsize=10)
+        right.tick_params(axis="x", labelsize=8)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -205,9 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     problems, proofs = pass8_problems(args.problems)
     with tempfile.TemporaryDirectory() as tmp:
         script = write_script(Path(tmp) / "proposals.jsonl", entries + proofs)
-        with scoped_environ({"LEANSTEP_SIM_TACTIC_SECONDS": f"{args.tactic_seconds:g}",
-                             "LEANSTEP_SIM_PROOF_SECONDS": f"{args.proof_seconds:g}",
-                             "LEANSTEP_SIM_IMPORT_SECONDS": "0", "LEANSTEP_SIM_CMD_SECONDS": "0"}):
+        with scoped_environ(sim_costs(tactic=args.tactic_seconds, proof=args.proof_seconds, import_=0, cmd=0)):
             search = search_runs(args, script, statement)
             pass8 = pass8_runs(args, script, problems)
     return {"search": search, "proof_length": depth, "levels": args.levels, "pass8": pass8,
@@ -242,13 +224,7 @@ def report(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    result = run(args)
-    report(result)
-    write_results("prove", result, args.json)
-    plot(result, args.png)
-    print(f"\nwrote {args.json} and {args.png}")
-    return 0
+    return run_benchmark("prove", argv, parse_args, run, report, plot)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-for _path in (ROOT / "python", ROOT):  # a checkout without an install; `benchmarks.common`
-    if str(_path) not in sys.path:
-        sys.path.append(str(_path))
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 HEADERS = ("import Mathlib", "import Mathlib\nimport Aesop")
 
@@ -129,11 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("leanstep bench ray: Ray is not installed: pip install leanstep[ray]", file=sys.stderr)
         return 2
-    from benchmarks.common import print_table, sim_environ, write_results
-    from leanstep import config as config_mod
+    from benchmarks.common import print_table, sim_config, sim_environ, write_results
 
-    config = config_mod.load({"repl": "sim", "max_repls": args.repls, "sandbox": "none",
-                              "warm_headers": ";;".join(HEADERS[:args.headers])}, environ={})
+    config = sim_config(max_repls=args.repls, warm_headers=";;".join(HEADERS[:args.headers]))
     env = sim_environ(import_s=args.import_seconds, proof_s=args.proof_seconds)
     started_ray = not ray.is_initialized()
     if started_ray:

@@ -33,22 +33,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import leanstep  # noqa: F401 (only checks that the package is importable)
-except ImportError:  # running from a checkout without an install
-    sys.path.insert(0, str(ROOT / "python"))
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import print_table, scoped_environ, write_results  # noqa: E402
-from leanstep.config import load  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_output_arguments,
+    print_table,
+    run_benchmark,
+    scoped_environ,
+    serving,
+    sim_config,
+    sim_costs,
+    warm_services,
+)
+from leanstep.plotting import png_figure  # noqa: E402
 from leanstep.repl.pool import ReplPool  # noqa: E402
 from leanstep.repl.process import ReplError  # noqa: E402
 from leanstep.repl.protocol import CommandRequest  # noqa: E402
-from leanstep.server.app import create_app  # noqa: E402
-from leanstep.server.services import build_services  # noqa: E402
-from leanstep.server.wsgi import serve_in_thread  # noqa: E402
 
 HEADER = "import Mathlib"
 STATEMENT = "theorem target (a b : ℕ) (h : a < b) : a ≤ b ∧ 0 < b"
@@ -66,8 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tactic-seconds", type=float, default=0.02, help="simulated cost of one tactic")
     p.add_argument("--cmd-seconds", type=float, default=0.05, help="simulated cost of one command (a declaration)")
     p.add_argument("--import-seconds", type=float, default=1.0, help="simulated `import Mathlib` (never timed)")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "session_steps.json")
-    p.add_argument("--png", type=Path, default=ROOT / "benchmarks" / "results" / "session_steps.png")
+    add_output_arguments(p, "session_steps")
     args = p.parse_args(argv)
     args.steps = args.steps or (20 if args.quick else 200)
     args.attempts = args.attempts or (5 if args.quick else 30)
@@ -139,51 +139,45 @@ def lose_every_repl(pool: ReplPool, count: int) -> None:
 
 
 def scenario(args: argparse.Namespace, costs: dict[str, float]) -> dict[str, Any]:
-    environ = {f"LEANSTEP_SIM_{k.upper()}_SECONDS": f"{v:g}" for k, v in costs.items()}
-    with scoped_environ(environ):
-        config = load({"repl": "sim", "max_repls": args.repls, "sandbox": "none", "warm_headers": HEADER,
-                       "max_session_states": 10_000, "max_restarts_per_minute": 1000}, environ={})
-        services = build_services(config, suggest=False)
-    try:
-        services.pool.wait_warm(120)
-        with serve_in_thread(create_app(services), config) as url:
-            agent = Agent(url)
-            warm = agent.start()
-            agent.attempt(warm, 0, [agent.tactic() for _ in range(args.repls * 2)])  # every REPL holds the goal
+    config = sim_config(max_repls=args.repls, warm_headers=HEADER, max_session_states=10_000,
+                        max_restarts_per_minute=1000)
+    with scoped_environ(sim_costs(**costs)), warm_services(config, suggest=False) as services, \
+            serving(services) as url:
+        agent = Agent(url)
+        warm = agent.start()
+        agent.attempt(warm, 0, [agent.tactic() for _ in range(args.repls * 2)])  # every REPL holds the goal
 
+        session = agent.start()
+        state, steps = 0, []
+        for _ in range(args.steps):
+            elapsed, state = agent.step(session, state)
+            steps.append(elapsed)
+
+        attempts, sequential = [], []
+        for _ in range(args.attempts):
+            attempts.append(agent.attempt(session, 0, [agent.tactic() for _ in range(8)]))
+            started = time.perf_counter()
+            for _ in range(8):
+                agent.step(session, 0)
+            sequential.append(time.perf_counter() - started)
+
+        replays = []
+        for depth in args.depths:
             session = agent.start()
-            state, steps = 0, []
-            for _ in range(args.steps):
-                elapsed, state = agent.step(session, state)
-                steps.append(elapsed)
-
-            attempts, sequential = [], []
-            for _ in range(args.attempts):
-                attempts.append(agent.attempt(session, 0, [agent.tactic() for _ in range(8)]))
-                started = time.perf_counter()
-                for _ in range(8):
-                    agent.step(session, 0)
-                sequential.append(time.perf_counter() - started)
-
-            replays = []
-            for depth in args.depths:
-                session = agent.start()
-                deep = agent.descend(session, depth)
-                held = [agent.step(session, deep)[0] for _ in range(HELD_SAMPLES)]
-                rebuilt, replayed = [], []
-                for _ in range(args.replay_runs):
-                    lose_every_repl(services.pool, args.repls)
-                    before = services.sessions.stats().replayed_tactics
-                    rebuilt.append(agent.step(session, deep)[0])
-                    replayed.append(services.sessions.stats().replayed_tactics - before)
-                replays.append({"depth": depth, "held_step_ms": statistics.median(held) * 1000,
-                                "rebuilt_step_ms": statistics.median(rebuilt) * 1000,
-                                "replay_cost_ms": (statistics.median(rebuilt) - statistics.median(held)) * 1000,
-                                "tactics_replayed": replayed})
-            return {"costs_s": costs, "step": percentiles(steps), "attempt_8": percentiles(attempts),
-                    "sequential_8_steps": percentiles(sequential), "replay": replays}
-    finally:
-        services.close()
+            deep = agent.descend(session, depth)
+            held = [agent.step(session, deep)[0] for _ in range(HELD_SAMPLES)]
+            rebuilt, replayed = [], []
+            for _ in range(args.replay_runs):
+                lose_every_repl(services.pool, args.repls)
+                before = services.sessions.stats().replayed_tactics
+                rebuilt.append(agent.step(session, deep)[0])
+                replayed.append(services.sessions.stats().replayed_tactics - before)
+            replays.append({"depth": depth, "held_step_ms": statistics.median(held) * 1000,
+                            "rebuilt_step_ms": statistics.median(rebuilt) * 1000,
+                            "replay_cost_ms": (statistics.median(rebuilt) - statistics.median(held)) * 1000,
+                            "tactics_replayed": replayed})
+        return {"costs_s": costs, "step": percentiles(steps), "attempt_8": percentiles(attempts),
+                "sequential_8_steps": percentiles(sequential), "replay": replays}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -215,47 +209,32 @@ def report(result: dict[str, Any]) -> None:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    names = list(result["scenarios"])
-    width = 0.25
-    for i, key in enumerate(("step", "attempt_8", "sequential_8_steps")):
-        values = [result["scenarios"][n][key]["p50_ms"] for n in names]
-        left.bar([x + (i - 1) * width for x in range(len(names))], values, width=width,
-                 label={"step": "one step", "attempt_8": "attempt of 8", "sequential_8_steps": "8 steps"}[key])
-    left.set_xticks(range(len(names)))
-    left.set_xticklabels(names)
-    left.set_ylabel("p50 latency (ms)")
-    left.set_title("Steps and multi-attempts")
-    left.legend()
-    for name in names:
-        replay = result["scenarios"][name]["replay"]
-        right.plot([r["depth"] for r in replay], [r["rebuilt_step_ms"] for r in replay], marker="o",
-                   label=f"{name}: after a lost REPL")
-        right.plot([r["depth"] for r in replay], [r["held_step_ms"] for r in replay], marker="x", linestyle="--",
-                   label=f"{name}: REPL holds the state")
-    right.set_xlabel("depth of the state (tactics from the root)")
-    right.set_ylabel("step latency (ms)")
-    right.set_title("Replaying a session on a new REPL")
-    right.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with png_figure(path, nrows=1, ncols=2, figsize=(10, 4)) as (_, (left, right)):
+        names = list(result["scenarios"])
+        width = 0.25
+        for i, key in enumerate(("step", "attempt_8", "sequential_8_steps")):
+            values = [result["scenarios"][n][key]["p50_ms"] for n in names]
+            left.bar([x + (i - 1) * width for x in range(len(names))], values, width=width,
+                     label={"step": "one step", "attempt_8": "attempt of 8", "sequential_8_steps": "8 steps"}[key])
+        left.set_xticks(range(len(names)))
+        left.set_xticklabels(names)
+        left.set_ylabel("p50 latency (ms)")
+        left.set_title("Steps and multi-attempts")
+        left.legend()
+        for name in names:
+            replay = result["scenarios"][name]["replay"]
+            right.plot([r["depth"] for r in replay], [r["rebuilt_step_ms"] for r in replay], marker="o",
+                       label=f"{name}: after a lost REPL")
+            right.plot([r["depth"] for r in replay], [r["held_step_ms"] for r in replay], marker="x",
+                       linestyle="--", label=f"{name}: REPL holds the state")
+        right.set_xlabel("depth of the state (tactics from the root)")
+        right.set_ylabel("step latency (ms)")
+        right.set_title("Replaying a session on a new REPL")
+        right.legend(fontsize=7)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    result = run(args)
-    report(result)
-    write_results("session_steps", result, args.json)
-    plot(result, args.png)
-    print(f"\nwrote {args.json} and {args.png}")
-    return 0
+    return run_benchmark("session_steps", argv, parse_args, run, report, plot)
 
 
 if __name__ == "__main__":

@@ -26,22 +26,16 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import leanstep  # noqa: F401 (only checks that the package is importable)
-except ImportError:  # running from a checkout without an install
-    sys.path.insert(0, str(ROOT / "python"))
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import scoped_environ, write_results  # noqa: E402
+from benchmarks.common import add_output_arguments, run_benchmark, scoped_environ, sim_costs, sim_pool  # noqa: E402
 from leanstep.check.source import goal_context_from_context  # noqa: E402
 from leanstep.check.tactics import CandidateStatus, TacticChecker  # noqa: E402
-from leanstep.config import load  # noqa: E402
-from leanstep.repl.launch import make_pool  # noqa: E402
+from leanstep.generate.base import Candidate  # noqa: E402
+from leanstep.plotting import png_figure  # noqa: E402
 
 HEADER = "import Mathlib"
 CONTEXT = """import Mathlib
@@ -56,17 +50,6 @@ GOOD = ["constructor", "constructor <;> omega", "exact nonsense", "refine ⟨?_,
 HANG = "sim_hang"
 
 
-@dataclass(frozen=True)
-class Cand:
-    text: str
-    score: float = 0.0
-
-
-def sim_costs(**seconds: float):
-    """Set the simulator's cost knobs for REPLs started inside the block (restored after)."""
-    return scoped_environ({f"LEANSTEP_SIM_{k.upper()}_SECONDS": str(v) for k, v in seconds.items()})
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small costs and one run (a smoke test)")
@@ -76,8 +59,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=None,
                    help="checking budget (parallel) = per-candidate limit (sequential), seconds")
     p.add_argument("--import-seconds", type=float, default=None, help="simulated `import Mathlib` (before timing)")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "suggest_check.json")
-    p.add_argument("--png", type=Path, default=ROOT / "benchmarks" / "results" / "suggest_check.png")
+    add_output_arguments(p, "suggest_check")
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
     args.tactic_seconds = args.tactic_seconds if args.tactic_seconds is not None else (0.1 if args.quick else 0.4)
@@ -88,7 +70,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def measure(checker: TacticChecker, warm: TacticChecker, ctx, candidates, pool, budget: float) -> tuple[float, dict]:
     pool.wait_warm(120)
-    warm.check(ctx, [Cand("skip")] * len(candidates))  # every worker warm with the preamble cached (not timed)
+    warm.check(ctx, [Candidate("skip", 0.0)] * len(candidates))  # every worker warm with the preamble cached (not timed)
     started = time.monotonic()
     report = checker.check(ctx, candidates, budget=budget)
     elapsed = time.monotonic() - started
@@ -100,36 +82,28 @@ def measure(checker: TacticChecker, warm: TacticChecker, ctx, candidates, pool, 
 
 
 def run(args: argparse.Namespace) -> dict:
-    costs = dict(import_=args.import_seconds, tactic=args.tactic_seconds, cmd=0.01, proof=0.02)
-    knobs = {"import": costs["import_"], "tactic": costs["tactic"], "cmd": costs["cmd"], "proof": costs["proof"]}
+    knobs = {"import": args.import_seconds, "tactic": args.tactic_seconds, "cmd": 0.01, "proof": 0.02}
     ctx = goal_context_from_context(CONTEXT, heartbeats=200000)
-    scenarios = {"8 candidates, none hangs": [Cand(t, -0.1 * i) for i, t in enumerate(GOOD)],
-                 "8 candidates, one hangs": [Cand(t, -0.1 * i) for i, t in enumerate(GOOD[:7] + [HANG])]}
+    scenarios = {"8 candidates, none hangs": [Candidate(t, -0.1 * i) for i, t in enumerate(GOOD)],
+                 "8 candidates, one hangs": [Candidate(t, -0.1 * i) for i, t in enumerate(GOOD[:7] + [HANG])]}
     results = []
-    with sim_costs(**knobs):
-        config = load({"repl": "sim", "max_repls": args.workers, "sandbox": "none", "warm_headers": HEADER},
-                      environ={})
-        pool = make_pool(config)
-        pool.start()
-        try:
-            parallel = TacticChecker(pool, budget=args.budget, max_workers=args.workers)
-            sequential_budget = len(GOOD) * (args.budget + args.tactic_seconds) + 5
-            sequential = TacticChecker(pool, budget=sequential_budget, candidate_timeout=args.budget, max_workers=1)
-            warm = TacticChecker(pool, budget=60, max_workers=args.workers)
-            for name, candidates in scenarios.items():
-                row = {"scenario": name, "sequential_s": [], "parallel_s": []}
-                for _ in range(args.runs):
-                    seq_s, seq_info = measure(sequential, warm, ctx, candidates, pool, sequential_budget)
-                    par_s, par_info = measure(parallel, warm, ctx, candidates, pool, args.budget)
-                    row["sequential_s"].append(seq_s)
-                    row["parallel_s"].append(par_s)
-                    row["sequential_verdicts"], row["parallel_verdicts"] = seq_info, par_info
-                row["sequential_median_s"] = statistics.median(row["sequential_s"])
-                row["parallel_median_s"] = statistics.median(row["parallel_s"])
-                row["speedup"] = row["sequential_median_s"] / row["parallel_median_s"]
-                results.append(row)
-        finally:
-            pool.shutdown()
+    with scoped_environ(sim_costs(**knobs)), sim_pool(max_repls=args.workers, warm_headers=HEADER) as pool:
+        parallel = TacticChecker(pool, budget=args.budget, max_workers=args.workers)
+        sequential_budget = len(GOOD) * (args.budget + args.tactic_seconds) + 5
+        sequential = TacticChecker(pool, budget=sequential_budget, candidate_timeout=args.budget, max_workers=1)
+        warm = TacticChecker(pool, budget=60, max_workers=args.workers)
+        for name, candidates in scenarios.items():
+            row = {"scenario": name, "sequential_s": [], "parallel_s": []}
+            for _ in range(args.runs):
+                seq_s, seq_info = measure(sequential, warm, ctx, candidates, pool, sequential_budget)
+                par_s, par_info = measure(parallel, warm, ctx, candidates, pool, args.budget)
+                row["sequential_s"].append(seq_s)
+                row["parallel_s"].append(par_s)
+                row["sequential_verdicts"], row["parallel_verdicts"] = seq_info, par_info
+            row["sequential_median_s"] = statistics.median(row["sequential_s"])
+            row["parallel_median_s"] = statistics.median(row["parallel_s"])
+            row["speedup"] = row["sequential_median_s"] / row["parallel_median_s"]
+            results.append(row)
     return {
         "benchmark": "suggest_check",
         "quick": args.quick,
@@ -160,41 +134,26 @@ def print_table(result: dict) -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = result["rows"]
     names = [r["scenario"] for r in rows]
     seq = [r["sequential_median_s"] for r in rows]
     par = [r["parallel_median_s"] for r in rows]
     x = range(len(rows))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.bar([i - 0.2 for i in x], seq, width=0.4, label="sequential, llmstep-style")
-    ax.bar([i + 0.2 for i in x], par, width=0.4, label=f"parallel on {result['workers']} REPLs, leanstep")
-    ax.axhline(result["budget_s"], color="grey", linestyle="--", linewidth=1, label="budget")
-    for i, r in enumerate(rows):
-        ax.text(i + 0.2, par[i], f"{r['speedup']:.1f}x", ha="center", va="bottom")
-    ax.set_xticks(list(x))
-    ax.set_xticklabels(names)
-    ax.set_ylabel("latency until the answer (s)")
-    ax.set_title(f"Checking 8 candidates ({result['simulated_costs_s']['per_tactic']:g} s per tactic, simulated)")
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with png_figure(path, figsize=(7, 4)) as (_, ax):
+        ax.bar([i - 0.2 for i in x], seq, width=0.4, label="sequential, llmstep-style")
+        ax.bar([i + 0.2 for i in x], par, width=0.4, label=f"parallel on {result['workers']} REPLs, leanstep")
+        ax.axhline(result["budget_s"], color="grey", linestyle="--", linewidth=1, label="budget")
+        for i, r in enumerate(rows):
+            ax.text(i + 0.2, par[i], f"{r['speedup']:.1f}x", ha="center", va="bottom")
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(names)
+        ax.set_ylabel("latency until the answer (s)")
+        ax.set_title(f"Checking 8 candidates ({result['simulated_costs_s']['per_tactic']:g} s per tactic, simulated)")
+        ax.legend()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    result = run(args)
-    print_table(result)
-    write_results("suggest_check", result, args.json)
-    plot(result, args.png)
-    print(f"\nwrote {args.json} and {args.png}")
-    return 0
+    return run_benchmark("suggest_check", argv, parse_args, run, print_table, plot)
 
 
 if __name__ == "__main__":

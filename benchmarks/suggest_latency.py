@@ -43,24 +43,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import leanstep  # noqa: F401 (only checks that the package is importable)
-except ImportError:  # running from a checkout without an install
-    sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import plot, scoped_environ, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    add_output_arguments,
+    plot,
+    scoped_environ,
+    serving,
+    sim_config,
+    sim_costs,
+    warm_services,
+    write_results,
+)
 from benchmarks.editor import trace  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builders
 from tiny_models import WORDS, build_tiny_causal, save_word_tokenizer  # noqa: E402
 
-from leanstep.config import load  # noqa: E402
 from leanstep.generate import make_generator, settings_from_config  # noqa: E402
 from leanstep.generate.base import Candidate, GenerationRequest, Generator  # noqa: E402
-from leanstep.server.app import create_app  # noqa: E402
-from leanstep.server.services import build_services  # noqa: E402
-from leanstep.server.wsgi import serve_in_thread  # noqa: E402
 
 HEADER = "import Mathlib"
 GOAL = "a b : ℕ\nh : a < b\n⊢ a ≤ b"
@@ -129,8 +132,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tactic-sigma", type=float, default=1.0, help="log-sd of one tactic check's seconds")
     p.add_argument("--import-seconds", type=float, default=None, help="simulated import (default 1; --quick 0.2)")
     p.add_argument("--skip", default="", help="parts to leave out: editors, e2e (comma-separated)")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "suggest_latency.json")
-    p.add_argument("--png", type=Path, default=ROOT / "benchmarks" / "results" / "suggest_latency.png")
+    add_output_arguments(p, "suggest_latency")
     args = p.parse_args(argv)
     args.clients = [int(c) for c in (args.clients or ("1,4" if args.quick else "1,4,16")).split(",")]
     args.requests = args.requests or (8 if args.quick else 32)
@@ -174,18 +176,17 @@ def goals(count: int, longest: int, seed: int = 0) -> list[str]:
 
 
 def server_config(args: argparse.Namespace, model: Path, batch: int, **overrides: Any):
-    settings = {"repl": "sim", "max_repls": args.workers, "sandbox": "none", "warm_headers": HEADER,
-                "hf_model": str(model), "prompt_format": "proofstep", "num_samples": args.samples,
-                "max_new_tokens": args.new_tokens, "generation_batch": batch, "generation_window": args.window,
-                "check_timeout": args.budget, "threads": 64, **overrides}
-    return load(settings, environ={})
+    settings = {"max_repls": args.workers, "warm_headers": HEADER, "hf_model": str(model),
+                "prompt_format": "proofstep", "num_samples": args.samples, "max_new_tokens": args.new_tokens,
+                "generation_batch": batch, "generation_window": args.window, "check_timeout": args.budget,
+                "threads": 64, **overrides}
+    return sim_config(**settings)
 
 
 def serve(stack: ExitStack, config, generator: Generator | None = None) -> tuple[str, Any]:
     """Services and a waitress server for ``config`` inside ``stack``; (base URL, the generator)."""
-    services = build_services(config, generator=generator)
-    stack.callback(services.close)
-    url = stack.enter_context(serve_in_thread(create_app(services), config))
+    services = stack.enter_context(warm_services(config, generator=generator))
+    url = stack.enter_context(serving(services))
     assert services.suggester is not None
     return url, services.suggester.generator
 
@@ -275,8 +276,7 @@ def many_editors(args: argparse.Namespace, model: Path) -> list[Cell]:
 
 def end_to_end(args: argparse.Namespace, model: Path) -> list[dict[str, Any]]:
     calls = [call_body(source, position) for source, position in trace(theorems=10, calls=args.calls + 1)]
-    knobs = {"import": args.import_seconds, "cmd": 0.01, "proof": 0.02, "tactic": args.tactic_median}
-    environ = {f"LEANSTEP_SIM_{name.upper()}_SECONDS": f"{value:g}" for name, value in knobs.items()}
+    environ = sim_costs(import_=args.import_seconds, cmd=0.01, proof=0.02, tactic=args.tactic_median)
     environ["LEANSTEP_SIM_TACTIC_SIGMA"] = f"{args.tactic_sigma:g}"
     rows = []
     with scoped_environ(environ):  # the simulated REPLs the servers start inherit the costs

@@ -188,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     n = args.n or (48 if args.quick else 240)
     import_s = args.import_s if args.import_s is not None else (0.5 if args.quick else 1.0)
     median = args.proof_median if args.proof_median is not None else (0.05 if args.quick else 0.1)
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = set(systems) - set(SYSTEMS)
-    if unknown:
-        print(f"unknown systems: {', '.join(sorted(unknown))}", file=sys.stderr)
+    try:
+        systems = common.chosen_systems(args.systems, SYSTEMS)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
     cost = common.CostModel(import_s=import_s, proof_median_s=median, proof_sigma=args.proof_sigma,
                             proof_cap_s=args.proof_cap, invalid_fraction=args.invalid)
@@ -221,19 +221,12 @@ def main(argv: list[str] | None = None) -> int:
                 if name in missing:
                     continue
                 print(f"  {w.name}: {name} with {workers} worker(s)...", flush=True)
-                try:
-                    if name == "leanstep":
-                        out = run_leanstep(w.snippets, workers, sim_env, args, first_valid=w.first_valid)
-                    elif name == "kimina":
-                        out = run_kimina(w.snippets, workers, sim_env, args, peer)
-                    else:
-                        out = run_leaninteract(w.snippets, workers, sim_env, args, peer)
-                except Exception as exc:  # a peer failing must not stop the others
-                    reason = f"{type(exc).__name__}: {exc}"
-                    print(f"    {name} failed: {reason[:1500]}")
-                    if name == "leanstep":
-                        raise
-                    missing[name] = reason[:2000]
+                runners = {"leanstep": lambda: run_leanstep(w.snippets, workers, sim_env, args,
+                                                            first_valid=w.first_valid),
+                           "kimina": lambda: run_kimina(w.snippets, workers, sim_env, args, peer),
+                           "leaninteract": lambda: run_leaninteract(w.snippets, workers, sim_env, args, peer)}
+                out = common.run_system(name, runners[name], missing, ours=name == "leanstep")
+                if out is None:
                     continue
                 ideal = w.ideal_s(workers, import_s)
                 verdicts = judge(w, out["results"])
@@ -299,40 +292,34 @@ def print_workload_table(loads, runs: list[dict[str, Any]], systems: list[str], 
 def plot_efficiency(loads, runs: list[dict[str, Any]], systems: list[str], path: str | None) -> Path | None:
     """Efficiency against workers, one panel per workload, one line per system (PNG)."""
     from benchmarks import common
+    from leanstep.plotting import png_figure
 
+    out = Path(path) if path else common.RESULTS_DIR / "throughput.png"
+    columns = min(3, len(loads))
+    rows = -(-len(loads) // columns)
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        with png_figure(out, dpi=110, nrows=rows, ncols=columns, figsize=(4.2 * columns, 3.4 * rows),
+                        squeeze=False) as (_, axes):
+            for ax, w in zip(axes.flat, loads):
+                for name in systems:
+                    points = sorted((r["workers"], r["efficiency"]) for r in runs
+                                    if r["workload"] == w.name and r["system"] == name)
+                    if points:
+                        xs, ys = zip(*points)
+                        ax.plot(xs, ys, marker="o", label=LABELS[name])
+                ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+                ax.set_title(f"{w.name}: {w.title}", fontsize=8)
+                ax.set_xlabel("REPL workers")
+                ax.set_ylabel("efficiency (ideal / measured)")
+                ax.set_xticks(sorted({r["workers"] for r in runs}))
+                ax.set_ylim(bottom=0)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=7)
+            for ax in list(axes.flat)[len(loads):]:
+                ax.axis("off")
     except ImportError:
         print("[throughput] no plot: matplotlib is not installed")
         return None
-    out = Path(path) if path else common.RESULTS_DIR / "throughput.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    columns = min(3, len(loads))
-    rows = -(-len(loads) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
-    for ax, w in zip(axes.flat, loads):
-        for name in systems:
-            points = sorted((r["workers"], r["efficiency"]) for r in runs
-                            if r["workload"] == w.name and r["system"] == name)
-            if points:
-                xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o", label=LABELS[name])
-        ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_title(f"{w.name}: {w.title}", fontsize=8)
-        ax.set_xlabel("REPL workers")
-        ax.set_ylabel("efficiency (ideal / measured)")
-        ax.set_xticks(sorted({r["workers"] for r in runs}))
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(loads):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
 
 

@@ -44,18 +44,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "python") not in sys.path:
-    sys.path.insert(0, str(ROOT / "python"))
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402
 import requests  # noqa: E402
 
-from leanstep.config import load  # noqa: E402
+from benchmarks.common import serving, sim_config  # noqa: E402
 from leanstep.repl.sandbox import CGROUP_PREFIX, _pids_cgroup_root  # noqa: E402
-from leanstep.server.app import create_app  # noqa: E402
 from leanstep.server.services import build_services  # noqa: E402
-from leanstep.server.wsgi import serve_in_thread  # noqa: E402
 
 HEADERS = ("import Mathlib", "import Mathlib.Tactic", "import Aesop")
 EXPECTED = {"valid": "valid", "invalid": "invalid", "sorry": "invalid", "hang": "timeout", "crash": "error"}
@@ -288,15 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LEANSTEP_SIM_PROOF_SECONDS"] = str(args.proof_seconds)
     dirs_before, cgroups_before = worker_dirs(), our_cgroups()
     rss_before = psutil.Process().memory_info().rss
-    config = load({"repl": "sim", "max_repls": args.workers, "sandbox": args.sandbox, "queue_wait": 600,
-                   "max_restarts_per_minute": args.max_restarts_per_minute,
-                   "warm_headers": HEADERS, "max_batch": 100000, "threads": max(8, args.clients * 2),
-                   "cache_size": 100000}, environ={})
+    config = sim_config(max_repls=args.workers, sandbox=args.sandbox, queue_wait=600,
+                        max_restarts_per_minute=args.max_restarts_per_minute, warm_headers=HEADERS,
+                        max_batch=100000, threads=max(8, args.clients * 2), cache_size=100000)
     services = build_services(config, suggest=False)
     pool = services.pool
-    app = create_app(services)
-    serving = contextlib.ExitStack()
-    url = serving.enter_context(serve_in_thread(app, config))
+    http = contextlib.ExitStack()
+    url = http.enter_context(serving(services))
     seen_pids: set[int] = set()
     checks: dict[str, bool] = {}
     figures: dict[str, Any] = {"workers": args.workers, "import_seconds": args.import_seconds,
@@ -403,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_watch.set()
         watcher.join(2)
-        serving.close()
+        http.close()
         services.close()
     problems = leftovers(seen_pids)
     checks["no zombie or orphan REPL after shutdown"] = not problems and not repl_processes(os.getpid())

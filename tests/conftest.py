@@ -1,4 +1,5 @@
-"""Shared fixtures: where the recorded transcripts live, and how to start the simulated REPL."""
+"""Shared fixtures: where the recorded transcripts live, how to start the simulated REPL, the tiny models, a
+closed port and Kimina's client."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,12 +47,52 @@ def make_workspace(root: Path, *, toolchain: str, mathlib: bool = False, leanste
     return root
 
 
+def write_jsonl(path: Path, *records: dict[str, Any]) -> Path:
+    """``records`` as a JSON-lines file at ``path`` (as the commands write theirs); returns ``path``."""
+    from leanstep.api.records import json_line
+
+    path.write_text("".join(json_line(r) for r in records), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def sim_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a simulated REPL with zero simulated costs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_SIM_")}
     env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.fixture(scope="session")
+def tiny_causal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GPT-NeoX and its word tokenizer (``tiny_models.build_tiny_causal``), built once for every test."""
+    from tiny_models import build_tiny_causal
+
+    return build_tiny_causal(tmp_path_factory.mktemp("tiny-causal"))
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny byte-level T5 and its tokenizer (``tiny_models.build_tiny_seq2seq``), built once for every test."""
+    from tiny_models import build_tiny_seq2seq
+
+    return build_tiny_seq2seq(tmp_path_factory.mktemp("tiny-seq2seq"))
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    from server_fixtures import free_port
+
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def kimina() -> Any:
+    """Kimina's own client package, unmodified (``server_fixtures.import_kimina_client``)."""
+    from server_fixtures import import_kimina_client
+
+    return import_kimina_client()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-
 from leanstep.config import Config, load
+from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import ReplPool
 from leanstep.server.app import create_app
 from leanstep.server.services import Services, build_services
 from leanstep.server.wsgi import serve_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def import_kimina_client() -> Any:
@@ -46,6 +52,24 @@ def sim_config(**overrides: Any) -> Config:
     return load(settings, environ={})
 
 
+def sim_pool(**overrides: Any) -> ReplPool:
+    """The pool of ``sim_config(**overrides)``, not started: ``with sim_pool() as pool`` starts it and shuts it
+    down after the block."""
+    return make_pool(sim_config(**overrides))
+
+
+SIM_COSTS = ("IMPORT", "CMD", "TACTIC", "PROOF")
+
+
+def sim_costs(monkeypatch: Any, **seconds: float) -> None:
+    """The simulator's costs for the REPLs started next (pools copy the environment when made): the knobs named
+    (``import``, ``cmd``, ``tactic``, ``proof``) in seconds, every other one zero, whatever the environment said."""
+    for knob in SIM_COSTS:
+        monkeypatch.delenv(f"LEANSTEP_SIM_{knob}_SECONDS", raising=False)
+    for knob, value in seconds.items():
+        monkeypatch.setenv(f"LEANSTEP_SIM_{knob.upper()}_SECONDS", str(value))
+
+
 @dataclass
 class RunningServer:
     url: str
@@ -61,13 +85,14 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(*, suggest: bool = False, **overrides: Any) -> Iterator[RunningServer]:
+def running_server(*, suggest: bool = False, generator: Any = None, **overrides: Any) -> Iterator[RunningServer]:
     """The app over ``build_services`` (as ``leanstep serve`` runs it) on a free port.
 
     ``suggest``: with the suggestion routes, over the configured backend (``backend="hint"``: no model).
+    ``generator``: with the suggestion routes, over this generator.
     """
     config = sim_config(**overrides)
-    services = build_services(config, suggest=suggest)
+    services = build_services(config, suggest=suggest or generator is not None, generator=generator)
     try:
         with serve_in_thread(create_app(services), config) as url:
             yield RunningServer(url, services)
@@ -75,13 +100,33 @@ def running_server(*, suggest: bool = False, **overrides: Any) -> Iterator[Runni
         services.close()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+def assert_json_error(status: int, headers: dict[str, str], body: bytes, expected: int, *words: str) -> None:
+    """The answer is the app's error: status ``expected``, a JSON ``{"error", "detail"}`` naming every one of
+    ``words`` (any case). ``headers`` with lower-case names."""
+    import json
+
+    assert status == expected, body[:500]
+    assert headers["content-type"].startswith("application/json")
+    error = json.loads(body)
+    assert set(error) == {"error", "detail"}
+    text = json.dumps(error).lower()
+    for word in words:
+        assert word.lower() in text, text
+
+
+def assert_error(resp: Any, expected: int, *words: str) -> None:
+    """``assert_json_error`` of a ``requests`` response."""
+    assert_json_error(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content, expected, *words)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition not reached in time"
+               ) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds, saying ``what``."""
     import time
 
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, what
         time.sleep(0.01)
 
 
@@ -126,10 +171,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def spawn_server(log_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``leanstep serve --port PORT ARGS`` from this checkout, a subprocess on a free port of 127.0.0.1 with its
+    output in ``log_path``, in ``env`` (default: this environment without its ``LEANSTEP_*`` variables).
+    Returns the process and its base URL; ``stop_server`` stops it."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), env.get("PYTHONPATH")]))
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "leanstep", "serve", "--port", str(port), *args], env=env,
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def stop_server(proc: Any, grace: float = 30.0) -> None:
     """SIGTERM a ``leanstep serve`` subprocess and wait for it; SIGKILL it if it outlives ``grace``."""
     import signal
-    import subprocess
 
     if proc.poll() is not None:
         return

@@ -17,7 +17,7 @@ import requests
 from conftest import ROOT
 from leanstep import config
 from leanstep.cli import build_parser
-from server_fixtures import sim_repls, wait_for_idle_repls
+from server_fixtures import sim_repls, spawn_server, wait_for_idle_repls
 
 
 def leanstep(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -94,17 +94,10 @@ def test_generate_prints_the_raw_candidates_one_json_line_each():
 
 
 def test_sigterm_stops_the_server_and_every_repl(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
     log_path = tmp_path / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "leanstep", "serve", "--repl", "sim", "--no-model",
-                                 "--port", str(port), "--max-repls", "2", "--warm-headers", "import A;;import B"],
-                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc, url = spawn_server(log_path, "--repl", "sim", "--no-model", "--max-repls", "2",
+                             "--warm-headers", "import A;;import B")
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_for_idle_repls(proc, url, 2, log_path)
         code = "import A\n\ntheorem t : 1 + 1 = 2 := by norm_num"
         reply = requests.post(url + "/verify", json={"codes": [{"custom_id": "x", "proof": code}]}, timeout=30).json()

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from leanstep.cli import main as leanstep
 from leanstep.data.extract import file_log_path, main, problems_of, problems_path
@@ -194,15 +195,13 @@ def test_a_finished_extraction_starts_no_repl_and_overwrite_starts_afresh(projec
 
 
 def test_jsonl_snippets_are_filed_by_id_and_ids_must_be_unique(tmp_path, capsys):
-    data = tmp_path / "proofs.jsonl"
-    data.write_text(json.dumps({"id": "p1", "code": "theorem a : True := by trivial"}) + "\n"
-                    + json.dumps({"custom_id": "p2", "proof": "theorem b : 1 + 1 = 2 := by norm_num"}) + "\n",
-                    encoding="utf-8")
+    data = write_jsonl(tmp_path / "proofs.jsonl", {"id": "p1", "code": "theorem a : True := by trivial"},
+                       {"custom_id": "p2", "proof": "theorem b : 1 + 1 = 2 := by norm_num"})
     out = tmp_path / "steps.jsonl"
     assert main([str(data), "-o", str(out), *LOCAL]) == 0
     assert sorted((r["file"], r["decl"], r["tactic"]) for r in records(out)) == [("p1", "a", "trivial"),
                                                                                   ("p2", "b", "norm_num")]
-    data.write_text(json.dumps({"id": "p1", "code": "theorem a : True := by trivial"}) + "\n"
-                    + json.dumps({"id": "p1", "code": "theorem b : True := by trivial"}) + "\n", encoding="utf-8")
+    write_jsonl(data, {"id": "p1", "code": "theorem a : True := by trivial"},
+                {"id": "p1", "code": "theorem b : True := by trivial"})
     assert main([str(data), "-o", str(tmp_path / "other.jsonl"), *LOCAL]) == 2
     assert "'p1' names more than one snippet" in capsys.readouterr().err

@@ -26,7 +26,6 @@ from leanstep.generate import GenerationRequest, GeneratorSettings
 from leanstep.generate.hf import HFGenerator
 from leanstep.generate.prompts import render
 from server_fixtures import running_server
-from tiny_models import build_tiny_causal, build_tiny_seq2seq
 
 PNG = b"\x89PNG\r\n\x1a\n"
 GOAL = "p q : Prop\nhp : p\nhq : q\n⊢ p ∧ q"
@@ -68,16 +67,6 @@ def steps_file(tmp_path_factory) -> Path:
     assert extract.main([str(root), "-o", str(out), "--repl", "sim", "--sandbox", "none", "--max-repls", "2",
                          "--no-progress"]) == 0
     return out
-
-
-@pytest.fixture(scope="module")
-def tiny_causal(tmp_path_factory) -> Path:
-    return build_tiny_causal(tmp_path_factory.mktemp("tiny-causal"))
-
-
-@pytest.fixture(scope="module")
-def tiny_seq2seq(tmp_path_factory) -> Path:
-    return build_tiny_seq2seq(tmp_path_factory.mktemp("tiny-seq2seq"))
 
 
 def training_log(out: Path) -> dict:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import requests
+from conftest import write_jsonl
 
 import leanstep.check.verdict as codes
 from leanstep.check.verdict import Trust
@@ -27,9 +28,8 @@ from leanstep.check.verify import (
     VerifyOptions,
 )
 from leanstep.client import Client
-from leanstep.repl.launch import make_pool
 from leanstep.verify_cli import main as verify_main
-from server_fixtures import running_server, sim_config
+from server_fixtures import running_server, sim_pool
 
 HEADER = "import Mathlib\n\n"
 
@@ -51,10 +51,8 @@ def samples(group: str, verdicts: str) -> list[Snippet]:
 
 @pytest.fixture(scope="module")
 def pool():
-    pool = make_pool(sim_config(max_repls=1))
-    pool.start()
-    yield pool
-    pool.shutdown()
+    with sim_pool(max_repls=1) as pool:
+        yield pool
 
 
 @pytest.fixture
@@ -249,8 +247,7 @@ def test_the_client_keeps_each_group_in_one_request(server):
 def test_leanstep_verify_first_valid_writes_skipped_records(tmp_path, capsys):
     records = [{"id": f"l-{k}", "code": valid(f"l_{k}") if k == 0 else invalid(f"l_{k}"), "problem_id": "l"}
                for k in range(4)]
-    source = tmp_path / "samples.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    source = write_jsonl(tmp_path / "samples.jsonl", *records)
     out = tmp_path / "out.jsonl"
     rc = verify_main([str(source), "--repl", "sim", "--max-repls", "1", "--sandbox", "none", "--trust", "lenient",
                       "--first-valid", "--no-progress", "-o", str(out)])

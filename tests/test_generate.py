@@ -8,9 +8,9 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from leanstep.generate import (
     Candidate,
@@ -26,8 +26,6 @@ from leanstep.generate import (
     render,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_models import build_tiny_causal, build_tiny_seq2seq  # noqa: E402
 
 STATE = "n : Nat\nh : 0 < n\n⊢ n + 0 = n"
 
@@ -36,23 +34,13 @@ STATE = "n : Nat\nh : 0 < n\n⊢ n + 0 = n"
 
 
 @pytest.fixture(scope="session")
-def causal_dir(tmp_path_factory) -> Path:
-    return build_tiny_causal(tmp_path_factory.mktemp("tiny-causal"))
+def causal_gen(tiny_causal):
+    return make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep", device="auto"))
 
 
 @pytest.fixture(scope="session")
-def seq2seq_dir(tmp_path_factory) -> Path:
-    return build_tiny_seq2seq(tmp_path_factory.mktemp("tiny-seq2seq"))
-
-
-@pytest.fixture(scope="session")
-def causal_gen(causal_dir):
-    return make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep", device="auto"))
-
-
-@pytest.fixture(scope="session")
-def seq2seq_gen(seq2seq_dir):
-    return make_generator(GeneratorSettings(model=str(seq2seq_dir), prompt_format="state", device="auto"))
+def seq2seq_gen(tiny_seq2seq):
+    return make_generator(GeneratorSettings(model=str(tiny_seq2seq), prompt_format="state", device="auto"))
 
 
 def assert_well_formed(cands: list[Candidate], prefix: str) -> None:
@@ -106,10 +94,10 @@ def test_prompt_formats():
     assert STATE in chat.text and chat.text.endswith("```lean\nex")
 
 
-def test_chat_format_uses_chat_template(causal_dir):
+def test_chat_format_uses_chat_template(tiny_causal):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(causal_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_causal)
     tok.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>{% endfor %}<assistant>"
     text = render("chat", STATE, "simp", tokenizer=tok).text
     assert text.startswith("<user>") and "<assistant>```lean\nsimp" in text
@@ -177,8 +165,8 @@ def test_causal_greedy_is_deterministic(causal_gen):
     assert_well_formed(first, "simp")
 
 
-def test_causal_beam_search_returns_num_beams_distinct(causal_dir):
-    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep", num_beams=4))
+def test_causal_beam_search_returns_num_beams_distinct(tiny_causal):
+    gen = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep", num_beams=4))
     cands = gen.generate(GenerationRequest(STATE, "", num_samples=2, max_new_tokens=6))
     assert len(cands) == 4
     assert_well_formed(cands, "")
@@ -191,8 +179,8 @@ def test_seq2seq_with_decoder_prefix(seq2seq_gen):
     assert seq2seq_gen.is_seq2seq is True
 
 
-def test_seq2seq_beam_search(seq2seq_dir):
-    gen = make_generator(GeneratorSettings(model=str(seq2seq_dir), prompt_format="state", num_beams=3))
+def test_seq2seq_beam_search(tiny_seq2seq):
+    gen = make_generator(GeneratorSettings(model=str(tiny_seq2seq), prompt_format="state", num_beams=3))
     cands = gen.generate(GenerationRequest(STATE, "exact ", max_new_tokens=8))
     assert 1 <= len(cands) <= 3
     assert_well_formed(cands, "exact")
@@ -220,19 +208,19 @@ def assert_thread_safe(gen, threads: int = 4) -> None:
         assert_well_formed(cands, "intro")
 
 
-def test_generation_is_thread_safe(causal_dir):
-    assert_thread_safe(make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep")))
+def test_generation_is_thread_safe(tiny_causal):
+    assert_thread_safe(make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep")))
 
 
-def test_warmup_loads_model(causal_dir):
-    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+def test_warmup_loads_model(tiny_causal):
+    gen = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep"))
     assert gen.model is None
     gen.warmup()
     assert gen.model is not None and gen.stop_ids == [1]
 
 
 @pytest.mark.filterwarnings("error::FutureWarning")  # a renamed argument of transformers must not come back
-def test_graph_decoder_matches_generate(causal_dir):
+def test_graph_decoder_matches_generate(tiny_causal):
     """The GPU fast path's decoding loop (run eagerly here) equals generate()."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -240,7 +228,7 @@ def test_graph_decoder_matches_generate(causal_dir):
     from leanstep.generate.hf import GraphDecoder
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(causal_dir).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal).to(device).eval()
     ids = list(range(2, 40))
     dec = GraphDecoder(model, stop_ids=[1])
     got = dec.decode(ids, 1, 0.0, 12, min_new_tokens=12)
@@ -294,8 +282,8 @@ def concurrently(generator, requests: list[GenerationRequest]) -> list:
 
 @pytest.mark.parametrize(("model", "fmt", "beams"), [("causal", "proofstep", 0), ("causal", "proofstep", 3),
                                                       ("seq2seq", "state", 0), ("seq2seq", "state", 3)])
-def test_a_batch_of_requests_decodes_exactly_what_each_decodes_alone(causal_dir, seq2seq_dir, model, fmt, beams):
-    directory = causal_dir if model == "causal" else seq2seq_dir
+def test_a_batch_of_requests_decodes_exactly_what_each_decodes_alone(tiny_causal, tiny_seq2seq, model, fmt, beams):
+    directory = tiny_causal if model == "causal" else tiny_seq2seq
     gen = make_generator(GeneratorSettings(model=str(directory), prompt_format=fmt, num_beams=beams))
     requests = greedy_requests()
     alone = [gen.generate(r) for r in requests]
@@ -305,10 +293,10 @@ def test_a_batch_of_requests_decodes_exactly_what_each_decodes_alone(causal_dir,
         assert [c.score for c in a] == pytest.approx([c.score for c in t], abs=1e-4)
 
 
-def test_concurrent_callers_share_one_model_call_and_get_their_own_candidates(causal_dir):
-    solo = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+def test_concurrent_callers_share_one_model_call_and_get_their_own_candidates(tiny_causal):
+    solo = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep"))
     # A window far longer than the test: the batch closes because it is full, so all four share it.
-    shared = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep",
+    shared = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep",
                                               batch_size=4, batch_window=1.0))
     assert shared.batch_stats().batches == 0 and solo.batch_stats() is None
     requests = greedy_requests()
@@ -318,12 +306,12 @@ def test_concurrent_callers_share_one_model_call_and_get_their_own_candidates(ca
     assert (stats.batches, stats.items, stats.largest) == (1, 4, 4)
 
 
-def test_requests_arriving_while_the_model_is_busy_wait_together_for_the_next_call(causal_dir):
+def test_requests_arriving_while_the_model_is_busy_wait_together_for_the_next_call(tiny_causal):
     from concurrent.futures import ThreadPoolExecutor
 
     from server_fixtures import wait_until
 
-    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep",
+    gen = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep",
                                            batch_size=8, batch_window=0.0))
     gen.warmup()
     start = gen.batch_stats()
@@ -340,8 +328,8 @@ def test_requests_arriving_while_the_model_is_busy_wait_together_for_the_next_ca
     assert [texts(a) for a in answers] == [texts(a) for a in gen.generate_many(requests)]
 
 
-def test_a_batch_mixes_sample_counts_temperatures_and_prefixes(causal_dir):
-    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+def test_a_batch_mixes_sample_counts_temperatures_and_prefixes(tiny_causal):
+    gen = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep"))
     requests = [GenerationRequest(s, p, num_samples=n, temperatures=temps, max_new_tokens=8)
                 for s, p, n, temps in zip(BATCH_STATES, BATCH_PREFIXES, (1, 2, 5, 8),
                                           ((1.0,), (0.0, 1.0), (0.5,), (1.5, 0.0)), strict=True)]
@@ -357,9 +345,9 @@ def test_a_batch_mixes_sample_counts_temperatures_and_prefixes(causal_dir):
             assert greedy[index][0] in texts(candidates)
 
 
-def test_a_model_call_that_fails_for_one_prompt_fails_only_that_request(causal_dir):
+def test_a_model_call_that_fails_for_one_prompt_fails_only_that_request(tiny_causal):
     """Fault injection: the model raises whenever a batch holds the poisoned goal's prompt."""
-    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+    gen = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep"))
     gen.load()
     poison = gen.tokenizer("omega omega omega omega", add_special_tokens=False)["input_ids"]
     real_generate = gen.model.generate
@@ -382,12 +370,12 @@ def test_a_model_call_that_fails_for_one_prompt_fails_only_that_request(causal_d
 
 
 @pytest.mark.filterwarnings("error::FutureWarning")  # a renamed argument of transformers must not come back
-def test_the_gpu_decoding_path_batches_requests_exactly_too(causal_dir):
+def test_the_gpu_decoding_path_batches_requests_exactly_too(tiny_causal):
     """The generator's graph-decoder path (the one it takes on a GPU), run eagerly on the CPU."""
     from leanstep.generate.hf import GraphDecoder
 
-    plain = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
-    fast = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep"))
+    plain = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep"))
+    fast = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep"))
     fast.load()
     fast.graph_decoder = GraphDecoder(fast.model, fast.stop_ids, use_graphs=False, bucket_rows=True)
     requests = greedy_requests()
@@ -402,14 +390,14 @@ def test_the_gpu_decoding_path_batches_requests_exactly_too(causal_dir):
 
 
 @pytest.mark.filterwarnings("error::FutureWarning")  # a renamed argument of transformers must not come back
-def test_graph_decoder_decodes_each_prompt_of_a_batch_as_alone(causal_dir):
+def test_graph_decoder_decodes_each_prompt_of_a_batch_as_alone(tiny_causal):
     """Left padding, per-row positions and masks, per-row temperatures, padding rows: no effect on a row."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from leanstep.generate.hf import DecodeInput, GraphDecoder
 
-    model = AutoModelForCausalLM.from_pretrained(causal_dir).eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal).eval()
     prompts = [list(range(2, 40)), list(range(5, 12)), list(range(3, 70, 2)), [7]]
     dec = GraphDecoder(model, stop_ids=[1], bucket_rows=True)
     alone = [dec.decode(p, 1, 0.0, 12, min_new_tokens=12) for p in prompts]
@@ -536,16 +524,11 @@ def test_openai_http_error_is_clear(completions_server):
         gen.generate(GenerationRequest(STATE))
 
 
-def test_openai_unreachable_is_clear():
-    import socket
-
+def test_openai_unreachable_is_clear(closed_port):
     from leanstep.generate.openai import OpenAIError
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     gen = make_generator(GeneratorSettings(
-        backend="openai", model="m", prompt_format="state", openai_base_url=f"http://127.0.0.1:{port}/v1",
+        backend="openai", model="m", prompt_format="state", openai_base_url=f"http://127.0.0.1:{closed_port}/v1",
         request_timeout=2.0,
     ))
     with pytest.raises(OpenAIError, match="cannot reach"):
@@ -626,10 +609,10 @@ def test_chat_formats_show_the_statement_and_send_errors_back_as_turns(name):
     assert "simp made no progress" in repair and FAILED.code in repair
 
 
-def test_chat_formats_use_the_tokenizer_chat_template(causal_dir):
+def test_chat_formats_use_the_tokenizer_chat_template(tiny_causal):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(causal_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal)
     tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
     text = get_proof_format("prover-think").render(ProofTask("", "theorem t : True := by", (FAILED,)), "",
                                                    tokenizer).text
@@ -677,8 +660,8 @@ def test_postprocess_proofs_keeps_whole_blocks_and_counts_duplicates():
     assert cands[1].score == pytest.approx(-0.2)  # the best of its two samples
 
 
-def test_tiny_causal_model_writes_whole_proofs_through_the_same_path(causal_dir):
-    gen = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep",
+def test_tiny_causal_model_writes_whole_proofs_through_the_same_path(tiny_causal):
+    gen = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep",
                                            proof_format="prover-completion"))
     request = GenerationRequest("", num_samples=4, temperatures=(1.0,), max_new_tokens=12, proof=TASK, seed=7)
     cands = gen.generate(request)
@@ -711,9 +694,7 @@ def test_hint_backend_proves_whole_with_one_finishing_tactic():
 
 
 def scripted(tmp_path, *entries, name="script.jsonl"):
-    path = tmp_path / name
-    path.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in entries) + "\n", encoding="utf-8")
-    return make_generator(GeneratorSettings(backend="scripted", script=str(path)))
+    return make_generator(GeneratorSettings(backend="scripted", script=str(write_jsonl(tmp_path / name, *entries))))
 
 
 def test_scripted_backend_replays_tactics_by_goal_or_target(tmp_path):
@@ -755,8 +736,8 @@ def test_scripted_backend_names_the_bad_line(tmp_path, line, error):
         make_generator(GeneratorSettings(backend="scripted"))
 
 
-def test_whole_proofs_and_next_tactics_batched_together_each_get_their_own_kind(causal_dir):
-    shared = make_generator(GeneratorSettings(model=str(causal_dir), prompt_format="proofstep",
+def test_whole_proofs_and_next_tactics_batched_together_each_get_their_own_kind(tiny_causal):
+    shared = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep",
                                               proof_format="prover-completion", batch_size=2, batch_window=1.0))
     proof = GenerationRequest("", num_samples=2, temperatures=(0.0,), max_new_tokens=8, proof=TASK)
     tactic = GenerationRequest(STATE, "", num_samples=2, temperatures=(0.0,), max_new_tokens=8)

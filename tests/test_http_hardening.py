@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from server_fixtures import running_server
+from server_fixtures import assert_error, assert_json_error, running_server
 
 from leanstep.config import load
 
@@ -93,20 +93,6 @@ def exchange(server, raw: bytes) -> tuple[int, dict[str, str], bytes]:
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
     return int(status_line.split()[1]), headers, body
-
-
-def assert_json_error(status: int, headers: dict[str, str], body: bytes, expected: int, *words: str) -> None:
-    assert status == expected, body[:300]
-    assert headers["content-type"].startswith("application/json")
-    error = json.loads(body)
-    assert set(error) == {"error", "detail"}
-    text = json.dumps(error).lower()
-    for word in words:
-        assert word.lower() in text, text
-
-
-def assert_error(resp: requests.Response, expected: int, *words: str) -> None:
-    assert_json_error(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content, expected, *words)
 
 
 def checked_so_far(server) -> int:

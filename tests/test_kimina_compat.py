@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from server_fixtures import RunningServer, import_kimina_client, running_server
+from server_fixtures import RunningServer, running_server
 
 KIMINA_RESULT_KEYS = {"id", "time", "error", "response", "diagnostics"}  # Kimina's ReplResponse
 KIMINA_VERIFY_KEYS = {"custom_id", "error", "response"}  # Kimina's BackwardResponse
@@ -42,11 +42,6 @@ def check(server: RunningServer, snippets: list[dict[str, Any]], **fields: Any) 
 def one(server: RunningServer, code: str, **fields: Any) -> dict[str, Any]:
     result: dict[str, Any] = check(server, [{"id": "x", "code": code}], **fields)["results"][0]
     return result
-
-
-@pytest.fixture(scope="module")
-def kimina() -> Any:
-    return import_kimina_client()
 
 
 @pytest.fixture

@@ -23,10 +23,7 @@ import requests
 
 from leanstep.api.leancopilot import probability
 from leanstep.generate.base import Candidate, GenerationRequest
-from leanstep.server.app import create_app
-from leanstep.server.services import build_services
-from leanstep.server.wsgi import serve_in_thread
-from server_fixtures import RunningServer, running_server, sim_config
+from server_fixtures import RunningServer, running_server
 
 GOALS = "case left\na b : ℕ\nh : a < b\n⊢ a ≤ b\n\ncase right\na b : ℕ\nh : a < b\n⊢ 0 < b"
 CURL_HEADERS = {"accept": "application/json", "Content-Type": "application/json"}
@@ -137,16 +134,11 @@ class WildScores:
 
 
 def test_every_score_is_a_probability_whatever_the_model_says() -> None:
-    config = sim_config()
-    services = build_services(config, generator=WildScores())
-    try:
-        with serve_in_thread(create_app(services), config) as url:
-            body = lean_pretty({"name": "any", "input": GOALS, "prefix": ""})
-            response = requests.post(url + "/generate", data=body, headers=CURL_HEADERS, timeout=30)
-            assert response.status_code == 200, response.text
-            scores = [g["score"] for g in read_as_lean(response)["outputs"]]
-    finally:
-        services.close()
+    with running_server(generator=WildScores()) as srv:
+        body = lean_pretty({"name": "any", "input": GOALS, "prefix": ""})
+        response = requests.post(srv.url + "/generate", data=body, headers=CURL_HEADERS, timeout=30)
+        assert response.status_code == 200, response.text
+        scores = [g["score"] for g in read_as_lean(response)["outputs"]]
     assert len(scores) == len(WildScores.SCORES)
     assert all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores), scores
 

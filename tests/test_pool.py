@@ -8,8 +8,8 @@ import time
 import psutil
 import pytest
 
-from leanstep.repl.launch import make_pool
-from server_fixtures import sim_config
+from server_fixtures import sim_pool
+
 from leanstep.repl.pool import PoolOverloaded, Priority
 from leanstep.repl.process import ReplLost, ReplTimeout
 from leanstep.repl.protocol import CommandRequest, CommandResponse
@@ -18,16 +18,10 @@ HEADER_A = "import Mathlib.Tactic"
 HEADER_B = "import Mathlib.Data.Real.Basic"
 
 
-def sim_pool(**overrides):
-    return make_pool(sim_config(**overrides))
-
-
 @pytest.fixture
 def pool():
-    pool = sim_pool()
-    pool.start()
-    yield pool
-    pool.shutdown()
+    with sim_pool() as pool:
+        yield pool
 
 
 def run(pool, header, cmd, timeout=10.0, priority=Priority.BATCH):

@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from conftest import SIM_ARGV
+from server_fixtures import sim_pool, wait_until
+
 from leanstep.check.verify import ERROR, TIMEOUT, VALID, Snippet, Verifier, VerifyOptions
-from leanstep.repl.launch import make_pool
-from server_fixtures import sim_config
 from leanstep.repl.pool import HeaderImportTimeout, PoolSettings, Priority, ReplPool, RestartLimited
 from leanstep.repl.process import LaunchSpec
 
@@ -27,21 +27,10 @@ HANG = "theorem h : True := by\n  sim_hang"
 QUICK = "theorem q : 1 + 1 = 2 := by norm_num"
 
 
-def sim_pool(**overrides):
-    return make_pool(sim_config(**overrides))
-
-
 @pytest.fixture
 def slow_imports(monkeypatch):
     """Every REPL takes 30 s per header import (far past the 1 s import timeout the tests set)."""
     monkeypatch.setenv("LEANSTEP_SIM_IMPORT_SECONDS", "30")
-
-
-def wait_until(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def alive(pids):

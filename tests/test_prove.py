@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT
+from conftest import ROOT, write_jsonl
 from leanstep.check.source import build_goal_context
 from leanstep.check.verify import Verifier
 from leanstep.generate import GenerationRequest, GeneratorSettings, get_proof_format, make_generator
@@ -25,19 +25,11 @@ from leanstep.prove.checking import ProofChecker
 from leanstep.prove.evaluate import Evaluation, Problem, pass_at_k
 from leanstep.prove.prover import ProveRequest, Prover
 from leanstep.prove.target import Target, TargetError, open_goals
-from leanstep.repl.launch import make_pool
-from server_fixtures import running_server, sim_config
+from server_fixtures import running_server, sim_config, sim_pool
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_models import build_tiny_causal  # noqa: E402
 
 HEADER = "import Mathlib"
 STATEMENT = "theorem double (x : ℕ) (h : 2 < x) : 4 < 2 * x"
-
-
-def write_script(path: Path, *entries: dict) -> Path:
-    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
-    return path
 
 
 class Recording:
@@ -56,10 +48,8 @@ class Recording:
 
 @pytest.fixture(scope="module")
 def pool():
-    p = make_pool(sim_config(max_repls=2))
-    p.start()
-    yield p
-    p.shutdown()
+    with sim_pool(max_repls=2) as pool:
+        yield pool
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +176,7 @@ def test_a_statement_proof_must_prove_the_statement_asked(verifier):
 
 
 def test_whole_proofs_are_repaired_with_leans_errors(tmp_path, verifier):
-    script = write_script(
+    script = write_jsonl(
         tmp_path / "proofs.jsonl",
         {"theorem": "double", "round": 0, "proofs": [f"{STATEMENT} := by\n  exact two_lt_mul h"]},
         {"theorem": "double", "round": 1, "proofs": [f"{STATEMENT} := by\n  omega"]})
@@ -209,7 +199,7 @@ def test_whole_proofs_are_repaired_with_leans_errors(tmp_path, verifier):
 
 def test_whole_proofs_stop_at_the_first_proof_and_skip_the_rest(tmp_path, verifier):
     proofs = [f"{STATEMENT} := by\n  {t}" for t in ("omega", "linarith", "nlinarith", "positivity", "decide")]
-    script = write_script(tmp_path / "proofs.jsonl", {"theorem": "double", "proofs": proofs})
+    script = write_jsonl(tmp_path / "proofs.jsonl", {"theorem": "double", "proofs": proofs})
     result = prover_with(verifier, scripted(script)).prove(
         ProveRequest(strategy="whole", header=HEADER, statement=STATEMENT, samples=5, rounds=0))
     checked = [a for a in result.attempts if a.checked.result is not None]
@@ -219,7 +209,7 @@ def test_whole_proofs_stop_at_the_first_proof_and_skip_the_rest(tmp_path, verifi
 
 
 def test_a_hopeless_statement_is_not_proved_and_says_why(tmp_path, verifier):
-    script = write_script(tmp_path / "proofs.jsonl",
+    script = write_jsonl(tmp_path / "proofs.jsonl",
                           {"theorem": "bad", "proofs": ["theorem bad : 2 + 2 = 5 := by\n  decide"]})
     result = prover_with(verifier, scripted(script)).prove(
         ProveRequest(strategy="whole", header=HEADER, statement="theorem bad : 2 + 2 = 5", rounds=1))
@@ -228,7 +218,7 @@ def test_a_hopeless_statement_is_not_proved_and_says_why(tmp_path, verifier):
 
 
 def test_the_budget_stops_the_repairs(tmp_path, verifier):
-    script = write_script(tmp_path / "proofs.jsonl",
+    script = write_jsonl(tmp_path / "proofs.jsonl",
                           {"theorem": "bad", "proofs": ["theorem bad : 2 + 2 = 5 := by\n  -- sim: delay 1.5\n  decide"]})
     result = prover_with(verifier, scripted(script), min_timeout=0.5).prove(
         ProveRequest(strategy="whole", header=HEADER, statement="theorem bad : 2 + 2 = 5", rounds=16, timeout=1.0))
@@ -238,7 +228,7 @@ def test_the_budget_stops_the_repairs(tmp_path, verifier):
 
 def test_no_check_starts_after_the_budget_and_none_runs_past_it(tmp_path, verifier):
     slow = [f"theorem bad : 2 + 2 = 5 := by\n  -- sim: delay 3\n  {t}" for t in ("decide", "omega", "simp", "rfl")]
-    script = write_script(tmp_path / "proofs.jsonl", {"theorem": "bad", "proofs": slow})
+    script = write_jsonl(tmp_path / "proofs.jsonl", {"theorem": "bad", "proofs": slow})
     result = prover_with(verifier, scripted(script), min_timeout=0.5).prove(
         ProveRequest(strategy="whole", header=HEADER, statement="theorem bad : 2 + 2 = 5", samples=4, rounds=0,
                      timeout=1.5))
@@ -255,9 +245,8 @@ def test_without_a_model_whole_proofs_are_the_finishing_tactics(verifier):
     assert result.proved and result.proof.startswith(STATEMENT + " := by\n  ")
 
 
-def test_the_tiny_model_runs_the_whole_proof_path(tmp_path_factory, verifier):
-    directory = build_tiny_causal(tmp_path_factory.mktemp("tiny-prover"))
-    generator = make_generator(GeneratorSettings(model=str(directory), prompt_format="proofstep",
+def test_the_tiny_model_runs_the_whole_proof_path(tiny_causal, verifier):
+    generator = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep",
                                                  proof_format="prover-completion", temperatures=(1.0,)))
     result = prover_with(verifier, generator, proof_max_new_tokens=8).prove(
         ProveRequest(strategy="whole", header=HEADER, statement=STATEMENT, samples=3, rounds=1))
@@ -290,7 +279,7 @@ def test_evaluation_estimates_pass_at_k_and_first_valid_wins_saves_checks(tmp_pa
                              ("all", ["rfl", "decide", "norm_num", "simp"])):
         stmt = next(p.statement for p in PROBLEMS if p.id == problem)
         lines.append({"theorem": problem, "proofs": [f"{stmt} := by\n  {t}" for t in tactics]})
-    write_script(script, *lines)
+    write_jsonl(script, *lines)
     with Verifier(pool, cache_size=0) as uncached:  # the second run must not be answered from the first's cache
         prover = prover_with(uncached, scripted(script))
         outcomes, summary = Evaluation(prover, "whole", k=4, check_all=True, parallel=2).run(PROBLEMS)
@@ -312,7 +301,7 @@ def test_evaluation_estimates_pass_at_k_and_first_valid_wins_saves_checks(tmp_pa
 
 
 def test_post_prove_answers_with_the_proof_and_where_the_time_went(tmp_path):
-    script = write_script(tmp_path / "proofs.jsonl",
+    script = write_jsonl(tmp_path / "proofs.jsonl",
                           {"theorem": "double", "proofs": [f"{STATEMENT} := by\n  omega"]})
     with running_server(suggest=True, backend="scripted", script=str(script)) as server:
         answer = requests.post(server.url + "/prove", json={
@@ -332,7 +321,7 @@ def test_post_prove_answers_with_the_proof_and_where_the_time_went(tmp_path):
 
 
 def test_a_client_cannot_prove_for_longer_than_the_server_allows(tmp_path):
-    script = write_script(tmp_path / "slow.jsonl", {"theorem": "bad", "proofs": [
+    script = write_jsonl(tmp_path / "slow.jsonl", {"theorem": "bad", "proofs": [
         f"theorem bad : 2 + 2 = 5 := by\n  -- sim: delay 30\n  decide -- {k}" for k in range(8)]})
     with running_server(suggest=True, backend="scripted", script=str(script), prove_timeout=2.0) as server:
         answer = requests.post(server.url + "/prove", json={
@@ -401,9 +390,8 @@ def test_leanstep_prove_says_when_there_is_nothing_to_prove(tmp_path):
 
 
 def test_leanstep_eval_writes_every_attempt_a_summary_and_a_plot(tmp_path):
-    problems = tmp_path / "problems.jsonl"
-    problems.write_text("".join(json.dumps({"id": p.id, "header": p.header, "formal_statement": p.statement}) + "\n"
-                                for p in PROBLEMS), encoding="utf-8")
+    problems = write_jsonl(tmp_path / "problems.jsonl",
+                           *({"id": p.id, "header": p.header, "formal_statement": p.statement} for p in PROBLEMS))
     result = leanstep("eval", str(problems), *SIM, "--no-model", "--pass-k", "2", "--samples", "3", "--check-all",
                       "-o", str(tmp_path / "attempts.jsonl"), "--plot", str(tmp_path / "pass.png"))
     assert result.returncode == 0, result.stderr
@@ -429,7 +417,7 @@ def run_bridge(url: str, request: dict) -> subprocess.CompletedProcess:
 def test_llmqed_request_through_the_bridge_gets_a_proof_laid_out_at_the_call(tmp_path):
     request = json.loads((ROOT / "tests" / "fixtures" / "tactic_request.json").read_text(encoding="utf-8"))
     request |= {"timeout": 30, "strategy": "whole"}  # what llmqed adds to llmstep's request
-    script = write_script(tmp_path / "proofs.jsonl",
+    script = write_jsonl(tmp_path / "proofs.jsonl",
                           {"theorem": "and_swap'", "proofs": ["constructor\nexact h.2\nexact h.1"]})
     with running_server(suggest=True, backend="scripted", script=str(script)) as server:
         done = run_bridge(server.url, request)

@@ -13,11 +13,7 @@ import threading
 import pytest
 import requests
 
-from leanstep.config import load
 from leanstep.generate.base import Candidate, GenerationRequest
-from leanstep.server.app import create_app
-from leanstep.server.services import build_services
-from leanstep.server.wsgi import serve_in_thread
 from server_fixtures import running_server
 
 SLOW = "theorem slow : True := by\n  -- sim: delay 5\n  trivial"
@@ -140,15 +136,10 @@ class FixedGenerator:
 
 
 def test_the_suggest_budget_is_capped_at_check_timeout():
-    config = load({"repl": "sim", "max_repls": 2, "sandbox": "none", "check_timeout": 1.5}, environ={})
-    services = build_services(config, generator=FixedGenerator(["sim_hang", "trivial"]))
-    try:
-        with serve_in_thread(create_app(services), config) as url:
-            body = {"tactic_state": "⊢ True", "context": "theorem t : True := by\n  ", "include_invalid": True,
-                    "timeout": 30}
-            reply = requests.post(url + "/suggest", json=body, timeout=30).json()
-    finally:
-        services.close()
+    with running_server(generator=FixedGenerator(["sim_hang", "trivial"]), check_timeout=1.5) as srv:
+        body = {"tactic_state": "⊢ True", "context": "theorem t : True := by\n  ", "include_invalid": True,
+                "timeout": 30}
+        reply = requests.post(srv.url + "/suggest", json=body, timeout=30).json()
     assert reply["limits"]["check_timeout"] == {"seconds": 1.5, "requested": 30.0, "source": "server", "max": 1.5}
     hang = next(s for s in reply["suggestions"] if s["text"] == "sim_hang")
     assert hang["status"] == "invalid" and "checking budget (1.5 s)" in hang["message"]

@@ -7,19 +7,16 @@ the scripted backend: proposals read from a file, keyed by goal, dead ends inclu
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from leanstep.generate import Candidate, GenerationRequest, GeneratorSettings, make_generator
 from leanstep.prove.prover import ProveRequest
 from leanstep.server.services import build_services
 from server_fixtures import sim_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_models import build_tiny_causal  # noqa: E402
 
 HEADER = "import Mathlib"
 PLAN = "theorem plan : ∀ n : ℕ, 1 = 2 ∨ n = n"
@@ -38,9 +35,7 @@ FAULTS = {"goal": "⊢ 1 = 2 ∨ n = n", "tactics": [{"text": "sim_crash", "scor
 
 
 def script(tmp_path: Path, *entries: dict) -> str:
-    path = tmp_path / "proposals.jsonl"
-    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
-    return str(path)
+    return str(write_jsonl(tmp_path / "proposals.jsonl", *entries))
 
 
 def prover(generator=None, **settings):
@@ -152,9 +147,8 @@ def test_auto_searches_then_writes_whole_proofs(tmp_path):
     assert result.expansions >= 1 and result.samples == 1
 
 
-def test_the_tiny_model_runs_the_search_path(tmp_path_factory):
-    directory = build_tiny_causal(tmp_path_factory.mktemp("tiny-search"))
-    generator = make_generator(GeneratorSettings(model=str(directory), prompt_format="proofstep", num_samples=4,
+def test_the_tiny_model_runs_the_search_path(tiny_causal):
+    generator = make_generator(GeneratorSettings(model=str(tiny_causal), prompt_format="proofstep", num_samples=4,
                                                  temperatures=(1.0,), max_new_tokens=6))
     services = prover(generator)
     try:

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import requests
-from server_fixtures import import_kimina_client, running_server
+from server_fixtures import assert_error, running_server
 
 CLEAN = "import Mathlib\n\ntheorem clean : 2 + 2 = 4 := by norm_num"
 
@@ -22,24 +22,10 @@ def server():
         yield srv
 
 
-@pytest.fixture(scope="module")
-def kimina():
-    return import_kimina_client()
-
-
 def post(server, path, payload=None, data=None, headers=None, timeout=60):
     """POST ``payload`` as JSON, or raw ``data`` declared as JSON unless ``headers`` say otherwise."""
     headers = {"Content-Type": "application/json", **(headers or {})}
     return requests.post(server.url + path, json=payload, data=data, headers=headers, timeout=timeout)
-
-
-def assert_error(resp, status, *words):
-    assert resp.status_code == status, resp.text[:500]
-    body = resp.json()
-    assert set(body) == {"error", "detail"}
-    text = (body["error"] + " " + json.dumps(body["detail"])).lower()
-    for word in words:
-        assert word.lower() in text, text
 
 
 def assert_still_healthy(server, pids_before):

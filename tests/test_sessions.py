@@ -34,10 +34,9 @@ from leanstep.check.sessions import (
     StepResult,
 )
 from leanstep.check.tactics import CandidateStatus, TacticChecker
-from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import Priority, ReplPool
 from leanstep.repl.protocol import CommandRequest, CommandResponse
-from server_fixtures import sim_config
+from server_fixtures import sim_costs, sim_pool
 
 HEADER = "import Mathlib"
 ME, OTHER = "owner-a", "owner-b"
@@ -73,15 +72,14 @@ class FakeClock:
         return self.now
 
 
-def sim_pool(monkeypatch: pytest.MonkeyPatch, max_repls: int = 2, *, crash_after: int = 0, **overrides: object
-             ) -> ReplPool:
-    for key in ("IMPORT", "CMD", "TACTIC", "PROOF"):
-        monkeypatch.delenv(f"LEANSTEP_SIM_{key}_SECONDS", raising=False)
+def started_pool(monkeypatch: pytest.MonkeyPatch, max_repls: int = 2, *, crash_after: int = 0, **overrides: object
+                 ) -> ReplPool:
+    sim_costs(monkeypatch)
     if crash_after:
         monkeypatch.setenv("LEANSTEP_SIM_CRASH_AFTER", str(crash_after))
     else:
         monkeypatch.delenv("LEANSTEP_SIM_CRASH_AFTER", raising=False)
-    pool = make_pool(sim_config(max_repls=max_repls, **overrides))
+    pool = sim_pool(max_repls=max_repls, **overrides)
     pool.start()
     return pool
 
@@ -106,7 +104,7 @@ def make(monkeypatch: pytest.MonkeyPatch, pools: list[ReplPool]):
 
     def build(max_repls: int = 2, *, crash_after: int = 0, clock: FakeClock | None = None,
               pool_settings: dict[str, object] | None = None, **limits: object) -> SessionService:
-        pool = sim_pool(monkeypatch, max_repls, crash_after=crash_after, **(pool_settings or {}))
+        pool = started_pool(monkeypatch, max_repls, crash_after=crash_after, **(pool_settings or {}))
         pools.append(pool)
         return service(pool, clock, **limits)
 

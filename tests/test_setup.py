@@ -25,7 +25,7 @@ import conftest
 import pytest
 import requests
 from conftest import ROOT
-from server_fixtures import free_port, stop_server, wait_for_idle_repls
+from server_fixtures import free_port, spawn_server, stop_server, wait_for_idle_repls
 from standins._standin import install
 
 from leanstep import lean_setup as setup
@@ -487,12 +487,7 @@ def test_derive_reads_tags_and_the_untagged_releases_of_the_main_branch(repl_rep
 # ------------------------------------------------------------------------------ `leanstep serve --setup` (make serve)
 
 def _serve(machine: Machine, log_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "leanstep", "serve", "--setup", "--no-model", "--port",
-                                 str(port), "--max-repls", "1", *args], env=machine.env(), cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
-    return proc, f"http://127.0.0.1:{port}"
+    return spawn_server(log_path, "--setup", "--no-model", "--max-repls", "1", *args, env=machine.env())
 
 
 def test_make_serve_passes_setup():

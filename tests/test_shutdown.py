@@ -10,11 +10,7 @@ within the grace plus two seconds with no REPL left behind.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -22,37 +18,18 @@ import psutil
 import pytest
 import requests
 
-from conftest import ROOT
-from server_fixtures import sim_repls
+from server_fixtures import sim_repls, spawn_server, wait_until
 
 GRACE_S = 3.0
 HANG = "theorem h : True := by\n  sim_hang"
 QUICK = "theorem q : True := by\n  -- sim: delay 1\n  trivial"  # in flight at SIGTERM, done within the grace
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def poll(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def server(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
     log_path = tmp_path / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "leanstep", "serve", "--repl", "sim", "--no-model",
-                                 "--port", str(port), "--max-repls", "2", "--shutdown-grace", str(GRACE_S)],
-                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = spawn_server(log_path, "--repl", "sim", "--no-model", "--max-repls", "2",
+                             "--shutdown-grace", str(GRACE_S))
 
     def up() -> bool:
         assert proc.poll() is None, log_path.read_text()
@@ -62,7 +39,7 @@ def server(tmp_path):
             return False
 
     try:
-        poll(up, 60, "the server did not come up")
+        wait_until(up, 60, "the server did not come up")
         yield proc, url, log_path
     finally:
         if proc.poll() is None:
@@ -94,7 +71,7 @@ def test_sigterm_answers_every_request_in_flight_and_exits_within_the_grace(serv
         simulators = [p for p in sim_repls(root) if p.name().startswith("python")]  # not their sandbox wrappers
         return busy_workers(url) == 2 and len(simulators) == 2
 
-    poll(both_running, 30, "both proofs should be running on the two REPLs")
+    wait_until(both_running, 30, "both proofs should be running on the two REPLs")
     repls = sim_repls(root)
 
     proc.send_signal(signal.SIGTERM)
@@ -107,7 +84,7 @@ def test_sigterm_answers_every_request_in_flight_and_exits_within_the_grace(serv
             return True
         return False
 
-    poll(refused, GRACE_S, "a new connection was accepted during the shutdown")
+    wait_until(refused, GRACE_S, "a new connection was accepted during the shutdown")
     assert proc.wait(GRACE_S + 10) == 0
     elapsed = time.monotonic() - sent
     for client in clients:
@@ -135,7 +112,7 @@ def test_sigterm_answers_an_mcp_tool_call_in_flight(server):
     client = threading.Thread(target=send)
     client.start()
     root = psutil.Process(proc.pid)
-    poll(lambda: busy_workers(url) == 1, 30, "the tool call should be running on a REPL")
+    wait_until(lambda: busy_workers(url) == 1, 30, "the tool call should be running on a REPL")
     repls = sim_repls(root)
 
     proc.send_signal(signal.SIGTERM)

@@ -21,15 +21,10 @@ import requests
 
 from leanstep.config import load
 from leanstep.generate.base import Candidate, GenerationRequest
-from leanstep.server.app import create_app
-from leanstep.server.services import build_services
-from leanstep.server.wsgi import serve_in_thread
 from leanstep.suggest import Suggester, SuggestRequest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server_fixtures import free_port, stop_server  # noqa: E402
-from tiny_models import build_tiny_causal  # noqa: E402
+from server_fixtures import running_server, spawn_server, stop_server
 
 FIXTURE = ROOT / "tests" / "fixtures" / "tactic_request.json"
 STATUSES = {"closes_goal", "valid", "unchecked", "invalid"}
@@ -81,15 +76,10 @@ class FixedGenerator:
 @pytest.fixture(scope="module")
 def served():
     """An in-process app with the fixed generator, served by waitress on a free port."""
-    config = load({"repl": "sim", "max_repls": 4, "sandbox": "none", "check_timeout": 3.0, "num_samples": 16,
-                   "threads": 8, "warm_headers": "import Mathlib"}, environ={})
     generator = FixedGenerator(CANDIDATES)
-    services = build_services(config, generator=generator)
-    try:
-        with serve_in_thread(create_app(services), config) as url:
-            yield url, generator, services.suggester
-    finally:
-        services.close()
+    with running_server(generator=generator, max_repls=4, check_timeout=3.0, num_samples=16, threads=8,
+                        warm_headers="import Mathlib") as srv:
+        yield srv.url, generator, srv.services.suggester
 
 
 def post(url: str, path: str, body, timeout: float = 30) -> requests.Response:
@@ -189,6 +179,16 @@ def test_bad_requests_name_the_field(served, body, status, field):
         assert field in out["detail"]
 
 
+@pytest.mark.parametrize("path", ["/suggest", "/prove", "/sessions"])
+@pytest.mark.parametrize("body, missing", [({"source": SOURCE}, "position"),
+                                           ({"position": {"line": 1, "column": 2}}, "source")])
+def test_every_route_that_takes_a_place_in_a_file_needs_source_and_position_together(served, path, body, missing):
+    url, _, _ = served
+    r = post(url, path, {"tactic_state": GOAL, **body})
+    assert r.status_code == 422, r.text
+    assert f"`source` and `position` go together: `{missing}` is missing" in r.json()["detail"]
+
+
 NUL_IN_CONTEXT = CONTEXT.replace("namespace", "name\x00space")
 
 
@@ -199,6 +199,12 @@ NUL_IN_CONTEXT = CONTEXT.replace("namespace", "name\x00space")
     ("/suggest", {"tactic_state": GOAL, "context": CONTEXT.replace("namespace", "name\ud800space")},
      "context: is not valid Unicode text"),
     ("/", {"tactic_state": GOAL, "context": NUL_IN_CONTEXT}, "context: contains a NUL character"),
+    ("/prove", {"statement": "theorem t : True\x00"}, "statement: contains a NUL character"),
+    ("/prove", {"statement": "theorem t : True", "header": "import Mathlib\ud800"},
+     "header: is not valid Unicode text"),
+    ("/prove", {"tactic_state": "⊢ True\x00", "context": CONTEXT}, "tactic_state: contains a NUL character"),
+    ("/sessions", {"statement": "theorem t : True", "header": "import Mathlib\x00"},
+     "header: contains a NUL character"),
 ])
 def test_file_text_the_repl_refuses_is_422_before_any_generation(served, path, body, detail):
     url, generator, _ = served
@@ -297,19 +303,12 @@ def test_without_a_goal_or_a_pool_nothing_is_generated():
 
 
 @pytest.fixture(scope="module")
-def hf_server(tmp_path_factory):
-    model_dir = build_tiny_causal(tmp_path_factory.mktemp("tiny-causal"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
-    env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
-    argv = [sys.executable, "-m", "leanstep", "serve", "--hf-model", str(model_dir), "--repl", "sim",
-            "--sandbox", "none", "--port", str(port), "--max-repls", "2", "--device", "cpu",
-            "--prompt-format", "proofstep", "--num-samples", "4", "--temperatures", "0.8", "--max-new-tokens", "6",
-            "--check-timeout", "5", "--threads", "4", "--warm-headers", "import Mathlib"]
+def hf_server(tmp_path_factory, tiny_causal):
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = spawn_server(log_path, "--hf-model", str(tiny_causal), "--repl", "sim", "--sandbox", "none",
+                             "--max-repls", "2", "--device", "cpu", "--prompt-format", "proofstep", "--num-samples",
+                             "4", "--temperatures", "0.8", "--max-new-tokens", "6", "--check-timeout", "5",
+                             "--threads", "4", "--warm-headers", "import Mathlib")
     deadline = time.monotonic() + 120
     while True:
         if proc.poll() is not None:

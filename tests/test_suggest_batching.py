@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,35 +18,20 @@ from pathlib import Path
 import pytest
 import requests
 
-from leanstep.server.app import create_app
-from leanstep.server.services import build_services
-from leanstep.server.wsgi import serve_in_thread
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server_fixtures import sim_config, wait_until
-from tiny_models import build_tiny_causal
+from server_fixtures import running_server, wait_until
 
 GOALS = ["n : ℕ\n⊢ n + 0 = n", "⊢ True", "a b : ℕ\nh : a < b\n⊢ a ≤ b ∧ 0 < b", "x y : ℕ\n⊢ x * y = y * x"]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return build_tiny_causal(tmp_path_factory.mktemp("tiny-causal"))
-
-
 @contextmanager
-def serving(model_dir: Path, **overrides) -> Iterator[tuple[str, object]]:
+def serving(tiny_causal: Path, **overrides) -> Iterator[tuple[str, object]]:
     """(base URL, generator) of a server whose hf backend decodes greedily with these settings."""
-    config = sim_config(backend="hf", hf_model=str(model_dir), prompt_format="proofstep", temperatures=(0.0,),
-                        max_new_tokens=8, max_repls=1, **overrides)
-    services = build_services(config)
-    try:
-        with serve_in_thread(create_app(services), config) as url:
-            generator = services.suggester.generator
-            generator.warmup()
-            yield url, generator
-    finally:
-        services.close()
+    with running_server(suggest=True, backend="hf", hf_model=str(tiny_causal), prompt_format="proofstep",
+                        temperatures=(0.0,), max_new_tokens=8, max_repls=1, **overrides) as srv:
+        generator = srv.services.suggester.generator
+        generator.warmup()
+        yield srv.url, generator
 
 
 def ask(url: str, goal: str) -> list[str]:
@@ -56,11 +40,11 @@ def ask(url: str, goal: str) -> list[str]:
     return [s["text"] for s in r.json()["suggestions"]]
 
 
-def test_concurrent_editors_share_a_model_call_and_each_gets_its_own_suggestions(model_dir):
-    with serving(model_dir, generation_batch=1) as (url, _):
+def test_concurrent_editors_share_a_model_call_and_each_gets_its_own_suggestions(tiny_causal):
+    with serving(tiny_causal, generation_batch=1) as (url, _):
         alone = [ask(url, goal) for goal in GOALS]
     # The window is far longer than the test: the batch closes because four requests filled it.
-    with serving(model_dir, generation_batch=4, generation_window=1.0) as (url, generator):
+    with serving(tiny_causal, generation_batch=4, generation_window=1.0) as (url, generator):
         before = generator.batch_stats()
         with ThreadPoolExecutor(len(GOALS)) as pool:
             together = list(pool.map(lambda goal: ask(url, goal), GOALS))
@@ -69,8 +53,8 @@ def test_concurrent_editors_share_a_model_call_and_each_gets_its_own_suggestions
     assert (after.batches - before.batches, after.items - before.items) == (1, 4)
 
 
-def test_batching_off_runs_every_request_alone(model_dir):
-    with serving(model_dir, generation_batch=1) as (url, generator):
+def test_batching_off_runs_every_request_alone(tiny_causal):
+    with serving(tiny_causal, generation_batch=1) as (url, generator):
         assert generator.batch_stats() is None
         with ThreadPoolExecutor(3) as pool:
             answers = list(pool.map(lambda goal: ask(url, goal), GOALS[:3]))
@@ -94,8 +78,8 @@ def raw_post(port: int, path: str, goal: str) -> socket.socket:
 
 
 @pytest.mark.parametrize("path", ROUTE_BODIES)
-def test_an_editor_that_hangs_up_while_queued_is_dropped_without_costing_a_generation(model_dir, path):
-    with serving(model_dir, generation_batch=4, generation_window=0.0) as (url, generator):
+def test_an_editor_that_hangs_up_while_queued_is_dropped_without_costing_a_generation(tiny_causal, path):
+    with serving(tiny_causal, generation_batch=4, generation_window=0.0) as (url, generator):
         port = int(url.rsplit(":", 1)[1])
         start = generator.batch_stats()
         with generator._lock:  # the model is busy: the first request's batch waits here

@@ -162,41 +162,29 @@ def test_a_zero_timeout_is_refused_with_a_warning(lake, server, tmp_path):
     assert "warning" in messages and "`llmstep.timeout` is 0" in messages, messages
 
 
-def _wrapper(tmp_path: Path, body: str) -> Path:
+@pytest.mark.parametrize("wrapper, delay, budget_ms, warning", [
+    pytest.param('(sleep 60) &\nexec python3 "$@"', 0.0, 2000, "kept its output open",
+                 id="a_grandchild_holds_the_bridges_output"),
+    pytest.param("trap '' TERM\nsleep 60", 60.0, 1000, "no answer from the leanstep server within 1000 ms",
+                 id="the_interpreter_ignores_sigterm"),
+])
+def test_no_wait_outlives_the_budget(lake, server, tmp_path, wrapper, delay, budget_ms, warning):
+    """The bridge's interpreter is a wrapper that misbehaves: it starts a grandchild that keeps stdout open for a
+    minute before running the bridge, or it ignores SIGTERM and sleeps. Elaboration still ends, with a warning."""
+    server.answer("rfl", status="closes_goal")
+    server.delay = delay
     script = tmp_path / "python-wrapper"
-    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.write_text(f"#!/bin/sh\n{wrapper}\n")
     script.chmod(0o755)
-    return script
-
-
-def test_a_process_left_holding_the_bridges_output_does_not_hold_the_proof(lake, server, tmp_path):
-    """The wrapper starts a grandchild that keeps stdout open for a minute, then runs the bridge."""
-    server.answer("rfl", status="closes_goal")
-    wrapper = _wrapper(tmp_path, '(sleep 60) &\nexec python3 "$@"')
     messages, elapsed = elaborate(lake, server, tmp_path, f"""
-        set_option llmstep.python "{wrapper}" in
-        set_option llmstep.timeout 2000 in
+        set_option llmstep.python "{script}" in
+        set_option llmstep.timeout {budget_ms} in
         example : 1 = 1 := by
           llmstep ""
           rfl
     """)
-    assert elapsed < 30, f"elaboration took {elapsed:.0f} s: it waited for the grandchild"
-    assert "kept its output open" in messages, messages
-
-
-def test_an_interpreter_that_ignores_sigterm_is_killed_at_the_budget(lake, server, tmp_path):
-    server.answer("rfl", status="closes_goal")
-    server.delay = 60
-    wrapper = _wrapper(tmp_path, "trap '' TERM\nsleep 60")
-    messages, elapsed = elaborate(lake, server, tmp_path, f"""
-        set_option llmstep.python "{wrapper}" in
-        set_option llmstep.timeout 1000 in
-        example : 1 = 1 := by
-          llmstep ""
-          rfl
-    """)
-    assert elapsed < 30, f"elaboration took {elapsed:.0f} s"
-    assert "no answer from the leanstep server within 1000 ms" in messages, messages
+    assert elapsed < 30, f"elaboration took {elapsed:.0f} s: it waited for the wrapper"
+    assert warning in messages, messages
 
 
 def prove_reply(proved: bool, proof: str | None = None, stopped: str | None = None) -> dict:

@@ -8,29 +8,22 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 import pytest
 from conftest import older_transcript_pairs
 
 from leanstep.check.source import ContextError, build_goal_context, goal_context_from_context, goal_context_from_source
 from leanstep.check.tactics import UNVALIDATED, CandidateStatus, ProofPath, TacticChecker, classify
-from leanstep.config import load
-from leanstep.repl.launch import make_pool
+from leanstep.generate.base import Candidate
 from leanstep.repl.pool import Priority
 from leanstep.repl.protocol import ErrorResponse, Message, Pos, Sorry, TacticResponse, decode_response, split_frames
+from server_fixtures import sim_costs, sim_pool
 
 HEADER = "import Mathlib"
 
 
-@dataclass(frozen=True)
-class Cand:
-    text: str
-    score: float = 0.0
-
-
-def cands(*texts: str) -> list[Cand]:
-    return [Cand(t, -0.1 * i) for i, t in enumerate(texts)]
+def cands(*texts: str) -> list[Candidate]:
+    return [Candidate(t, -0.1 * i) for i, t in enumerate(texts)]
 
 
 def call_position(source: str, nth: int = 0) -> tuple[int, int]:
@@ -44,11 +37,8 @@ def call_position(source: str, nth: int = 0) -> tuple[int, int]:
 
 
 def make_sim_pool(monkeypatch, max_repls: int = 4, **costs: float):
-    for key in ("IMPORT", "CMD", "TACTIC", "PROOF"):
-        monkeypatch.delenv(f"LEANSTEP_SIM_{key}_SECONDS", raising=False)
-    for key, value in costs.items():
-        monkeypatch.setenv(f"LEANSTEP_SIM_{key.upper()}_SECONDS", str(value))
-    return make_pool(load({"repl": "sim", "max_repls": max_repls, "sandbox": "none"}, environ={}))
+    sim_costs(monkeypatch, **costs)
+    return sim_pool(max_repls=max_repls)
 
 
 @pytest.fixture(scope="module")

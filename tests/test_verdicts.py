@@ -27,10 +27,8 @@ CONFIG = sim_config(warm_headers=("import Mathlib",))
 
 @pytest.fixture(scope="module")
 def pool():
-    pool = make_pool(CONFIG)
-    pool.start()
-    yield pool
-    pool.shutdown()
+    with make_pool(CONFIG) as pool:
+        yield pool
 
 
 @pytest.fixture(scope="module")

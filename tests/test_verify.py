@@ -10,18 +10,15 @@ from leanstep.check.verify import (
     ERROR, INVALID, TIMEOUT, VALID, Checks, ResultCache, Snippet, Verifier, VerifyOptions, parse_axioms, plan_audit,
     verify_batch,
 )
-from leanstep.repl.launch import make_pool
-from server_fixtures import sim_config
+from server_fixtures import sim_pool
 
 CLEAN = "import Mathlib\n\ntheorem clean : 2 + 2 = 4 := by norm_num"
 
 
 @pytest.fixture(scope="module")
 def pool():
-    pool = make_pool(sim_config())
-    pool.start()
-    yield pool
-    pool.shutdown()
+    with sim_pool() as pool:
+        yield pool
 
 
 @pytest.fixture
@@ -231,15 +228,11 @@ def check_pool_serves(pool) -> bool:
 
 
 def test_overload_is_a_per_snippet_error():
-    pool = make_pool(sim_config(max_repls=1, queue_wait=0.2))
-    pool.start()
-    try:
+    with sim_pool(max_repls=1, queue_wait=0.2) as pool:
         results = verify_batch(pool, ["-- sim: delay 1.5\ntheorem slow : True := trivial", "theorem fast : True := trivial"],
                                timeout=10, max_workers=2)
-        assert results[0].verdict == VALID
-        assert results[1].verdict == ERROR and results[1].error.startswith("overloaded")
-    finally:
-        pool.shutdown()
+    assert results[0].verdict == VALID
+    assert results[1].verdict == ERROR and results[1].error.startswith("overloaded")
 
 
 def test_options_are_validated():

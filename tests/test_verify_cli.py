@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
@@ -83,14 +82,6 @@ def test_missing_input_and_bad_flags(tmp_path, capsys):
     assert main([str(tmp_path / "a.lean"), "--timeout", "0", *LOCAL]) == 2
     assert main([str(tmp_path / "a.lean"), "--repl", "lake", "--no-progress"]) == 2
     assert "workspace" in capsys.readouterr().err
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_an_unreachable_server_is_exit_1_with_one_line_saying_so(jsonl, tmp_path, capsys, closed_port):

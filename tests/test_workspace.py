@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -83,10 +82,8 @@ def test_find_repl_binary_needs_an_executable(tmp_path):
 # ------------------------------------------------------------------------------ doctor
 
 @pytest.fixture
-def closed_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+def closed_url(closed_port: int) -> str:
+    return f"http://127.0.0.1:{closed_port}"
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from leanstep import config as config_mod
@@ -94,36 +95,6 @@ def _mcp(args: argparse.Namespace) -> int:
         return 2
 
 
-def _verify(args: argparse.Namespace) -> int:
-    from leanstep import verify_cli
-
-    return verify_cli.run(args)
-
-
-def _prove(args: argparse.Namespace) -> int:
-    from leanstep import prove_cli
-
-    return prove_cli.run(args)
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from leanstep import eval_cli
-
-    return eval_cli.run(args)
-
-
-def _extract(args: argparse.Namespace) -> int:
-    from leanstep.data import extract
-
-    return extract.run(args)
-
-
-def _finetune(args: argparse.Namespace) -> int:
-    from leanstep.data import finetune
-
-    return finetune.run(args)
-
-
 def _generate(args: argparse.Namespace) -> int:
     """The model's raw candidates, one JSON line each: for trying a model or prompt without a REPL."""
     import json
@@ -138,12 +109,6 @@ def _generate(args: argparse.Namespace) -> int:
     for candidate in generator.generate(request):
         print(json.dumps({"text": candidate.text, "score": candidate.score}, ensure_ascii=False))
     return 0
-
-
-def _plan(args: argparse.Namespace) -> int:
-    from leanstep.perf import report
-
-    return report.run(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -174,6 +139,13 @@ def _doctor(args: argparse.Namespace) -> int:
     return run_doctor(args.url, config)
 
 
+def _add_module_command(sub: argparse._SubParsersAction, name: str, about: str, module: ModuleType) -> None:
+    """The subcommand ``name`` whose flags and run are ``module.add_arguments`` and ``module.run``."""
+    parser = sub.add_parser(name, help=about, description=about)
+    module.add_arguments(parser)
+    parser.set_defaults(func=module.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leanstep",
                                      description="LLM tactic suggestions and proof checking for Lean 4")
@@ -195,24 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     config_mod.add_service_arguments(mcp)
     mcp.set_defaults(func=_mcp)
 
-    verify = sub.add_parser("verify", help="verify proofs from a .jsonl file, a .lean file or a directory")
-    from leanstep import verify_cli
+    from leanstep import eval_cli, prove_cli, verify_cli
+    from leanstep.data import extract, finetune
+    from leanstep.perf import report
 
-    verify_cli.add_arguments(verify)
-    verify.set_defaults(func=_verify)
-
-    prove = sub.add_parser("prove", help="fill the sorries of a .lean file with proofs checked by Lean "
-                                         "(best-first search, whole proofs with repair)")
-    from leanstep import prove_cli
-
-    prove_cli.add_arguments(prove)
-    prove.set_defaults(func=_prove)
-
-    evaluate = sub.add_parser("eval", help="pass@k of a proving strategy on a .jsonl file of problems")
-    from leanstep import eval_cli
-
-    eval_cli.add_arguments(evaluate)
-    evaluate.set_defaults(func=_eval)
+    _add_module_command(sub, "verify", "verify proofs from a .jsonl file, a .lean file or a directory", verify_cli)
+    _add_module_command(sub, "prove", "fill the sorries of a .lean file with proofs checked by Lean "
+                                      "(best-first search, whole proofs with repair)", prove_cli)
+    _add_module_command(sub, "eval", "pass@k of a proving strategy on a .jsonl file of problems", eval_cli)
 
     about = "print the model's raw tactic candidates for one goal, without checking them in Lean"
     generate = sub.add_parser("generate", help=about, description=about)
@@ -221,26 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--prefix", default="", help="the tactic prefix to complete")
     generate.set_defaults(func=_generate)
 
-    about = "write the tactic steps of Lean files (goals before, tactic, goals after) as JSON lines for training"
-    extract = sub.add_parser("extract", help=about, description=about)
-    from leanstep.data import extract as extract_cli
-
-    extract_cli.add_arguments(extract)
-    extract.set_defaults(func=_extract)
-
-    about = "fine-tune a causal or seq2seq model on `leanstep extract` records; `leanstep serve --hf-model` serves it"
-    finetune = sub.add_parser("finetune", help=about, description=about)
-    from leanstep.data import finetune as finetune_cli
-
-    finetune_cli.add_arguments(finetune)
-    finetune.set_defaults(func=_finetune)
-
-    about = "size the result cache and the pool from a trace of `leanstep serve --trace FILE`"
-    plan = sub.add_parser("plan", help=about, description=about)
-    from leanstep.perf import report
-
-    report.add_arguments(plan)
-    plan.set_defaults(func=_plan)
+    _add_module_command(sub, "extract", "write the tactic steps of Lean files (goals before, tactic, goals after) as "
+                                        "JSON lines for training", extract)
+    _add_module_command(sub, "finetune", "fine-tune a causal or seq2seq model on `leanstep extract` records; "
+                                         "`leanstep serve --hf-model` serves it", finetune)
+    _add_module_command(sub, "plan", "size the result cache and the pool from a trace of `leanstep serve --trace "
+                                     "FILE`", report)
 
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/ and print its figures")
     bench.add_argument("name", choices=["all", *BENCHMARKS])

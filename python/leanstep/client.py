@@ -39,6 +39,7 @@ from leanstep.api.kimina import check_request_json, check_result_from_json
 from leanstep.api.records import snippet_of
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import ERROR, Snippet, VerifyResult
+from leanstep.progress import Progress
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -174,11 +175,7 @@ class Client:
                     self._mount(max_workers)
         batches = _request_batches(items, batch_size, whole_groups=first_valid)
         results: list[VerifyResult | None] = [None] * len(items)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(items), unit="proof", desc="verify", dynamic_ncols=True)
+        bar = Progress(len(items), "proof", "verify", enabled=progress)
 
         def run(indices: list[int]) -> tuple[list[tuple[int, VerifyResult]], RequestFailure | None]:
             wire = [replace(items[i], id=f"{k}-{uuid.uuid4().hex[:8]}") for k, i in enumerate(indices)]
@@ -204,15 +201,13 @@ class Client:
                     done, failure = future.result()
                     for i, result in done:
                         results[i] = result
-                    if bar is not None:
-                        bar.update(len(done))
+                    bar.update(len(done))
                     if on_batch is not None:
                         on_batch([r for _, r in done])
                     if failure is not None and on_failure is not None:
                         on_failure(failure)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         return results  # type: ignore[return-value]
 
 

@@ -19,7 +19,6 @@ Exit status: 0 the run finished (whatever was proved); 2 usage error.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from dataclasses import fields
@@ -28,7 +27,9 @@ from typing import IO
 
 from leanstep import config as config_mod
 from leanstep.api.prove import attempt_record, run_record
-from leanstep.api.records import problem_from_record
+from leanstep.api.records import json_line, problem_from_record
+from leanstep.plotting import png_figure
+from leanstep.progress import Progress
 from leanstep.prove.evaluate import Evaluation, Problem, ProblemOutcome, Summary, default_parallel
 from leanstep.verify_cli import UsageError, read_records
 
@@ -79,25 +80,18 @@ def summary_text(summary: Summary, k: int, check_all: bool) -> str:
 
 def plot(path: Path, summary: Summary, title: str) -> str | None:
     """Write the pass@k plot; None, or why there is none."""
+    ks = sorted(summary.pass_at)
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        with png_figure(path, figsize=(6.4, 4.2)) as (_, ax):
+            ax.plot(ks, [summary.pass_at[k] for k in ks], marker="o")
+            ax.set_xlabel("k (attempts)")
+            ax.set_ylabel("pass@k")
+            ax.set_ylim(0, 1.02)
+            ax.set_xticks(ks)
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
     except ImportError:
         return "no plot: matplotlib is not installed (pip install leanstep[eval])"
-    ks = sorted(summary.pass_at)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(ks, [summary.pass_at[k] for k in ks], marker="o")
-    ax.set_xlabel("k (attempts)")
-    ax.set_ylabel("pass@k")
-    ax.set_ylim(0, 1.02)
-    ax.set_xticks(ks)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
     return None
 
 
@@ -122,24 +116,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"leanstep eval: {exc}", file=sys.stderr)
         return 2
     out: IO[str] = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(problems), unit="problem", desc=f"eval {args.strategy}", file=sys.stderr,
-                   dynamic_ncols=True)
+    progress = Progress(len(problems), "problem", f"eval {args.strategy}", enabled=not args.no_progress)
     lock = threading.Lock()
     solved = [0]
 
     def on_outcome(outcome: ProblemOutcome) -> None:
         with lock:
             for record in records(outcome, args.strategy):
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(json_line(record))
             out.flush()
             solved[0] += outcome.first_proof is not None
-            if bar is not None:
-                bar.set_postfix(solved=solved[0])
-                bar.update(1)
+            progress.update(solved=solved[0])
 
     try:
         assert services.prover is not None
@@ -148,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
                                 parallel=args.parallel or default_parallel(args.strategy, config.max_repls))
         _, summary = evaluation.run(problems, on_outcome)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
         out.close()
         services.close()
     print(summary_text(summary, args.pass_k, args.check_all))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from leanstep import config as config_mod
+from leanstep.progress import Progress
 from leanstep.prove.prover import Prover, ProveRequest, ProveResult
 from leanstep.prove.target import TargetError, open_goals
 from leanstep.repl.protocol import Pos
@@ -96,23 +97,16 @@ def run(args: argparse.Namespace) -> int:
         where = f" in {args.theorem}" if args.theorem else ""
         print(f"leanstep prove: {path}: no `sorry`{where} to prove", file=sys.stderr)
         return 2
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="goal", desc="prove", file=sys.stderr, dynamic_ncols=True)
+    progress = Progress(total, "goal", "prove", enabled=not args.no_progress)
 
     def report(pos: Pos, result: ProveResult) -> None:
-        line = f"{path}:{pos.line}:{pos.column}: {describe(result)}"
-        if bar is not None:
-            bar.write(line, file=sys.stderr)
-            bar.update(1)
-        else:
-            print(line, file=sys.stderr)
+        progress.write(f"{path}:{pos.line}:{pos.column}: {describe(result)}")
+        progress.update()
 
     try:
         services = build_services(config)
     except SetupError as exc:
+        progress.close()
         print(f"leanstep prove: {exc}", file=sys.stderr)
         return 2
     try:
@@ -122,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"leanstep prove: {exc}", file=sys.stderr)
         return 2
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
         services.close()
     if args.write:
         if new_text != text:

@@ -25,7 +25,6 @@ Exit status:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -36,11 +35,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from leanstep import config as config_mod
-from leanstep.api.records import json_objects, result_record, snippet_from_record
+from leanstep.api.records import json_line, json_objects, result_record, snippet_from_record
 from leanstep.check.trust import checks_from_config
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import VERDICTS, BatchVerifier, Snippet, Verifier, VerifyOptions, VerifyResult
 from leanstep.cli import add_ray_arguments, ray_target
+from leanstep.progress import Progress
 from leanstep.repl.launch import SetupError, make_pool
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class OrderedWriter:
             self.pending[index] = result
             while self.next in self.pending:
                 item = self.pending.pop(self.next)
-                self.out.write(json.dumps(result_record(item), ensure_ascii=False) + "\n")
+                self.out.write(json_line(result_record(item)))
                 self.next += 1
             self.out.flush()
 
@@ -231,7 +231,7 @@ def open_verifier(args: argparse.Namespace, config: config_mod.Config) -> Iterat
 
 
 def _run_remote(args: argparse.Namespace, snippets: list[Snippet], writer: OrderedWriter,
-                bar: Any) -> list[RequestFailure]:
+                progress: Progress) -> list[RequestFailure]:
     """Verify on the server at ``args.url``; returns the batches it never checked."""
     import os
 
@@ -242,8 +242,7 @@ def _run_remote(args: argparse.Namespace, snippets: list[Snippet], writer: Order
     failures: list[RequestFailure] = []
 
     def on_batch(results: list[VerifyResult]) -> None:
-        if bar is not None:
-            bar.update(len(results))
+        progress.update(len(results))
 
     with client:
         # duplicate ids are fine on the client: it sends its own wire ids
@@ -271,21 +270,17 @@ def run(args: argparse.Namespace) -> int:
     out: IO[str]
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115 - closed below
     writer = OrderedWriter(out, len(snippets))
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
+    progress = Progress(len(snippets), "proof", "verify", enabled=not args.no_progress)
 
-        bar = tqdm(total=len(snippets), unit="proof", desc="verify", file=sys.stderr, dynamic_ncols=True)
     def on_result(index: int, result: VerifyResult) -> None:
         writer.add(index, result)
-        if bar is not None:
-            bar.update(1)
+        progress.update()
 
     started = time.monotonic()
     failures: list[RequestFailure] = []
     try:
         if args.url:
-            failures = _run_remote(args, snippets, writer, bar)
+            failures = _run_remote(args, snippets, writer, progress)
         else:
             _run_on_pools(args, snippets, on_result)
     except ConnectionError as exc:
@@ -295,8 +290,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"leanstep verify: {exc}", file=sys.stderr)
         return 2
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
         if out is not sys.stdout:
             out.close()
     print(summary_line(writer.counts, len(snippets), time.monotonic() - started), file=sys.stderr)

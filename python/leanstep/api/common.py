@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from leanstep.check.verdict import Reason, Trust, Verdict
 from leanstep.limits import AppliedTimeout
@@ -51,6 +51,19 @@ def lean_text(value: str | None) -> str | None:
     except UnicodeEncodeError as exc:
         raise ValueError(f"is not valid Unicode text ({exc.reason} at character {exc.start})") from None
     return value
+
+
+# Text that goes to the REPL (a file, a goal, a statement): refused with a 422 naming the field when the REPL's
+# protocol cannot carry it (``lean_text``).
+LeanText = Annotated[str, AfterValidator(lean_text)]
+
+
+def require_together(first: str, first_value: object, second: str, second_value: object) -> None:
+    """A ValueError naming the missing field when one of two fields that only mean something together is sent
+    without the other (``source`` and ``position``, ``session`` and ``state``)."""
+    if (first_value is None) != (second_value is None):
+        missing = first if first_value is None else second
+        raise ValueError(f"`{first}` and `{second}` go together: `{missing}` is missing")
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -139,7 +152,7 @@ def trust_from_json(value: Any) -> Trust | None:
 
 
 __all__ = [
-    "INVALID_REQUEST", "MAX_TIMEOUT_S", "SUGGESTION_FAILED", "Position", "RequestTimeout", "StrictModel",
+    "INVALID_REQUEST", "MAX_TIMEOUT_S", "SUGGESTION_FAILED", "LeanText", "Position", "RequestTimeout", "StrictModel",
     "applied_timeout_json", "describe_errors", "error_json", "lean_text", "parse", "reason_json",
-    "reasons_from_json", "trust_from_json", "verdict_json",
+    "reasons_from_json", "require_together", "trust_from_json", "verdict_json",
 ]

@@ -17,9 +17,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import field_validator
-
-from leanstep.api.common import StrictModel, lean_text
+from leanstep.api.common import LeanText, StrictModel
 from leanstep.generate.base import Candidate
 
 
@@ -27,13 +25,8 @@ class GenerateBody(StrictModel):
     """``POST /generate``. ``name`` is accepted whatever it is: the server answers with its configured model."""
 
     name: str
-    input: str
-    prefix: str | None = None
-
-    @field_validator("input", "prefix")
-    @classmethod
-    def _lean(cls, value: str | None) -> str | None:
-        return lean_text(value)
+    input: LeanText
+    prefix: LeanText | None = None
 
 
 def probability(score: float) -> float:

@@ -7,9 +7,7 @@ tactic cannot use them and has no field to say why).
 
 from __future__ import annotations
 
-from pydantic import field_validator
-
-from leanstep.api.common import StrictModel, lean_text
+from leanstep.api.common import LeanText, StrictModel
 from leanstep.check.tactics import CandidateStatus
 from leanstep.suggest import SuggestRequest, SuggestResult
 
@@ -19,12 +17,7 @@ class LlmstepBody(StrictModel):
 
     tactic_state: str
     prefix: str = ""
-    context: str | None = None
-
-    @field_validator("context")
-    @classmethod
-    def _file_text(cls, value: str | None) -> str | None:
-        return lean_text(value)
+    context: LeanText | None = None
 
     def to_request(self) -> SuggestRequest:
         return SuggestRequest(tactic_state=self.tactic_state, prefix=self.prefix, context=self.context)

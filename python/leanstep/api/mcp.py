@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from leanstep.api.common import RequestTimeout, StrictModel, applied_timeout_json, reason_json
+from leanstep.api.common import RequestTimeout, StrictModel, applied_timeout_json, reason_json, require_together
 from leanstep.api.kimina import Stated, TrustName, positive_timeout
 from leanstep.api.prove import prove_answer_json
 from leanstep.api.sessions import MAX_TACTICS_PER_BODY, Tactic, TacticBody, proof_json, session_json, step_json
@@ -80,9 +80,7 @@ class MultiAttemptInput(Located):
     def _one_goal(self) -> MultiAttemptInput:
         in_file = self.source is not None or self.context is not None
         if self.session is not None or self.state is not None:
-            if self.session is None or self.state is None:
-                missing = "session" if self.session is None else "state"
-                raise ValueError(f"`session` and `state` go together: `{missing}` is missing")
+            require_together("session", self.session, "state", self.state)
             if in_file:
                 raise ValueError("send either `session` and `state` or a place in a file (`source` and `position`, "
                                  "or `context`), not both")

@@ -30,14 +30,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from leanstep.api.common import (
     INVALID_REQUEST,
+    LeanText,
     StrictModel,
     applied_timeout_json,
-    lean_text,
     reason_json,
+    require_together,
     verdict_json,
 )
 from leanstep.api.suggest import Position
@@ -59,16 +60,17 @@ PROVE_REFUSALS = (TargetError, LimitError, ProvingFailed)
 class ProveBody(StrictModel):
     """``POST /prove``: one target, optional strategy and budgets."""
 
-    statement: str | None = Field(default=None, description="a theorem to prove (`theorem name (args) : type`, "
-                                  "`:= by sorry` or not); the answer's proof is the full theorem")
-    header: str = Field(default="", description="what `statement` needs before it: its imports (`import Mathlib`)")
-    source: str | None = Field(default=None, description="a whole Lean file; with `position`, prove the goal there "
-                               "(the answer's proof is the tactics to put in its place)")
+    statement: LeanText | None = Field(default=None, description="a theorem to prove (`theorem name (args) : "
+                                       "type`, `:= by sorry` or not); the answer's proof is the full theorem")
+    header: LeanText = Field(default="", description="what `statement` needs before it: its imports "
+                             "(`import Mathlib`)")
+    source: LeanText | None = Field(default=None, description="a whole Lean file; with `position`, prove the goal "
+                                    "there (the answer's proof is the tactics to put in its place)")
     position: Position | None = Field(default=None, description="where in `source` the goal is (a `sorry`)")
-    context: str | None = Field(default=None, description="the Lean file's text up to the goal (as llmstep sends "
-                                "it), instead of `source` + `position`")
-    tactic_state: str | None = Field(default=None, description="the goal, pretty-printed, when you have it (shown "
-                                     "to whole-proof models)")
+    context: LeanText | None = Field(default=None, description="the Lean file's text up to the goal (as llmstep "
+                                     "sends it), instead of `source` + `position`")
+    tactic_state: LeanText | None = Field(default=None, description="the goal, pretty-printed, when you have it "
+                                          "(shown to whole-proof models)")
     strategy: Strategy | None = Field(default=None, description="search (best-first over next tactics), whole "
                                       "(complete proofs, repaired with Lean's errors) or auto (search, then whole); "
                                       "default: the server's --strategy")
@@ -83,16 +85,9 @@ class ProveBody(StrictModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="the search's seed: the same seed and model "
                       "search the same way")
 
-    @field_validator("statement", "header", "source", "context", "tactic_state")
-    @classmethod
-    def _lean_text(cls, value: str | None) -> str | None:
-        return lean_text(value)
-
     @model_validator(mode="after")
     def _one_target(self) -> ProveBody:
-        if (self.source is None) != (self.position is None):
-            missing = "position" if self.position is None else "source"
-            raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        require_together("source", self.source, "position", self.position)
         at_call = self.source is not None or self.context is not None
         if (self.statement is not None) == at_call:
             got = "; got `statement` and a position" if at_call else ""

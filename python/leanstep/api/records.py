@@ -42,6 +42,12 @@ def json_objects(path: Path, what: str = "a JSON object") -> Iterator[tuple[int,
             yield lineno, obj
 
 
+def json_line(record: Mapping[str, Any]) -> str:
+    """One line of the JSON-lines files the commands write: the record, its text not ``\\u``-escaped, then a
+    newline."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
 def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Snippet:
     """A snippet from a record; ``default_id`` (a line number, an index) when it names none."""
     sid = next((record[k] for k in ID_FIELDS if k in record), default_id)

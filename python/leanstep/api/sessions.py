@@ -14,9 +14,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from leanstep.api.common import INVALID_REQUEST, Position, RequestTimeout, StrictModel, lean_text
+from leanstep.api.common import (
+    INVALID_REQUEST,
+    LeanText,
+    Position,
+    RequestTimeout,
+    StrictModel,
+    lean_text,
+    require_together,
+)
 from leanstep.check.sessions import (
     BadRequest,
     FromCode,
@@ -54,23 +62,16 @@ MAX_TACTICS_PER_BODY = 1024  # far above any server's --max-attempt-tactics; the
 class StartBody(StrictModel):
     """``POST /sessions``: one origin, and optionally the seconds reading its goals may take."""
 
-    code: str | None = None
-    source: str | None = None
+    code: LeanText | None = None
+    source: LeanText | None = None
     position: Position | None = None
-    statement: str | None = None
-    header: str = ""
+    statement: LeanText | None = None
+    header: LeanText = ""
     timeout: RequestTimeout | None = None
-
-    @field_validator("code", "source", "statement", "header")
-    @classmethod
-    def _lean(cls, value: str | None) -> str | None:
-        return lean_text(value)
 
     @model_validator(mode="after")
     def _one_origin(self) -> StartBody:
-        if (self.source is None) != (self.position is None):
-            missing = "position" if self.position is None else "source"
-            raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        require_together("source", self.source, "position", self.position)
         given = [name for name, value in (("code", self.code), ("source", self.source),
                                           ("statement", self.statement)) if value is not None]
         if len(given) != 1:

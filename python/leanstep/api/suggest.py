@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from leanstep.api.common import Position, RequestTimeout, StrictModel, applied_timeout_json, lean_text
+from leanstep.api.common import (
+    LeanText,
+    Position,
+    RequestTimeout,
+    StrictModel,
+    applied_timeout_json,
+    require_together,
+)
 from leanstep.suggest import Suggestion, SuggestRequest, SuggestResult, Timings
 
 MAX_SAMPLES = 256
@@ -23,23 +30,17 @@ class Located(StrictModel):
     """Where the goal is: the file text before the call (``context``), or the whole file and the call's position
     (what every request checked at a place in a file takes)."""
 
-    context: str | None = Field(default=None, description="the Lean file's text up to the call (as llmstep sends it)")
-    source: str | None = Field(default=None, description="the whole Lean file; send `position` with it")
+    context: LeanText | None = Field(default=None, description="the Lean file's text up to the call (as llmstep "
+                                                              "sends it)")
+    source: LeanText | None = Field(default=None, description="the whole Lean file; send `position` with it")
     position: Position | None = Field(default=None, description="where in `source` the goal is (the call's place)")
     file_name: str | None = Field(default=None, description="the file's name, for messages only")
     timeout: RequestTimeout | None = Field(default=None, description="checking budget in seconds (the server caps "
                                                                      "it at --check-timeout)")
 
-    @field_validator("context", "source")
-    @classmethod
-    def _file_text(cls, value: str | None) -> str | None:
-        return lean_text(value)
-
     @model_validator(mode="after")
     def _source_needs_position(self) -> Located:
-        if (self.source is None) != (self.position is None):
-            missing = "position" if self.position is None else "source"
-            raise ValueError(f"`source` and `position` go together: `{missing}` is missing")
+        require_together("source", self.source, "position", self.position)
         return self
 
     def goal_request(self, **more: Any) -> SuggestRequest:

@@ -366,9 +366,7 @@ class SessionService:
 
     def close(self, session: str, owner: str) -> None:
         with self._lock:
-            entry = self._sessions.get(session)
-            if entry is None or entry.owner != owner:
-                raise SessionNotFound(_not_found(session))
+            self._owned(session, owner)
             del self._sessions[session]
             self._counts["closed"] += 1
 
@@ -500,12 +498,18 @@ class SessionService:
     def _use(self, session: str, owner: str) -> _InUse:
         with self._lock:
             self._expire()
-            entry = self._sessions.get(session)
-            if entry is None or entry.owner != owner:
-                raise SessionNotFound(_not_found(session))
+            entry = self._owned(session, owner)
             entry.busy += 1
             entry.last_used = self._clock()
         return _InUse(self, entry)
+
+    def _owned(self, session: str, owner: str) -> _Session:
+        """The open session ``session`` of ``owner`` (lock held): to anyone else, as if it did not exist."""
+        entry = self._sessions.get(session)
+        if entry is None or entry.owner != owner:
+            raise SessionNotFound(f"no session {session[:40]!r}: it was never started with this API key, was "
+                                  "closed, or expired after being idle (--session-ttl)")
+        return entry
 
     def _done(self, entry: _Session) -> None:
         with self._lock:
@@ -548,8 +552,3 @@ class _Tactic:
 
     text: str
     score: float = 0.0
-
-
-def _not_found(session: str) -> str:
-    return (f"no session {session[:40]!r}: it was never started with this API key, was closed, or expired "
-            "after being idle (--session-ttl)")

@@ -48,6 +48,7 @@ from leanstep.check.verify import (
 )
 from leanstep.cluster.actor import ActorStatus, import_ray, remote_actor_class
 from leanstep.config import Config
+from leanstep.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -223,20 +224,11 @@ class RayVerifier:
         ``on_batch`` gets each group of results as it completes.
         """
         plan = self._plan(snippets, self._make_options(timeout, trust, infotree, reuse))
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(snippets), unit="proof", desc="verify", dynamic_ncols=True)
-        try:
+        with Progress(len(snippets), "proof", "verify", enabled=progress) as bar:
             for burst in self._run(plan, batch_size, max_workers):
-                if bar is not None:
-                    bar.update(len(burst))
+                bar.update(len(burst))
                 if on_batch is not None:
                     on_batch([r for _, r in burst])
-        finally:
-            if bar is not None:
-                bar.close()
         return plan.results()
 
     def verify_iter(self, snippets: Sequence[SnippetLike], *, timeout: float | None = None,

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from leanstep import config as config_mod
+from leanstep.api.records import json_line
 from leanstep.check.source import Declaration, declarations, split_source
 from leanstep.check.statement import standalone_statements
 from leanstep.check.verdict import Trust, Verdict
@@ -60,6 +61,7 @@ from leanstep.check.verify import Snippet, VerifyOptions, VerifyResult
 from leanstep.cli import add_ray_arguments
 from leanstep.data.steps import TacticStep, steps_from_infotree
 from leanstep.generate.prompts import training_example
+from leanstep.progress import Progress
 from leanstep.repl.launch import SetupError
 from leanstep.repl.protocol import InfoTree, Pos
 from leanstep.verify_cli import (
@@ -282,7 +284,7 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 def _rewrite(path: Path, objects: list[dict[str, Any]]) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in objects)
+        handle.writelines(json_line(o) for o in objects)
     os.replace(temporary, path)
 
 
@@ -312,11 +314,11 @@ class StepWriter:
 
     def add(self, found: FileSteps) -> None:
         with self.lock:
-            self.steps.writelines(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in found.records)
+            self.steps.writelines(json_line(r.to_json()) for r in found.records)
             self.steps.flush()
-            self.problems.writelines(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in found.problems)
+            self.problems.writelines(json_line(p.to_json()) for p in found.problems)
             self.problems.flush()
-            self.log.write(json.dumps(found.log_entry(), ensure_ascii=False) + "\n")
+            self.log.write(json_line(found.log_entry()))
             self.log.flush()
             self.totals["files"] += 1
             self.totals["steps"] += len(found.records)
@@ -359,23 +361,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"leanstep extract: resuming: {len(sources) - len(todo)} of {len(sources)} files already extracted",
               file=sys.stderr)
     writer = StepWriter(output)
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="file", desc="extract", file=sys.stderr, dynamic_ncols=True)
+    progress = Progress(len(todo), "file", "extract", enabled=not args.no_progress)
 
     def report(found: FileSteps) -> None:
         writer.add(found)
         if found.error is not None:
-            line = f"leanstep extract: {found.file}: {found.error}"
-            if bar is not None:
-                bar.write(line, file=sys.stderr)
-            else:
-                print(line, file=sys.stderr)
-        if bar is not None:
-            bar.set_postfix(steps=writer.totals["steps"], refresh=False)
-            bar.update(1)
+            progress.write(f"leanstep extract: {found.file}: {found.error}")
+        progress.update(steps=writer.totals["steps"])
 
     started = time.monotonic()
     try:
@@ -389,8 +381,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"leanstep extract: {exc}", file=sys.stderr)
         return 2
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
         writer.close()
     print(summary_line(writer.totals, time.monotonic() - started), file=sys.stderr)
     return 0

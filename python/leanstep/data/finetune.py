@@ -37,9 +37,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leanstep.api.records import json_line
 from leanstep.data.extract import problems_of, problems_path
 from leanstep.generate import record_prompt_format
 from leanstep.generate.prompts import FORMATS, get_format, training_example
+from leanstep.plotting import png_figure
 from leanstep.verify_cli import UsageError, read_records
 
 IGNORE_INDEX = -100  # the label the loss skips (transformers' convention)
@@ -432,32 +434,25 @@ def _save(model: Any, tokenizer: Any, settings: FinetuneSettings, report: Finetu
     record_prompt_format(out, settings.prompt_format)
     (out / HELD_OUT_FILE).unlink(missing_ok=True)  # a previous run's, for other declarations
     if held_out_problems:
-        (out / HELD_OUT_FILE).write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in held_out_problems),
-                                         encoding="utf-8")
+        (out / HELD_OUT_FILE).write_text("".join(json_line(p) for p in held_out_problems), encoding="utf-8")
     (out / LOG_FILE).write_text(json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     plot_losses(report, out / PLOT_FILE)
 
 
 def plot_losses(report: FinetuneReport, path: Path) -> None:
     """The training (and held-out) loss against the optimizer step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for split, style in (("train", "-"), ("eval", "o--")):
-        points = [(p.step, p.loss) for p in report.history if p.split == split]
-        if points:
-            ax.plot(*zip(*points, strict=True), style, label="training loss" if split == "train" else "held-out loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss per tactic token")
-    ax.set_title(f"{report.base} -> {report.out.name} ({report.prompt_format}, {report.examples} examples)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with png_figure(path, figsize=(7, 4)) as (_, ax):
+        for split, style in (("train", "-"), ("eval", "o--")):
+            points = [(p.step, p.loss) for p in report.history if p.split == split]
+            if points:
+                ax.plot(*zip(*points, strict=True), style,
+                        label="training loss" if split == "train" else "held-out loss")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss per tactic token")
+        ax.set_title(f"{report.base} -> {report.out.name} ({report.prompt_format}, {report.examples} examples)",
+                     fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend()
 
 
 def run(args: argparse.Namespace) -> int:

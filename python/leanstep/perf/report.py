@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from leanstep.perf.plan import HeaderPlan, Recommendation, ResultCachePlan, header_plan, recommend, result_cache_plan
 from leanstep.perf.trace import read_trace
+from leanstep.plotting import png_figure
 
 CACHE_SIZES = (1, 3, 10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
 
@@ -107,14 +109,15 @@ def plot(path: Path, results: ResultCachePlan, headers: Sequence[HeaderPlan], ta
     """Hit ratio against size for both caches, and the target, as a PNG; False (and a line on stderr) without
     matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        with png_figure(path, nrows=1, ncols=2, figsize=(10, 4)) as (_, (left, right)):
+            _draw(left, right, results, headers, target)
     except ImportError:
         print("leanstep plan: no plot (matplotlib is not installed)", file=sys.stderr)
         return False
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    return True
+
+
+def _draw(left: Any, right: Any, results: ResultCachePlan, headers: Sequence[HeaderPlan], target: float) -> None:
     curve = results.curve
     sizes = list(range(1, len(curve.distances)))
     if sizes:
@@ -138,11 +141,6 @@ def plot(path: Path, results: ResultCachePlan, headers: Sequence[HeaderPlan], ta
     right.set_ylim(0, 100)
     right.grid(alpha=0.3)
     right.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
 
 
 __all__ = ["add_arguments", "plot", "render", "run"]

@@ -5,24 +5,25 @@ waitress reads on while a request runs (``server.wsgi``), so it notices a client
 that hung up and the WSGI environ's ``waitress.client_disconnected`` turns true;
 a batched generation (``generate.batching``) then drops the request before its
 batch starts, so an editor that moved on costs no generation. ``/suggest``,
-llmstep's ``/`` and LeanCopilot's ``/generate`` all run their model call
-through :func:`generated`.
+llmstep's ``/`` and LeanCopilot's ``/generate`` all answer through
+:func:`generated_answer`, which runs their model call through :func:`generated`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import Response, request
 
 from leanstep.generate.batching import RequestAbandoned
-from leanstep.server.jsonio import error_response
+from leanstep.server.jsonio import error_response, json_response, read_body
 from leanstep.suggest import SuggestionFailed
 
 log = logging.getLogger(__name__)
 
+BodyT = TypeVar("BodyT")
 ResultT = TypeVar("ResultT")
 Abandoned = Callable[[], bool]
 
@@ -42,3 +43,16 @@ def generated(run: Callable[[Abandoned | None], ResultT], failure: str) -> Resul
     except SuggestionFailed as exc:
         log.exception(failure)
         return error_response(503, failure, str(exc))
+
+
+def generated_answer(model: type[BodyT], run: Callable[[BodyT, Abandoned | None], ResultT], failure: str,
+                     encode: Callable[[ResultT], Any]) -> Response:
+    """A route's answer: the request's body read as ``model`` (or the 4xx saying what is wrong with it), then
+    ``run(body, abandoned)`` through :func:`generated` (or its 503), its result encoded as the JSON answer."""
+    body, error = read_body(model)
+    if error:
+        return error
+    result = generated(lambda abandoned: run(body, abandoned), failure)
+    if isinstance(result, Response):
+        return result
+    return json_response(encode(result))

@@ -9,13 +9,12 @@ that hangs up while its generation waits in a batch is dropped, as on
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from flask import Blueprint, Response
 
 from leanstep.api.leancopilot import NO_ENCODER, GenerateBody, generate_answer_json
-from leanstep.server.generation import generated
-from leanstep.server.jsonio import error_response, json_response, read_body
+from leanstep.generate.base import Candidate
+from leanstep.server.generation import Abandoned, generated_answer
+from leanstep.server.jsonio import error_response
 from leanstep.suggest import Suggester, SuggestRequest
 
 GENERATION_FAILED = "generation failed"  # the model or its server failed (503)
@@ -24,17 +23,13 @@ GENERATION_FAILED = "generation failed"  # the model or its server failed (503)
 def leancopilot_blueprint(suggester: Suggester) -> Blueprint:
     bp = Blueprint("leancopilot", __name__)
 
+    def generate_for(body: GenerateBody, abandoned: Abandoned | None) -> list[Candidate]:
+        goal = SuggestRequest(tactic_state=body.input, prefix=body.prefix or "", abandoned=abandoned)
+        return suggester.generate(goal, body.input)
+
     @bp.post("/generate")
     def generate() -> Response:
-        body, error = read_body(GenerateBody)
-        if error:
-            return error
-        goal = SuggestRequest(tactic_state=body.input, prefix=body.prefix or "")
-        candidates = generated(lambda abandoned: suggester.generate(replace(goal, abandoned=abandoned), body.input),
-                               GENERATION_FAILED)
-        if isinstance(candidates, Response):
-            return candidates
-        return json_response(generate_answer_json(candidates))
+        return generated_answer(GenerateBody, generate_for, GENERATION_FAILED, generate_answer_json)
 
     @bp.post("/encode")
     def encode() -> Response:

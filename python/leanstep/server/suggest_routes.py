@@ -18,8 +18,7 @@ from flask import Blueprint, Response
 from leanstep.api.common import SUGGESTION_FAILED
 from leanstep.api.llmstep import LlmstepBody, llmstep_answer_json
 from leanstep.api.suggest import SuggestBody, suggest_answer_json
-from leanstep.server.generation import generated
-from leanstep.server.jsonio import json_response, read_body
+from leanstep.server.generation import Abandoned, generated_answer
 from leanstep.suggest import Suggester, SuggestResult
 
 
@@ -27,29 +26,16 @@ def suggest_blueprint(suggester: Suggester) -> Blueprint:
     """Routes bound to one suggester (its model, pool and configuration)."""
     bp = Blueprint("suggest", __name__)
 
-    def run(body: SuggestBody | LlmstepBody) -> SuggestResult | Response:
-        return generated(lambda abandoned: suggester.suggest(replace(body.to_request(), abandoned=abandoned)),
-                         SUGGESTION_FAILED)
+    def suggest_for(body: SuggestBody | LlmstepBody, abandoned: Abandoned | None) -> SuggestResult:
+        return suggester.suggest(replace(body.to_request(), abandoned=abandoned))
 
     @bp.post("/suggest")
     def suggest() -> Response:
-        body, error = read_body(SuggestBody)
-        if error:
-            return error
-        result = run(body)
-        if isinstance(result, Response):
-            return result
-        return json_response(suggest_answer_json(result))
+        return generated_answer(SuggestBody, suggest_for, SUGGESTION_FAILED, suggest_answer_json)
 
     @bp.post("/")
     def llmstep_compatible() -> Response:
         """llmstep's server contract: ``{"suggestions": [str, ...]}``, best first, invalid ones left out."""
-        body, error = read_body(LlmstepBody)
-        if error:
-            return error
-        result = run(body)
-        if isinstance(result, Response):
-            return result
-        return json_response(llmstep_answer_json(result))
+        return generated_answer(LlmstepBody, suggest_for, SUGGESTION_FAILED, llmstep_answer_json)
 
     return bp

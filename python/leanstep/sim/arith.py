@@ -10,8 +10,10 @@ unary minus appears (Euclidean `/` and `%`), ℚ when `ℚ`/`ℝ`/`Rat`/`Real` a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from fractions import Fraction
 from functools import lru_cache
+from typing import TypeVar
 
 _TOK = re.compile(
     r"\s*(?:(\d+)|(True|False)|(ℕ|ℤ|ℚ|ℝ|Nat|Int|Rat|Real)\b|"
@@ -25,6 +27,7 @@ _MAX_BITS = 1 << 16
 
 Number = int | Fraction  # ℕ and ℤ values are ints, ℚ and ℝ values Fractions
 Token = tuple[str, str]  # (kind, text): kind is num, const, type or op
+ValueT = TypeVar("ValueT")
 
 
 class _Opaque(Exception):
@@ -226,35 +229,30 @@ def _mode(toks: list[Token]) -> str:
     return "nat"
 
 
-@lru_cache(maxsize=4096)
-def decide_prop(text: str) -> bool | None:
-    """True/False for a closed arithmetic proposition, None when not decidable here."""
+def _read_all(text: str, rule: Callable[[_Parser], ValueT]) -> ValueT | None:
+    """``rule`` applied to the whole of ``text``; None when it is empty, not closed arithmetic, or longer."""
     toks = tokenize(text)
     if not toks:
         return None
     p = _Parser(toks, _mode(toks))
     try:
-        v = p.prop()
+        v = rule(p)
     except (_Opaque, ZeroDivisionError, OverflowError, ValueError):
         return None
-    if p.i != len(toks):
-        return None
-    return bool(v)
+    return v if p.i == len(toks) else None
+
+
+@lru_cache(maxsize=4096)
+def decide_prop(text: str) -> bool | None:
+    """True/False for a closed arithmetic proposition, None when not decidable here."""
+    v = _read_all(text, _Parser.prop)
+    return None if v is None else bool(v)
 
 
 def eval_expr(text: str) -> str | None:
     """Value of a closed arithmetic expression as Lean would print it, or None."""
-    toks = tokenize(text)
-    if not toks:
-        return None
-    p = _Parser(toks, _mode(toks))
-    try:
-        v = p.expr()
-    except (_Opaque, ZeroDivisionError, OverflowError, ValueError):
-        return None
-    if p.i != len(toks):
-        return None
-    return str(v)
+    v = _read_all(text, _Parser.expr)
+    return None if v is None else str(v)
 
 
 def number_type(text: str) -> str | None:
