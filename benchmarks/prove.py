@@ -13,8 +13,8 @@ and the samples are the same on every run and only the checking varies.
   expansion at once), each with 1 and 2 states expanded at once.
 * pass@8. ``--problems`` statements, 8 sampled proofs each, every proof check costing ``--proof-seconds``;
   about a third of the problems have no valid sample, the others one to three at random places. The
-  evaluation runs twice: every sample checked, then first valid wins; pass@k, the checks run and the REPL
-  seconds spent are compared.
+  evaluation runs twice, as ``leanstep eval`` runs it (its default ``--parallel``): every sample checked,
+  then first valid wins; pass@k, the checks run and the REPL seconds spent are compared.
 
     python benchmarks/prove.py            # the figures in benchmarks/README.md
     python benchmarks/prove.py --quick    # small and fast (a smoke test)
@@ -47,7 +47,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from leanstep.api.records import json_line  # noqa: E402
 from leanstep.plotting import png_figure  # noqa: E402
-from leanstep.prove.evaluate import Evaluation, Problem  # noqa: E402
+from leanstep.prove.evaluate import Evaluation, Problem, default_parallel  # noqa: E402
 from leanstep.prove.prover import ProveRequest  # noqa: E402
 
 HEADER = "import Mathlib"
@@ -150,7 +150,8 @@ def pass8_runs(args: argparse.Namespace, script: Path, problems: list[Problem]) 
     for mode, check_all in (("check_all", True), ("first_valid", False)):
         # a fresh server each time, so no result is answered from the other run's cache
         with services_for(script, args.repls, 1, cache_size=0) as services:
-            evaluation = Evaluation(services.prover, "whole", k=SAMPLES, check_all=check_all, parallel=args.repls)
+            evaluation = Evaluation(services.prover, "whole", k=SAMPLES, check_all=check_all,
+                                    parallel=default_parallel("whole", args.repls))
             started = time.perf_counter()
             _, summary = evaluation.run(problems)
             wall = time.perf_counter() - started

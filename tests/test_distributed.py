@@ -314,3 +314,15 @@ def test_first_valid_skips_what_is_not_yet_sent_once_a_group_is_solved(verifier)
     assert len(skipped) >= 8, Counter(r.verdict for r in results)
     assert all(r.reasons[0].code == "group_solved" for r in skipped)
     assert all(r.verdict in (INVALID, SKIPPED) for r in results if not r.id.endswith("-0"))
+
+
+def test_a_deadline_reaches_the_actors_as_the_time_left_and_stops_what_would_start_too_late(verifier):
+    """The deadline is this process's clock, so the router sends each sub-batch the time left as its timeout;
+    a check that could not start before the deadline is answered ``skipped`` (reason ``deadline``)."""
+    slow = Snippet("slow", f"{HEADER_A}\n\ntheorem dl_slow : 2 + 2 = 5 := by\n  -- sim: delay 5\n  norm_num\n")
+    started = time.monotonic()
+    (result,) = verifier.verify_batch([slow], VerifyOptions(timeout=30, use_cache=False, deadline=started + 1.5))
+    assert result.verdict == "timeout" and "deadline" in result.reasons[0].message
+    assert time.monotonic() - started < 5
+    late = verifier.verify_batch([slow], VerifyOptions(timeout=30, use_cache=False, deadline=time.monotonic()))
+    assert [(r.verdict, r.reasons[0].code) for r in late] == [(SKIPPED, "deadline")]

@@ -1,9 +1,12 @@
-"""First valid wins (pass@k): once one snippet of a group is valid, the group's snippets not yet started are
-answered ``skipped`` instead of being checked; the groups are checked in turn so early wins save the most."""
+"""First valid wins (pass@k): once one snippet of a group is valid, the group's later snippets not yet started
+are answered ``skipped`` instead of being checked; the groups are checked in turn so early wins save the most,
+and concurrent batches take turns too. A batch's deadline skips what would start too late."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 import requests
@@ -11,7 +14,19 @@ from conftest import write_jsonl
 
 import leanstep.check.verdict as codes
 from leanstep.check.verdict import Trust
-from leanstep.check.verify import INVALID, SKIPPED, VALID, Snippet, Verifier, VerifyOptions
+from leanstep.check.verify import (
+    INVALID,
+    MIN_CHECK_SECONDS,
+    SKIPPED,
+    TIMEOUT,
+    VALID,
+    Deduplicator,
+    Outcome,
+    ResultCache,
+    Snippet,
+    Verifier,
+    VerifyOptions,
+)
 from leanstep.client import Client
 from leanstep.verify_cli import main as verify_main
 from server_fixtures import running_server, sim_pool
@@ -119,6 +134,63 @@ def test_concurrent_checks_skip_every_sibling_that_takes_the_repl_after_the_vali
     assert results["g-1"].verdict in (INVALID, SKIPPED)
     assert [results[f"g-{k}"].verdict for k in range(2, 6)] == [SKIPPED] * 4
     assert verifier.stats().verdicts[SKIPPED] >= 4
+
+
+def test_a_sample_before_the_first_valid_one_is_checked_although_a_later_one_was_valid_first():
+    """Checks run in parallel and end in any order: a later sample found valid first skips only the samples
+    after it, so every sample before the group's first valid one gets a verdict (pass@k needs that index)."""
+    plan = Deduplicator(ResultCache(0)).plan(samples("m", "ivi"), FIRST_VALID)
+    first, second, third = plan.checks
+    plan.resolve(second, Outcome(VALID))
+    assert plan.skipped(first) is None
+    skipped = plan.skipped(third)
+    assert skipped.verdict == SKIPPED and "'m-1', before it in group 'm'" in skipped.reasons[0].message
+    plan.resolve(first, Outcome(VALID))  # the earliest valid one is the group's winner from now on
+    assert "'m-0'" in plan.skipped(third).reasons[0].message
+
+
+def test_concurrent_batches_take_turns_on_the_checking_threads(pool):
+    """Two batches wait while both checking threads are busy; then their checks alternate, where a thread pool
+    that serves requests in arrival order would run one batch's queued checks before the other's."""
+    order: list[str] = []
+    with Verifier(pool, threads=2) as verifier:
+        def batch(name: str, codes_: list[str]) -> threading.Thread:
+            snippets = [Snippet(f"{name}-{k}", code) for k, code in enumerate(codes_)]
+            thread = threading.Thread(target=verifier.verify_batch, args=(snippets, FIRST_VALID,
+                                                                          lambda _, r: order.append(r.id)))
+            thread.start()
+            return thread
+
+        busy = batch("x", [invalid("x_0", 1.0), invalid("x_1")])  # one on the REPL, one waiting for it
+        deadline = time.monotonic() + 10
+        while pool.stats().queue_depth < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        waiting = [batch(name, [invalid(f"{name}_{k}") for k in range(3)]) for name in ("a", "b")]
+        for thread in (busy, *waiting):
+            thread.join(30)
+    assert order[:2] == ["x-0", "x-1"]
+    batches = [entry[0] for entry in order[2:]]
+    assert sorted(batches) == ["a", "a", "a", "b", "b", "b"]
+    assert all(one != other for one, other in zip(batches, batches[1:])), order
+
+
+def test_no_check_starts_once_the_deadline_is_near_but_the_cache_still_answers(serial):
+    serial.verify(Snippet("warm", valid("n_0")), FIRST_VALID)
+    batch = [Snippet("n-0", valid("n_0")), Snippet("n-1", invalid("n_1"))]
+    options = VerifyOptions(timeout=10, trust=Trust.LENIENT, deadline=time.monotonic() + MIN_CHECK_SECONDS / 2)
+    results, _ = run(serial, batch, options)
+    assert results["n-0"].verdict == VALID and results["n-0"].cached
+    late = results["n-1"]
+    assert late.verdict == SKIPPED and [r.code for r in late.reasons] == [codes.DEADLINE] and late.time == 0
+
+
+def test_a_check_that_starts_before_the_deadline_ends_by_it(serial):
+    options = VerifyOptions(timeout=30, trust=Trust.LENIENT, deadline=time.monotonic() + 1.0)
+    started = time.monotonic()
+    result = serial.verify(Snippet("slow", invalid("o_slow", 5.0)), options)
+    assert result.verdict == TIMEOUT and time.monotonic() - started < 4
+    assert "deadline" in result.reasons[0].message
 
 
 # --------------------------------------------------------------------------- the wire, the client, the CLI

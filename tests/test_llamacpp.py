@@ -377,3 +377,37 @@ def test_a_whole_proof_request_gives_lean_code_and_a_seed_repeats_it(llama_gen):
     assert [c.score for c in first] == pytest.approx([c.score for c in second], rel=1e-3)
     for candidate in first:
         assert candidate.text.startswith(task.header) and candidate.score < 0
+
+
+# -- leanstep doctor -----------------------------------------------------------------
+
+
+def test_doctor_checks_the_gguf_file_when_the_backend_is_llamacpp(gguf_file, bpe_dir, tmp_path):
+    from leanstep.doctor import model_checks
+
+    def rows(gguf: Path) -> dict:
+        config = config_mod.load({"backend": "llamacpp", "gguf": str(gguf), "hf_model": "no-such-org/no-such-model"},
+                                 environ={})
+        return {c.name: c for c in model_checks(config)}
+
+    good = rows(gguf_file)
+    assert good["model"].status == "ok" and str(gguf_file) in good["model"].detail  # the GGUF, not --hf-model
+    assert good["python: llama_cpp"].status == ("fail" if MISSING else "ok")
+    missing = rows(tmp_path / "nope.gguf")
+    assert missing["model"].status == "fail" and "does not exist" in missing["model"].detail
+    assert "--gguf" in missing["model"].fix
+    weights = next(bpe_dir.glob("*.safetensors"))  # a model file, but not a GGUF one
+    not_gguf = rows(weights)
+    assert not_gguf["model"].status == "fail" and "not a GGUF file" in not_gguf["model"].detail
+
+
+def test_leanstep_doctor_takes_the_backend_and_the_gguf_file_by_flag(gguf_file, tmp_path, capsys):
+    from leanstep.cli import main
+
+    closed = "http://127.0.0.1:9"  # the discard port: nothing answers HTTP there
+    main(["doctor", "--backend", "llamacpp", "--gguf", str(gguf_file), "--url", closed])
+    model_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model "))
+    assert " ok " in model_line and str(gguf_file) in model_line
+    main(["doctor", "--backend", "llamacpp", "--gguf", str(tmp_path / "gone.gguf"), "--url", closed])
+    model_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model "))
+    assert " FAIL " in model_line and "gone.gguf" in model_line

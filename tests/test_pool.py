@@ -288,3 +288,68 @@ def test_a_repl_that_died_while_idle_is_replaced_before_anyone_gets_it(pool):
     assert pid != dead_pid and not response.errors
     assert pool.stats().counters.lost == 1
     assert _acquired_id(pool, dead_id) != dead_id
+
+
+@pytest.fixture
+def unwatched_pool(monkeypatch):
+    """A pool whose watcher does not come round during the test: only handing a REPL out can find it dead."""
+    import leanstep.repl.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "WATCH_SECONDS", 3600.0)
+    with sim_pool() as pool:
+        yield pool
+
+
+def kill_while_idle(pool, worker_id) -> int:
+    """Kill an idle worker's REPL from outside and wait until it is gone; its pid."""
+    worker = next(w for w in pool._workers if w.id == worker_id)
+    pid = worker.process.pid
+    psutil.Process(pid).kill()
+    deadline = time.monotonic() + 5
+    while worker.process.alive:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return pid
+
+
+@pytest.mark.parametrize("preferred", [False, True], ids=["the pool's pick", "a preferred one"])
+def test_a_repl_that_died_while_idle_is_never_handed_out(unwatched_pool, preferred):
+    older, newer = two_warm_workers(unwatched_pool)
+    dead = older if preferred else newer  # the pool picks the most recently used; a session prefers its own
+    dead_pid = kill_while_idle(unwatched_pool, dead)
+    with unwatched_pool.acquire(HEADER_A, prefer=dead if preferred else None) as worker:
+        assert worker.id != dead and worker.process.pid != dead_pid
+        assert not worker.run(CommandRequest("def after := 1", env=worker.header_env), 10).errors
+    assert unwatched_pool.stats().counters.lost == 1
+
+
+def test_the_watcher_replaces_a_repl_that_died_while_idle_before_anyone_asks(pool):
+    older, newer = two_warm_workers(pool)
+    kill_while_idle(pool, older)
+    deadline = time.monotonic() + 10  # the watcher comes round once a second
+    while pool.stats().counters.lost < 1:
+        assert time.monotonic() < deadline, "no one replaced the REPL that died while idle"
+        time.sleep(0.05)
+    assert pool.wait_warm(30)
+    stats = pool.stats()
+    assert stats.workers_by_state["idle"] == 2 and older not in {w.id for w in pool._workers}
+
+
+def test_handing_a_repl_out_asks_only_that_repl_whether_it_runs(monkeypatch):
+    """Finding dead REPLs costs one look per hand-out, however many REPLs are idle (it was one per idle REPL
+    and dispatch)."""
+    import leanstep.repl.pool as pool_module
+    from leanstep.repl.process import ReplProcess
+
+    monkeypatch.setattr(pool_module, "WATCH_SECONDS", 3600.0)
+    looks: list[int] = []
+    alive = ReplProcess.alive
+    monkeypatch.setattr(ReplProcess, "alive", property(lambda process: looks.append(1) or alive.fget(process)))
+    with sim_pool(max_repls=4) as pool:
+        with pool.acquire(HEADER_A), pool.acquire(HEADER_A), pool.acquire(HEADER_A), pool.acquire(HEADER_A):
+            pass
+        assert pool.stats().workers_by_state["idle"] == 4
+        looks.clear()
+        for i in range(20):
+            run(pool, HEADER_A, f"def x{i} := {i}")
+        assert len(looks) <= 20

@@ -59,7 +59,7 @@ def verifier(pool):
 
 
 def prover_with(verifier, generator, **settings) -> Prover:
-    return Prover(generator, ProofChecker(verifier, lanes=2), sim_config(**settings))
+    return Prover(generator, ProofChecker(verifier), sim_config(**settings))
 
 
 def scripted(path: Path):
@@ -143,7 +143,7 @@ def test_open_goals_finds_sorries_outside_comments_and_strings():
 
 
 def test_an_unfinished_lemma_elsewhere_does_not_hide_a_proof_but_a_sorry_in_it_is_caught(verifier):
-    checker = ProofChecker(verifier, lanes=2)
+    checker = ProofChecker(verifier)
     target = target_at(SOURCE, 1)
     good, cheat = target.with_tactics(["exact hq"]), target.with_tactics(["sorry"])
     checked_good, checked_cheat = checker.check([good, cheat], timeout=30, first_valid=False)
@@ -157,14 +157,14 @@ def test_a_proof_at_a_position_in_a_file_with_an_axiom_is_not_vouched_for(verifi
               "theorem t (p : Prop) : p ∧ True := by\n  sorry\n\nend Demo\n")
     target = target_at(source, 0)
     assert target.name == "Demo.t"
-    (checked,) = ProofChecker(verifier, lanes=2).check([target.with_tactics(["exact ⟨cheat p, trivial⟩"])], 30)
+    (checked,) = ProofChecker(verifier).check([target.with_tactics(["exact ⟨cheat p, trivial⟩"])], 30)
     # the policy rejects the file's `axiom`, so the verifier does not audit; the proof is not vouched for
     assert [r.code for r in checked.result.reasons] == ["forbidden:axiom"] and checked.result.axioms is None
     assert [r.code for r in checked.concerns] == ["audit_incomplete"] and not checked.proved
 
 
 def test_a_statement_proof_must_prove_the_statement_asked(verifier):
-    checker = ProofChecker(verifier, lanes=2)
+    checker = ProofChecker(verifier)
     target = Target.for_statement(HEADER, STATEMENT)
     weakened = target.with_code("theorem double (x : ℕ) : 0 ≤ x := by\n  omega")
     (checked,) = checker.check([weakened], timeout=30)
@@ -203,8 +203,9 @@ def test_whole_proofs_stop_at_the_first_proof_and_skip_the_rest(tmp_path, verifi
     result = prover_with(verifier, scripted(script)).prove(
         ProveRequest(strategy="whole", header=HEADER, statement=STATEMENT, samples=5, rounds=0))
     checked = [a for a in result.attempts if a.checked.result is not None]
-    assert result.proved and len(checked) == 2  # the first wave (2 REPLs) only
-    assert result.checking.skipped == 3
+    assert result.proved and result.proof.endswith("omega")
+    assert len(checked) <= 2  # the proof, and at most a sibling already running on the other REPL
+    assert result.checking.skipped == 5 - len(checked) >= 3
 
 
 def test_a_hopeless_statement_is_not_proved_and_says_why(tmp_path, verifier):
@@ -223,6 +224,18 @@ def test_the_budget_stops_the_repairs(tmp_path, verifier):
         ProveRequest(strategy="whole", header=HEADER, statement="theorem bad : 2 + 2 = 5", rounds=16, timeout=1.0))
     assert not result.proved and result.stopped == "timeout"
     assert result.timings.total_ms < 5000 and result.rounds < 16
+
+
+def test_no_check_starts_after_the_budget_and_none_runs_past_it(tmp_path, verifier):
+    slow = [f"theorem bad : 2 + 2 = 5 := by\n  -- sim: delay 3\n  {t}" for t in ("decide", "omega", "simp", "rfl")]
+    script = write_jsonl(tmp_path / "proofs.jsonl", {"theorem": "bad", "proofs": slow})
+    result = prover_with(verifier, scripted(script), min_timeout=0.5).prove(
+        ProveRequest(strategy="whole", header=HEADER, statement="theorem bad : 2 + 2 = 5", samples=4, rounds=0,
+                     timeout=1.5))
+    checked = [a.checked.result for a in result.attempts if a.checked.result is not None]
+    assert len(checked) == 2 and result.checking.skipped == 2  # two REPLs: the two others would start too late
+    assert all(r.verdict == "timeout" and "deadline" in r.reasons[0].message for r in checked)
+    assert not result.proved and result.stopped == "timeout" and result.timings.total_ms < 3000
 
 
 def test_without_a_model_whole_proofs_are_the_finishing_tactics(verifier):
@@ -258,7 +271,7 @@ PROBLEMS = [Problem("half", HEADER, "theorem half : 1 + 1 = 2"), Problem("none",
             Problem("all", HEADER, "theorem all : 2 = 2")]
 
 
-def test_evaluation_estimates_pass_at_k_and_first_valid_wins_saves_checks(tmp_path, verifier):
+def test_evaluation_estimates_pass_at_k_and_first_valid_wins_saves_checks(tmp_path, pool):
     script = tmp_path / "eval.jsonl"
     lines = []
     for problem, tactics in (("half", ["exact nope_a", "exact nope_b", "rfl", "exact nope_c"]),
@@ -267,15 +280,15 @@ def test_evaluation_estimates_pass_at_k_and_first_valid_wins_saves_checks(tmp_pa
         stmt = next(p.statement for p in PROBLEMS if p.id == problem)
         lines.append({"theorem": problem, "proofs": [f"{stmt} := by\n  {t}" for t in tactics]})
     write_jsonl(script, *lines)
-    prover = prover_with(verifier, scripted(script))
-    every = Evaluation(prover, "whole", k=4, check_all=True, parallel=2)
-    outcomes, summary = every.run(PROBLEMS)
+    with Verifier(pool, cache_size=0) as uncached:  # the second run must not be answered from the first's cache
+        prover = prover_with(uncached, scripted(script))
+        outcomes, summary = Evaluation(prover, "whole", k=4, check_all=True, parallel=2).run(PROBLEMS)
+        first, fast = Evaluation(prover, "whole", k=4, parallel=2).run(PROBLEMS)
     assert [sum(1 for p in o.proved if p) for o in outcomes] == [1, 0, 4]
     assert summary.pass_at[1] == pytest.approx((0.25 + 0 + 1) / 3)
     assert summary.pass_at[2] == pytest.approx((0.5 + 0 + 1) / 3)
     assert summary.pass_at[4] == pytest.approx(2 / 3) and summary.solved == 2
     assert summary.attempts_checked == 12 and summary.attempts_skipped == 0
-    first, fast = Evaluation(prover, "whole", k=4, parallel=2).run(PROBLEMS)
     assert fast.pass_at[4] == summary.pass_at[4]  # with k = n both say "some attempt proved it"
     assert fast.attempts_skipped >= 2 and fast.attempts_checked < summary.attempts_checked
     for outcome in first:

@@ -59,14 +59,12 @@ def _unprivileged_python() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def world_readable_sim() -> Iterator[Path]:
-    """A copy of the simulator (standard library only) in a directory every user can read."""
-    where = Path(tempfile.mkdtemp(prefix="leanstep-sim-copy-"))
-    package = where / "leanstep"
-    package.mkdir()
-    shutil.copy(ROOT / "python" / "leanstep" / "__init__.py", package)
-    shutil.copytree(ROOT / "python" / "leanstep" / "sim", package / "sim",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+def world_readable_package() -> Iterator[Path]:
+    """A copy of the ``leanstep`` package in a directory every user can read: rlimit mode cannot hide the
+    directories above a checkout that others cannot search, so a REPL run there by an unprivileged user (the
+    simulator, standard library only) and the server that would start it must import from such a copy."""
+    where = Path(tempfile.mkdtemp(prefix="leanstep-package-copy-"))
+    shutil.copytree(ROOT / "python" / "leanstep", where / "leanstep", ignore=shutil.ignore_patterns("__pycache__"))
     for path in [where, *where.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     yield where
@@ -84,7 +82,7 @@ def stand_in(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         python = _unprivileged_python()
         if python is None:
             pytest.skip("rlimit mode as root needs a Python interpreter that an unprivileged user can run; none here")
-        copy = request.getfixturevalue("world_readable_sim")
+        copy = request.getfixturevalue("world_readable_package")
         monkeypatch.setenv("PYTHONPATH", str(copy))
         settings["repl"] = f"{python} -m leanstep.sim"
     SANDBOX_MODES_COVERED.add(mode)
@@ -332,8 +330,11 @@ def test_no_repl_survives_a_killed_server(stand_in, tmp_path, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANSTEP_")}
-    # the server imports the checkout; a stand-in copy of the simulator (rlimit as root) comes after it
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), env.get("PYTHONPATH")]))
+    # the server imports the checkout, or in rlimit mode as root the readable copy of it that stand_in put on
+    # PYTHONPATH alone: the server hands its PYTHONPATH to the REPLs, and refuses to start when an unprivileged
+    # user could not reach a directory on it (as with a checkout under a private temporary directory)
+    if stand_in["sandbox"] != "rlimit" or not AS_ROOT:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), env.get("PYTHONPATH")]))
     env["TMPDIR"] = str(private_tmp)
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:

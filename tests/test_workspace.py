@@ -23,6 +23,7 @@ from standins._standin import install
 from leanstep import doctor
 from leanstep import lean_setup as setup
 from leanstep import workspace as ws
+from leanstep.config import load
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLCHAIN = "leanprover/lean4:v4.33.0-rc2"
@@ -120,7 +121,8 @@ def rows(text: str) -> dict[str, str]:
 def test_doctor_without_lean_fails_with_a_fix_for_each_problem(no_lean, tmp_path, closed_url):
     project = make_workspace(tmp_path / "proj", mathlib=True)
     out = io.StringIO()
-    rc = doctor.run_doctor(url=closed_url, workspace=project, model="no-such-org/no-such-model", out=out)
+    config = load({"workspace": str(project), "hf_model": "no-such-org/no-such-model"}, environ={})
+    rc = doctor.run_doctor(closed_url, config, out=out)
     text = out.getvalue()
     assert rc == 1
     table = rows(text)
@@ -145,7 +147,10 @@ def test_doctor_passes_when_everything_is_there(no_lean, tmp_path, health_server
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    checks = {c.name: c for c in doctor.doctor_checks(health_server, project, str(model))}
+    # the workspace is in a private temporary directory, which no sandboxed REPL could reach: the sandbox's
+    # row is tested in test_sandbox.py
+    config = load({"workspace": str(project), "hf_model": str(model), "sandbox": "none"}, environ={})
+    checks = {c.name: c for c in doctor.doctor_checks(health_server, config)}
     assert checks["lake"].status == "ok" and "4.33.0-rc2" in checks["lake"].detail
     assert checks["REPL binary"].status == "ok" and checks["REPL binary"].detail == str(binary)
     assert checks["model"].status == "ok"
@@ -159,12 +164,29 @@ def test_doctor_flags_a_workspace_without_mathlib_and_a_bad_model_dir(tmp_path):
     project = make_workspace(tmp_path / "proj")
     not_a_model = tmp_path / "weights"
     not_a_model.mkdir()
-    checks = {c.name: c for c in doctor.doctor_checks(None, project, str(not_a_model))}
+    checks = {c.name: c for c in doctor.doctor_checks(None, load({"workspace": str(project),
+                                                                  "hf_model": str(not_a_model)}, environ={}))}
     assert checks["Mathlib"].status == "warn" and "require mathlib" in checks["Mathlib"].fix
     assert checks["model"].status == "fail" and "config.json" in checks["model"].detail
     assert checks["server"].status == "warn"
-    no_ws = {c.name: c for c in doctor.doctor_checks(None, None, None)}
+    no_ws = {c.name: c for c in doctor.doctor_checks(None, load({}, environ={}))}
     assert no_ws["workspace"].status == "warn" and "--workspace" in no_ws["workspace"].fix
+
+
+def test_doctor_checks_the_model_of_the_backend_that_is_set(tmp_path):
+    def model_row(**settings) -> doctor.Check:
+        config = load({"hf_model": "no-such-org/no-such-model", **settings}, environ={})
+        return {c.name: c for c in doctor.model_checks(config)}["model"]
+
+    assert model_row(backend="hint").status == "ok"  # --no-model: nothing to load
+    script = tmp_path / "proposals.jsonl"
+    missing = model_row(backend="scripted", script=str(script))
+    assert missing.status == "fail" and str(script) in missing.detail and "--script" in missing.fix
+    script.write_text("{}\n")
+    assert model_row(backend="scripted", script=str(script)).status == "ok"
+    served = model_row(backend="openai", openai_base_url="http://127.0.0.1:8000/v1")
+    assert served.status == "ok" and served.detail == "no-such-org/no-such-model at http://127.0.0.1:8000/v1"
+    assert model_row(backend="openai").status == "fail"
 
 
 # ------------------------------------------------------------------------------ real Lean

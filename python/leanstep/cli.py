@@ -20,6 +20,8 @@ from leanstep import config as config_mod
 if TYPE_CHECKING:
     from leanstep.cluster.router import RayTarget
 
+# The settings that say which model the server would run: what `leanstep doctor` checks of it.
+DOCTOR_MODEL = ("backend", "hf_model", "gguf", "script", "openai_base_url")
 BENCHMARKS = {
     "throughput": "throughput",
     "editor": "editor",
@@ -134,7 +136,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from leanstep.doctor import run_doctor
 
     config = config_mod.load(args)
-    return run_doctor(url=args.url, workspace=config.workspace, model=config.hf_model, config=config)
+    return run_doctor(args.url, config)
 
 
 def _add_module_command(sub: argparse._SubParsersAction, name: str, about: str, module: ModuleType) -> None:
@@ -206,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check dependencies, Lean, the REPL, the model and the server")
     config_mod.add_arguments(doctor, ("pool",))
-    doctor.add_argument("--hf-model", dest="hf_model", default=None, help="model to check")
+    config_mod.add_arguments(doctor.add_argument_group("the model to check"), ("generate",), names=DOCTOR_MODEL)
+    config_mod.add_no_model_argument(doctor)
     doctor.add_argument("--url", default="http://127.0.0.1:6000", help="server to check")
     doctor.set_defaults(func=_doctor)
     return parser

@@ -16,7 +16,7 @@ one; not given, the server's ``--trust``) and why it is not valid, as
 :class:`~leanstep.check.verify.Snippet` or a record with a ``statement`` (or
 ``formal_statement``) is checked against that statement. For pass@k,
 ``first_valid=True`` stops checking a group's samples (``Snippet.group``, a
-record's ``group``) once one is valid: the rest come back ``skipped``; each
+record's ``group``) after one is valid: the later ones come back ``skipped``; each
 request then carries whole groups, since the server skips within a request.
 """
 

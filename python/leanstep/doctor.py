@@ -1,8 +1,10 @@
 """``leanstep doctor``: check every piece a working set-up needs, with a fix for each problem.
 
-Python packages, ``lake``, the workspace and its REPL binary, the model, a
-running server, and the sandbox the server would use (mode, and whether REPLs
-would run unprivileged).
+Python packages, ``lake``, the workspace and its REPL binary, the model of the
+backend that is set (``--hf-model`` for hf and vllm, the ``--gguf`` file and
+llama-cpp-python for llamacpp, the ``--script`` of scripted), a running
+server, and the sandbox the server would use (mode, and whether REPLs would
+run unprivileged).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from leanstep.config import Config
+from leanstep.generate import configured_model
 from leanstep.lean_setup import ELAN_INSTALL
 from leanstep.repl.launch import SetupError, repl_command, sandbox_plan
 from leanstep.repl.sandbox import SandboxError, SandboxPolicy
@@ -36,12 +39,13 @@ class Check:
     fix: str = ""
 
 
-def _python_dep(module: str, required: bool, purpose: str) -> Check:
+def _python_dep(module: str, required: bool, purpose: str, package: str | None = None, fix: str = "") -> Check:
+    """Whether ``module`` imports (``package``: its name on PyPI, when that differs)."""
     if importlib.util.find_spec(module) is None:
         return Check(f"python: {module}", "fail" if required else "warn", f"not installed ({purpose})",
-                     f"{sys.executable} -m pip install {module}")
+                     fix or f"{sys.executable} -m pip install {package or module}")
     try:
-        version = importlib.metadata.version(module)
+        version = importlib.metadata.version(package or module)
     except importlib.metadata.PackageNotFoundError:
         version = "installed"
     return Check(f"python: {module}", "ok", version)
@@ -100,7 +104,8 @@ def _hf_cache_dirs() -> list[Path]:
     return dirs
 
 
-def _model_check(model: str | None) -> Check:
+def _hf_model_check(model: str) -> Check:
+    """A transformers model (backends hf and vllm): a local directory with config.json, or a hub id."""
     if not model:
         return Check("model", "warn", "none configured", "pass --hf-model PATH_OR_ID (or serve with --no-model)")
     path = Path(model).expanduser()
@@ -117,6 +122,52 @@ def _model_check(model: str | None) -> Check:
                      f"pre-fetch it where the network allows: huggingface-cli download {model}")
     return Check("model", "fail", f"{model} is neither a directory nor an ORG/NAME model id",
                  "pass an existing model directory or a hub id like ORG/NAME")
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def _gguf_check(path: Path) -> Check:
+    """The llamacpp backend's model: a readable file that starts with the GGUF magic."""
+    fix = "pass --gguf FILE, a GGUF model file (llama.cpp's convert_hf_to_gguf.py writes one from a hub model)"
+    if not path.is_file():
+        return Check("model", "fail", f"GGUF file {path} does not exist" if not path.exists() else
+                     f"{path} is not a file", fix)
+    try:
+        with path.open("rb") as f:
+            magic = f.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        return Check("model", "fail", f"GGUF file {path} cannot be read: {exc}", f"make it readable: chmod +r {path}")
+    if magic != GGUF_MAGIC:
+        return Check("model", "fail", f"{path} is not a GGUF file (it does not start with {GGUF_MAGIC!r})", fix)
+    return Check("model", "ok", f"GGUF: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+def model_checks(config: Config) -> list[Check]:
+    """The rows of the model that ``config``'s backend runs (``generate.configured_model``), and of the package
+    that backend needs when it is not installed with leanstep."""
+    backend = config.backend
+    if backend == "hint":
+        return [Check("model", "ok", "none: the hint backend suggests a fixed list of tactics (--no-model)")]
+    if backend == "scripted":
+        script = config.script
+        if script is None or not script.is_file():
+            return [Check("model", "fail", f"scripted backend: proposals file {script} does not exist",
+                          "pass --script FILE (JSON lines of proposals)")]
+        return [Check("model", "ok", f"scripted: proposals from {script}")]
+    model = configured_model(config)
+    if backend == "openai":
+        where = config.openai_base_url or "no --openai-base-url"
+        return [Check("model", "ok" if config.openai_base_url else "fail", f"{model} at {where}",
+                      "" if config.openai_base_url else "pass --openai-base-url URL (an OpenAI-compatible server)")]
+    if backend == "llamacpp":
+        return [_gguf_check(Path(model).expanduser()),
+                _python_dep("llama_cpp", True, "the llamacpp backend", "llama-cpp-python",
+                            "make llamacpp (or pip install 'leanstep[llamacpp]')")]
+    checks = [_hf_model_check(model)]
+    if backend == "vllm":
+        checks.append(_python_dep("vllm", True, "the vllm backend"))
+    return checks
 
 
 def _server_check(url: str | None) -> Check:
@@ -167,9 +218,8 @@ def sandbox_check(config: Config) -> Check:
     return Check("sandbox", "ok", plan.describe())
 
 
-def doctor_checks(url: str | None, workspace: Path | None, model: str | None,
-                  config: Config | None = None) -> list[Check]:
-    """Every check ``leanstep doctor`` runs, in display order (the sandbox's when ``config`` is given)."""
+def doctor_checks(url: str | None, config: Config) -> list[Check]:
+    """Every check ``leanstep doctor`` runs for ``config`` (its workspace, model and sandbox), in display order."""
     checks = [
         Check("python", "ok" if sys.version_info >= (3, 10) else "fail", sys.version.split()[0],
               "" if sys.version_info >= (3, 10) else "use Python 3.10 or newer"),
@@ -179,11 +229,10 @@ def doctor_checks(url: str | None, workspace: Path | None, model: str | None,
         _python_dep("torch", False, "needed to run models locally with --hf-model"),
         _lake_check(),
     ]
-    checks += _workspace_checks(workspace)
-    checks.append(_model_check(model))
+    checks += _workspace_checks(config.workspace)
+    checks += model_checks(config)
     checks.append(_server_check(url))
-    if config is not None:
-        checks.append(sandbox_check(config))
+    checks.append(sandbox_check(config))
     return checks
 
 
@@ -200,11 +249,10 @@ def format_table(checks: Sequence[Check]) -> str:
     return "\n".join(lines)
 
 
-def run_doctor(url: str | None, workspace: Path | None, model: str | None, out: TextIO | None = None,
-               config: Config | None = None) -> int:
+def run_doctor(url: str | None, config: Config, out: TextIO | None = None) -> int:
     """Print the checks; 0 when nothing failed (warnings allowed), 1 otherwise."""
     out = out or sys.stdout
-    checks = doctor_checks(url, Path(workspace) if workspace is not None else None, model, config)
+    checks = doctor_checks(url, config)
     print(format_table(checks), file=out)
     failed = [c for c in checks if c.status == "fail"]
     print(file=out)

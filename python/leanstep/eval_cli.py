@@ -30,7 +30,7 @@ from leanstep.api.prove import attempt_record, run_record
 from leanstep.api.records import json_line, problem_from_record
 from leanstep.plotting import png_figure
 from leanstep.progress import Progress
-from leanstep.prove.evaluate import Evaluation, Problem, ProblemOutcome, Summary
+from leanstep.prove.evaluate import Evaluation, Problem, ProblemOutcome, Summary, default_parallel
 from leanstep.verify_cli import UsageError, read_records
 
 
@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                       "(default --prove-expansions)")
     parser.add_argument("--check-all", action="store_true",
                         help="check every attempt (every reward, as RL needs) instead of stopping at the first proof")
-    parser.add_argument("--parallel", type=int, default=None, help="problems at once (default --max-repls)")
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="problems at once (default: for whole proofs 2 x --max-repls, one per checking thread, "
+                             "which lets first valid wins skip the most; for search --max-repls)")
     parser.add_argument("-o", "--output", default="eval.jsonl", help="every attempt as JSON lines (default eval.jsonl)")
     parser.add_argument("--plot", default="eval.png", help="pass@k plot, PNG (default eval.png; '' for none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         assert services.prover is not None
         evaluation = Evaluation(services.prover, args.strategy, k=args.pass_k, attempts=attempts,
                                 rounds=args.rounds, expansions=args.expansions, check_all=args.check_all,
-                                parallel=args.parallel or config.max_repls)
+                                parallel=args.parallel or default_parallel(args.strategy, config.max_repls))
         _, summary = evaluation.run(problems, on_outcome)
     finally:
         progress.close()

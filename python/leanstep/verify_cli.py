@@ -8,8 +8,8 @@ the relative paths). With ``--url`` the proofs go to a running server, with
 started (``--repl sim|lake``). Results are written as
 JSON lines in input order (to ``--output`` or stdout), with a progress bar and
 a summary line on stderr. For pass@k, ``--first-valid`` stops checking a
-problem's samples (records with the same ``group`` or ``problem_id``) once one
-is valid; the others are written with verdict ``skipped``.
+problem's samples (records with the same ``group`` or ``problem_id``) after one
+is valid; the later ones are written with verdict ``skipped``.
 
 Exit status:
 
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="check duplicates again instead of reusing results")
     parser.add_argument("--first-valid", action="store_true",
                         help="first valid wins: once one snippet of a group (the records' `group` or `problem_id`) "
-                             "is valid, skip the group's snippets not yet started (pass@k; RL rewards need all)")
+                             "is valid, skip its later snippets not yet started (pass@k; RL rewards need all)")
     parser.add_argument("--batch-size", type=int, default=32, help="snippets per HTTP request with --url")
     parser.add_argument("--max-workers", type=int, default=4, help="concurrent HTTP requests with --url")
     parser.add_argument("--retries", type=int, default=5,

@@ -9,8 +9,8 @@ with a ``trust`` it disagrees with, 422), ``wire`` (the answer's shape, below)
 and, per snippet, ``statement`` (the formal statement the snippet must prove;
 ``formal_statement`` too, the name datasets use). For pass@k, snippets may name
 their ``group`` (the problem they are samples of) and a request may ask for
-``first_valid``: once one snippet of a group is valid, the group's snippets not
-yet started are not checked and come back ``skipped`` (reason ``group_solved``;
+``first_valid``: once one snippet of a group is valid, the group's later snippets
+not yet started are not checked and come back ``skipped`` (reason ``group_solved``;
 in Kimina's shape, an ``error`` saying so).
 
 Answers come in one of two shapes, the request's ``wire`` or else the server's
@@ -132,7 +132,7 @@ class _BatchOptions(StrictModel):
     strict: bool | None = None  # an alias: true is trust "strict", false is "lenient"
     trust: TrustName | None = None  # not sent: the server's --trust
     wire: Wire | None = None  # not sent: the server's --wire
-    first_valid: bool = False  # once a snippet of a group is valid, skip the group's snippets not yet started
+    first_valid: bool = False  # once a snippet of a group is valid, skip its later snippets not yet started
 
     @model_validator(mode="after")
     def _trust_agrees(self) -> _BatchOptions:

@@ -136,7 +136,7 @@ def prove_answer_json(result: ProveResult) -> dict[str, Any]:
 
 def attempt_record(problem: str, attempt: Attempt) -> dict[str, Any]:
     """One whole-proof attempt as ``leanstep eval`` writes it (a JSONL line): the model's code, and the check
-    (``skipped``: not checked, another sample of the problem was proved first)."""
+    (``skipped``: not checked, an earlier sample of the problem was proved, or the budget ran out first)."""
     out: dict[str, Any] = {"problem": problem, "strategy": "whole", "round": attempt.round, "sample": attempt.line,
                            "proved": attempt.proved, "score": attempt.score if math.isfinite(attempt.score) else None,
                            "code": attempt.code}

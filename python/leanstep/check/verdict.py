@@ -30,7 +30,7 @@ class Verdict(TextEnum):
     INVALID = "invalid"  # Lean, the policy or the audit rejected it (the reasons say why)
     ERROR = "error"  # no verdict could be reached (lost REPL, overload, bad input, shutdown)
     TIMEOUT = "timeout"  # the wall-clock limit was hit
-    SKIPPED = "skipped"  # not checked: another snippet of its group was valid first (first valid wins)
+    SKIPPED = "skipped"  # not checked: an earlier snippet of its group was valid (first valid wins), or deadline
 
 
 class Trust(TextEnum):
@@ -67,6 +67,7 @@ INVALID_SNIPPET = "invalid_snippet"
 INTERNAL_ERROR = "internal_error"
 CLUSTER_LOST = "cluster_lost"
 GROUP_SOLVED = "group_solved"
+DEADLINE = "deadline"
 FORBIDDEN_PREFIX = "forbidden:"
 
 REASON_CODES: dict[str, str] = {
@@ -91,7 +92,8 @@ REASON_CODES: dict[str, str] = {
     INVALID_SNIPPET: "the snippet cannot be sent to Lean (not a string, NUL, lone surrogate)",
     INTERNAL_ERROR: "a bug in leanstep; the message has the exception",
     CLUSTER_LOST: "the cluster node checking it was lost (or none is alive) and the retries are spent",
-    GROUP_SOLVED: "not checked: another snippet of its group was valid first and the request asked for first_valid",
+    GROUP_SOLVED: "not checked: an earlier snippet of its group was valid and the request asked for first_valid",
+    DEADLINE: "not checked: the deadline of its batch (a proving budget) came before its check could start",
     FORBIDDEN_PREFIX + "<token>": "the source policy forbids this construct (one code per rule)",
 }
 

@@ -18,10 +18,12 @@ line numbers. The verdict (DESIGN §3.3):
   shutting down: every check still running when the pool shuts down is
   answered ``server shutting down``);
 * ``skipped``: not checked, because the batch asked for "first valid wins"
-  (``VerifyOptions.first_valid``) and another snippet of its ``group`` was
-  valid before this one's check started.
+  (``VerifyOptions.first_valid``) and an earlier snippet of its ``group`` was
+  valid before this one's check started, or because the batch's deadline
+  (``VerifyOptions.deadline``) came first.
 
-Batches fan out over a bounded thread pool, are de-duplicated before dispatch,
+Batches fan out over a bounded thread pool that takes concurrent batches in
+turn (one check of each, then the next of each), are de-duplicated before dispatch,
 and answered from an LRU result cache across batches; only definitive verdicts
 (valid/invalid) are cached. That front (``Deduplicator``) is the same for the
 local ``Verifier`` and the Ray router, which both implement ``BatchVerifier``;
@@ -36,6 +38,7 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -84,6 +87,7 @@ _AXIOMS_LINE = re.compile(
     r"^'(?P<name>.+)' (?:depends on axioms: \[(?P<axioms>[^\]]*)\]|does not depend on any axioms)", re.DOTALL)
 EXAMPLE_PREFIX = "leanstep_example_"
 SHUTTING_DOWN = "server shutting down"
+MIN_CHECK_SECONDS = 0.5  # with a deadline, a check with less time than this left is not started
 
 
 # --------------------------------------------------------------------------- #
@@ -107,6 +111,11 @@ class VerifyOptions:
 
     ``timeout_origin``: whose limit ``timeout`` is, in words, for the reason of a
     timeout (the server says when it capped the client's value).
+
+    ``deadline``: a ``time.monotonic()`` value of this process (a caller's budget, as
+    the prover's; not on the wire). No check starts with less than
+    ``MIN_CHECK_SECONDS`` left before it (those are answered ``skipped``, reason
+    ``deadline``), and one that starts gets at most the time left as its timeout.
     """
 
     timeout: float = 60.0
@@ -115,7 +124,8 @@ class VerifyOptions:
     trust: Trust = Trust.STRICT
     use_cache: bool = True  # False: no result cache and no de-duplication (Kimina's disable_cache / reuse=false)
     debug: bool = False  # record per-snippet diagnostics (worker name, RSS)
-    first_valid: bool = False  # once a snippet of a group is valid, the group's unstarted snippets are `skipped`
+    first_valid: bool = False  # once a snippet of a group is valid, its later unstarted snippets are `skipped`
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
@@ -130,6 +140,17 @@ class VerifyOptions:
     def strict(self) -> bool:
         """Whether the checks of ``strict`` (and so of ``sealed``) run."""
         return self.trust.rank >= Trust.STRICT.rank
+
+    def within_deadline(self) -> VerifyOptions:
+        """The options of a check that starts now: ``timeout`` cut to the time left before ``deadline``, and no
+        deadline (what a check runs with, here or on a cluster node, whose clock is not this one)."""
+        if self.deadline is None:
+            return self
+        left = self.deadline - time.monotonic()
+        if left >= self.timeout:
+            return replace(self, deadline=None)
+        return replace(self, timeout=max(left, 0.001), deadline=None, timeout_origin="the time left before the "
+                                                                                    "deadline of its batch")
 
 
 @dataclass(frozen=True)
@@ -529,11 +550,11 @@ def screen(submission: Submission, options: VerifyOptions, checks: Checks) -> Sc
 
 @dataclass(frozen=True)
 class GroupGate:
-    """One check's part in "first valid wins" (``VerifyOptions.first_valid``).
+    """One check's part in "first valid wins" (``VerifyOptions.first_valid``) and in its batch's deadline.
 
     ``skipped()`` may give the answer instead of the check: it is asked before the check takes a REPL and
     again once it holds one (a wait for a REPL can be long). ``solved()`` is told when the REPL found the
-    snippet valid, before that REPL is released, so a sibling that takes it next is already skipped.
+    snippet valid, before that REPL is released, so a later sibling that takes it next is already skipped.
     """
 
     skipped: Callable[[], Outcome | None]
@@ -546,6 +567,7 @@ def _run(pool: ReplPool, submission: Submission, options: VerifyOptions, priorit
     skipped = gate.skipped() if gate is not None else None
     if skipped is not None:
         return skipped
+    asked, options = options, options.within_deadline()  # the header's import too ends by the deadline
     split = submission.split
     problem = _validate_text(split.body) or _validate_text(split.header)
     if problem is not None:
@@ -583,6 +605,7 @@ def _run(pool: ReplPool, submission: Submission, options: VerifyOptions, priorit
     if skipped is not None:
         acquired.__exit__(None, None, None)
         return skipped
+    options = asked.within_deadline()  # the wait for a REPL took some of the time left
     try:
         outcome = _Run(worker, split, options, checks, screening).outcome()
     except BaseException as exc:
@@ -894,8 +917,10 @@ class BatchPlan:
     With ``options.first_valid`` ("first valid wins", for pass@k): ``checks`` take the groups in
     turn (each group's first snippet, then each group's second, ...), so every problem's first
     samples run before any problem's later ones; once a snippet of a group is valid (checked or
-    cached), ``skipped`` gives the outcome of a check all of whose copies are in solved groups,
-    which its runner answers instead of checking it. A snippet without a group is always checked.
+    cached), ``skipped`` gives the outcome of a check all of whose copies come after a valid
+    snippet of their groups, which its runner answers instead of checking it. A snippet without a
+    group is always checked. With ``options.deadline``, ``skipped`` also answers every check that
+    would start too close to it.
     """
 
     def __init__(self, dedup: Deduplicator, snippets: Sequence[Snippet], options: VerifyOptions,
@@ -906,7 +931,7 @@ class BatchPlan:
         self._batch = dedup.next_batch()
         self._ids = [s.id for s in snippets]
         self._groups = [s.group for s in snippets]
-        self._solved: dict[str, str] = {}  # group -> id of its first valid snippet
+        self._solved: dict[str, int] = {}  # group -> index of its earliest snippet found valid
         self._solved_lock = threading.Lock()
         self._results: list[VerifyResult | None] = [None] * len(snippets)
         self._copies: dict[str, tuple[list[int], list[SourceSplit]]] = {}
@@ -955,23 +980,38 @@ class BatchPlan:
             keyed.append(((turn, first_seen.setdefault(group, position)), check))
         return [check for _, check in sorted(keyed, key=lambda pair: pair[0])]
 
+    @property
+    def gated(self) -> bool:
+        """Whether a check may be answered ``skipped`` instead (first valid wins, or a deadline)."""
+        return self.options.first_valid or self.options.deadline is not None
+
     def gate(self, check: PendingCheck) -> GroupGate:
-        """How ``check``'s runner takes part in first valid wins (see :class:`GroupGate`)."""
+        """How ``check``'s runner takes part in first valid wins and the deadline (see :class:`GroupGate`)."""
         indices = self._copies[check.key][0]
         return GroupGate(partial(self.skipped, check), partial(self._solve, indices))
 
     def skipped(self, check: PendingCheck) -> Outcome | None:
-        """With ``first_valid``, the ``skipped`` outcome of ``check`` when every copy of it is in a group that
-        another snippet already solved; else None (it must be checked)."""
+        """The ``skipped`` outcome of ``check`` when it must not start: the deadline is (nearly) there, or with
+        ``first_valid`` every copy of it comes after a valid snippet of its group; else None (check it).
+
+        Only an *earlier* valid snippet skips one, so every snippet before a group's first valid one is checked
+        and the index of that first valid snippet is exact, whatever order concurrent checks end in: pass@k
+        computed from it is unbiased."""
+        deadline = self.options.deadline
+        if deadline is not None and deadline - time.monotonic() < MIN_CHECK_SECONDS:
+            return _failure(SKIPPED, codes.DEADLINE, "not checked: the deadline of its batch came before its check "
+                                                     "could start")
         if not self.options.first_valid:
             return None
         indices = self._copies[check.key][0]
         with self._solved_lock:
             winners = [self._solved.get(g) for g in (self._groups[i] for i in indices) if g is not None]
-        if len(winners) < len(indices) or None in winners:
+        if len(winners) < len(indices) or any(w is None or w > i for w, i in zip(winners, indices, strict=True)):
             return None
-        message = (f"not checked: snippet {winners[0]!r} of group {self._groups[indices[0]]!r} was valid first "
-                   "(first valid wins; send first_valid false to check every snippet)")
+        first = winners[0]
+        assert first is not None
+        message = (f"not checked: snippet {self._ids[first]!r}, before it in group {self._groups[first]!r}, was "
+                   "valid (first valid wins; send first_valid false to check every snippet)")
         return _failure(SKIPPED, codes.GROUP_SOLVED, message)
 
     def resolve(self, check: PendingCheck, outcome: Outcome) -> list[tuple[int, VerifyResult]]:
@@ -1002,12 +1042,13 @@ class BatchPlan:
         return self.resolve(check, _failure(ERROR, code, error))
 
     def _solve(self, indices: list[int]) -> None:
-        """The snippets at ``indices`` are valid: their groups are solved (the first of them to be wins)."""
+        """The snippets at ``indices`` are valid: their groups are solved from them on (each group keeps its
+        earliest valid snippet)."""
         with self._solved_lock:
             for index in indices:
                 group = self._groups[index]
-                if group is not None:
-                    self._solved.setdefault(group, self._ids[index])
+                if group is not None and index < self._solved.get(group, len(self._ids)):
+                    self._solved[group] = index
 
     def results(self) -> list[VerifyResult]:
         """Every answer in input order, once every check is resolved."""
@@ -1033,11 +1074,60 @@ class BatchPlan:
         return answers
 
 
+class _Call:
+    """One :meth:`PoolChecker.check` call: how to run or cancel its checks, which is next, how many are left."""
+
+    def __init__(self, count: int, run: Callable[[int], None], cancel: Callable[[int], None]) -> None:
+        self.count = count
+        self.run = run
+        self.cancel = cancel
+        self.taken = 0
+        self.left = count
+        self.done = threading.Condition()
+
+    def finished_one(self) -> None:
+        with self.done:
+            self.left -= 1
+            self.done.notify_all()
+
+    def wait(self) -> None:
+        with self.done:
+            while self.left:
+                self.done.wait()
+
+
+class _Turns:
+    """The checks of concurrent calls, taken in turn: the next check of one call, then of the next call, each
+    call's own in order. So a large batch does not hold back a small one, and the problems of an evaluation
+    checked by concurrent calls get their first samples checked before any problem's later ones."""
+
+    def __init__(self) -> None:
+        self._calls: deque[_Call] = deque()
+        self._lock = threading.Lock()
+
+    def add(self, call: _Call) -> None:
+        if call.count:
+            with self._lock:
+                self._calls.append(call)
+
+    def take(self) -> tuple[_Call, int]:
+        """The next check in turn: its call and its index there."""
+        with self._lock:
+            call = self._calls.popleft()
+            index = call.taken
+            call.taken += 1
+            if call.taken < call.count:
+                self._calls.append(call)
+        return call, index
+
+
 class PoolChecker:
     """Checks distinct submissions on a pool, over a bounded thread pool shared by all callers.
 
     No cache and no de-duplication: its callers (a :class:`Verifier`, a cluster node answering
     the router) get only distinct snippets. ``checks``: the source policy and sealed re-check.
+    Concurrent calls take turns (:class:`_Turns`): a thread that frees up runs the next check of
+    the call after the one whose check was taken last.
     """
 
     def __init__(self, pool: ReplPool, *, threads: int | None = None, priority: Priority = Priority.BATCH,
@@ -1047,8 +1137,10 @@ class PoolChecker:
         self.checks = checks or Checks()
         self.threads = threads or max(2, 2 * pool.settings.max_repls)
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="verify")
+        self._turns = _Turns()
 
     def close(self) -> None:
+        """Wait for the running checks; those not started are answered ``server shutting down``."""
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def check(self, submissions: Sequence[Submission], options: VerifyOptions,
@@ -1056,20 +1148,17 @@ class PoolChecker:
               gates: Callable[[int], GroupGate] | None = None) -> list[Outcome]:
         """One outcome per submission, in order, ``on_outcome(index, outcome)`` as each finishes; never raises.
 
-        Checks start in index order. ``gates(index)``: that check's part in first valid wins (a sibling found
-        valid meanwhile answers it ``skipped`` instead).
+        Checks start in index order. ``gates(index)``: that check's part in first valid wins and the deadline
+        (it may be answered ``skipped`` instead).
         """
         outcomes: list[Outcome | None] = [None] * len(submissions)
-        done = threading.Condition()
-        pending = [0]
-        limit = threading.BoundedSemaphore(self.threads)
 
         def finish(index: int, outcome: Outcome) -> None:
             outcomes[index] = outcome
             if on_outcome is not None:
                 on_outcome(index, outcome)
 
-        def job(index: int) -> None:
+        def run(index: int) -> None:
             try:
                 outcome = _run(self.pool, submissions[index], options, self.priority, self.checks,
                                None if gates is None else gates(index))
@@ -1077,34 +1166,35 @@ class PoolChecker:
                 outcome = _failure(ERROR, codes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
             finish(index, outcome)
 
-        def finished(index: int, future: Future) -> None:
-            if future.cancelled():  # close() cancelled it before it ran
-                finish(index, _failure(ERROR, codes.SHUTTING_DOWN, f"{SHUTTING_DOWN}: the check had not started"))
-            limit.release()
-            with done:
-                pending[0] -= 1
-                done.notify_all()
+        def cancel(index: int) -> None:
+            finish(index, _failure(ERROR, codes.SHUTTING_DOWN, f"{SHUTTING_DOWN}: the check had not started"))
 
-        for index in range(len(submissions)):
-            limit.acquire()
-            with done:
-                pending[0] += 1
+        call = _Call(len(submissions), run, cancel)
+        self._turns.add(call)
+        for _ in range(len(submissions)):  # one turn per check: each runs (or cancels) the next check in turn
             try:
-                future = self._executor.submit(job, index)
-            except RuntimeError as exc:  # executor shut down
-                limit.release()
-                with done:
-                    pending[0] -= 1
-                finish(index, _failure(ERROR, codes.SHUTTING_DOWN, f"{SHUTTING_DOWN}: {exc}"))
+                future = self._executor.submit(self._turn, False)
+            except RuntimeError:  # shut down
+                self._turn(cancelled=True)
                 continue
-            future.add_done_callback(partial(finished, index))
-        with done:
-            while pending[0]:
-                done.wait()
+            future.add_done_callback(self._cancelled_turn)
+        call.wait()
         done_outcomes = [o for o in outcomes if o is not None]
         if len(done_outcomes) != len(outcomes):
             raise RuntimeError(f"{len(outcomes) - len(done_outcomes)} checks gave no outcome")
         return done_outcomes
+
+    def _turn(self, cancelled: bool) -> None:
+        """Run the next check in turn, of whichever call (or, ``cancelled``, answer that it did not start)."""
+        call, index = self._turns.take()
+        try:
+            (call.cancel if cancelled else call.run)(index)
+        finally:
+            call.finished_one()
+
+    def _cancelled_turn(self, future: Future) -> None:
+        if future.cancelled():  # close() cancelled it before it ran: the check it would have run did not start
+            self._turn(cancelled=True)
 
 
 class Verifier:
@@ -1137,7 +1227,7 @@ class Verifier:
         checks = plan.checks
         self.checker.check([c.submission for c in checks], options,
                            lambda i, outcome: plan.resolve(checks[i], outcome),
-                           (lambda i: plan.gate(checks[i])) if options.first_valid else None)
+                           (lambda i: plan.gate(checks[i])) if plan.gated else None)
         return plan.results()
 
     def stats(self) -> VerifierStats:

@@ -357,7 +357,7 @@ class RayVerifier:
                         continue
                     chunk.attempts += 1
                     chunk.tried.add(slot.index)
-                    ref = slot.handle.check.remote([c.submission for c in chunk.checks], opts)
+                    ref = slot.handle.check.remote([c.submission for c in chunk.checks], opts.within_deadline())
                     in_flight[ref] = (chunk, slot, slot.generation)
                     deadlines[ref] = time.monotonic() + overdue_after
                     with self._lock:
@@ -411,8 +411,8 @@ class RayVerifier:
 
     @staticmethod
     def _drop_skipped(plan: BatchPlan, chunk: _Chunk) -> Burst:
-        """Answer the checks of ``chunk`` that first valid wins skips (a sibling was valid meanwhile) and keep
-        the rest in it; the answers are returned."""
+        """Answer the checks of ``chunk`` that are skipped (an earlier sibling was valid meanwhile, or the
+        batch's deadline is there) and keep the rest in it; the answers are returned."""
         burst: Burst = []
         kept = []
         for check in chunk.checks:

@@ -7,11 +7,21 @@ ways to estimate pass@k, both unbiased:
 * ``check_all``: every attempt is checked; with ``c`` of ``n`` proved, pass@k is
   ``1 - C(n-c, k) / C(n, k)`` (Chen et al., 2021), computed as a product so that
   no factorial is formed. RL pipelines need this mode anyway: every reward.
-* first valid wins (the default): attempts are checked in order and a
-  problem's checking stops at its first proof, so pass@k is ``1`` when the
-  first proof is among the first ``k`` attempts (one draw of ``k`` attempts
-  rather than all of them: higher variance, much less checking). The checking
-  that was saved is reported (attempts skipped, and REPL seconds spent).
+* first valid wins (the default): a problem's attempts are one group of a
+  verifier batch with ``first_valid`` (``check.verify``): they start in order,
+  and once one is proved the later ones that have not started are skipped,
+  while every one before it is checked whatever order the checks end in. So
+  the first proof's index is exact, and pass@k is ``1`` when it is among the
+  first ``k`` attempts (one draw of ``k`` attempts rather than all of them:
+  higher variance, much less checking). The checking that was saved is
+  reported (attempts skipped, and REPL seconds spent).
+
+Whole-proof samples are checked in a random order fixed by the problem's id
+(``seed_of``), the same every run, so that the first ``k`` of them are a fair
+draw. Problems run ``parallel`` at once; the verifier takes their batches in
+turn, so with as many problems as checking threads (``default_parallel``) each
+problem's samples are checked one after another while the other problems fill
+the REPLs, and first valid wins skips the most.
 
 With repair rounds an attempt is a sample and its repairs; rounds stop at the
 first proof, so with first valid wins a sample before the proved one may not
@@ -31,6 +41,13 @@ from dataclasses import dataclass, field, replace
 from leanstep.prove.checking import CheckTime
 from leanstep.prove.prover import Prover, ProveRequest, ProveResult
 from leanstep.prove.strategy import Strategy
+
+
+def default_parallel(strategy: Strategy, max_repls: int) -> int:
+    """Problems at once: for whole proofs, one per checking thread of the verifier (two per REPL), so that the
+    verifier's turns check each problem's samples one after another; for search, one per REPL (a search holds
+    its REPL)."""
+    return 2 * max_repls if strategy == "whole" else max_repls
 
 
 @dataclass(frozen=True)
@@ -166,4 +183,4 @@ class Evaluation:
         return summary
 
 
-__all__ = ["Evaluation", "Problem", "ProblemOutcome", "Summary", "pass_at_k"]
+__all__ = ["Evaluation", "Problem", "ProblemOutcome", "Summary", "default_parallel", "pass_at_k"]

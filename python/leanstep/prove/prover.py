@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 
 from leanstep.check.sessions import SessionService
 from leanstep.check.source import ContextError, build_goal_context
+from leanstep.check.verify import MIN_CHECK_SECONDS
 from leanstep.config import Config
 from leanstep.generate.base import Generator
 from leanstep.limits import AppliedTimeout, bounded_timeout
-from leanstep.prove.checking import MIN_CHECK_SECONDS, Checked, CheckTime, ProofChecker
+from leanstep.prove.checking import Checked, CheckTime, ProofChecker
 from leanstep.prove.search import BestFirstSearch
 from leanstep.prove.search import Sampling as SearchSampling
 from leanstep.prove.strategy import STRATEGIES, Strategy
@@ -195,8 +196,9 @@ class Prover:
         if found.tactics is None:
             return
         placed = target.with_tactics(list(found.tactics))
-        # a proof found gets its final check even when the search used up its share of the time
-        last = max(deadline, time.monotonic() + MIN_CHECK_SECONDS)
+        # a proof found gets its final check even when the search used up its share of the time (the verifier
+        # starts no check with less than MIN_CHECK_SECONDS left)
+        last = max(deadline, time.monotonic() + 2 * MIN_CHECK_SECONDS)
         (checked,) = self.checker.check([placed], self.config.timeout, deadline=last, time_spent=run.checking)
         run.last_check = checked
         if checked.proved:

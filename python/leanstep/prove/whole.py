@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import leanstep.check.verdict as codes
+from leanstep.check.verify import MIN_CHECK_SECONDS
 from leanstep.generate.base import GenerationRequest, Generator
 from leanstep.generate.proofs import ProofFeedback, ProofTask
-from leanstep.prove.checking import MIN_CHECK_SECONDS, Checked, CheckTime, ProofChecker
+from leanstep.prove.checking import Checked, CheckTime, ProofChecker
 from leanstep.prove.target import Placed, Target
 
 MAX_FEEDBACK_CHARS = 4000

@@ -53,6 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from functools import partial
 from pathlib import Path
 
 from leanstep.lru import LruCache
@@ -67,7 +68,7 @@ GOAL_STATES_PER_WORKER = 1024  # proof states kept per REPL by recipe (a call's 
 PIN_WAIT_SECONDS = 1.0  # how long a request waits for the busy REPL it prefers before it takes another
 WORKDIR_PREFIX = "leanstep-worker-"  # + the server's pid, so a later server can remove a killed one's
 DEFAULT_IMPORT_SECONDS = 1.0
-RSS_POLL_SECONDS = 1.0
+WATCH_SECONDS = 1.0  # how often the watcher looks at every REPL: dead idle ones, memory
 RESTART_WINDOW_SECONDS = 60.0
 
 
@@ -370,7 +371,7 @@ class ReplPool:
     # -- public API ----------------------------------------------------------
 
     def start(self) -> None:
-        """Start one warm worker per configured header (each in the background), and the memory watcher."""
+        """Start one warm worker per configured header (each in the background), and the watcher."""
         with self._cond:
             headers = list(self.settings.warm_headers)[: self.settings.max_repls]
             for header in headers:
@@ -378,8 +379,7 @@ class ReplPool:
             free = self.settings.max_repls - len(self._workers)
         for _ in range(free):
             self._spawner.submit(self._launch_ahead)
-        if self.settings.mem_limit_bytes:
-            threading.Thread(target=self._watch_memory, name="repl-memory", daemon=True).start()
+        threading.Thread(target=self._watch, name="repl-watch", daemon=True).start()
 
     def wait_warm(self, timeout: float) -> bool:
         """Block until no worker is starting (used by tests and benchmarks). True when all are idle."""
@@ -544,19 +544,24 @@ class ReplPool:
         return worker
 
     def _dispatch(self) -> None:
-        """Hand idle workers and free capacity to waiters, best priority first (lock held)."""
-        self._replace_dead_idle()
+        """Hand idle workers and free capacity to waiters, best priority first (lock held).
+
+        Only a worker about to be handed out is asked whether its REPL still runs (one ``waitpid`` per
+        hand-out, not one per idle worker and dispatch); one that died while idle is replaced and the choice
+        made again, so no request gets a dead REPL. The watcher replaces the others within ``WATCH_SECONDS``.
+        """
         capacity_blocked = False
         for waiter in self._waiters:
             if waiter.worker is not None:
                 continue
             waiter.restart_at = 0.0
             pinned = self._pinned(waiter)
-            if pinned is not None:
-                if pinned.state == WorkerState.IDLE:
-                    self._hand(pinned, waiter)
-                continue  # busy: wait for it while the pin holds
-            worker = holder((w for w in self._workers if w.state == WorkerState.IDLE), waiter.header)
+            if pinned is not None and pinned.state == WorkerState.BUSY:
+                continue  # wait for it while the pin holds
+            if pinned is not None and self._running(pinned):
+                self._hand(pinned, waiter)
+                continue
+            worker = self._running_idle(partial(holder, header=waiter.header))
             if worker is not None:
                 self._hand(worker, waiter)
                 continue
@@ -578,14 +583,23 @@ class ReplPool:
             room.header = waiter.header
             waiter.worker = room
 
-    def _replace_dead_idle(self) -> None:
-        """Replace the idle workers whose REPL died while no one held it (killed from outside, out of memory)
-        before they are handed out, so no request pays for a death it did not cause (lock held)."""
-        for worker in [w for w in self._workers if w.state == WorkerState.IDLE and w.process is not None
-                       and not w.process.alive]:
-            log.warning("%s exited while idle; replacing it", worker.name)
-            self.counters.lost += 1
-            self._replace(worker)
+    def _running(self, worker: Worker) -> bool:
+        """Whether idle ``worker``'s REPL still runs; one that died while no one held it (killed from outside,
+        out of memory) is replaced, so no request pays for a death it did not cause (lock held)."""
+        if worker.process is None or worker.process.alive:
+            return True
+        log.warning("%s exited while idle; replacing it", worker.name)
+        self.counters.lost += 1
+        self._replace(worker)
+        return False
+
+    def _running_idle(self, choose: Callable[[list[Worker]], Worker | None]) -> Worker | None:
+        """The idle worker ``choose`` picks among those not yet found dead, once its REPL is found running
+        (lock held): only the pick is asked, and a dead pick is replaced before choosing again."""
+        while True:
+            worker = choose([w for w in self._workers if w.state == WorkerState.IDLE])
+            if worker is None or self._running(worker):
+                return worker
 
     @staticmethod
     def _hand(worker: Worker, waiter: _Waiter) -> None:
@@ -633,10 +647,10 @@ class ReplPool:
         """
         header = waiter.header
         group = self._groups.of(header)
+        mate = self._running_idle(partial(importer, group=group))
         delay = self._restart_delay()
         idle = [w for w in self._workers if w.state == WorkerState.IDLE]
         loaded_somewhere = any(header in w.envs or w.header == header for w in self._workers)
-        mate = importer(idle, group)
         if mate is not None and not loaded_somewhere:
             return mate
         if len(self._workers) < self.settings.max_repls and not delay:
@@ -776,11 +790,19 @@ class ReplPool:
         if not self._closed:
             self._spawn_background(worker.header)
 
-    def _watch_memory(self) -> None:
-        """Once a second, read each live worker's RSS; recycle an idle one above the limit, mark a busy one."""
-        while not self._stopping.wait(RSS_POLL_SECONDS):
+    def _watch(self) -> None:
+        """Once every ``WATCH_SECONDS``: replace the idle workers whose REPL died, so that their replacements
+        start before anyone asks for them; with a memory limit, read each live worker's RSS and recycle an idle
+        one above the limit, mark a busy one."""
+        while not self._stopping.wait(WATCH_SECONDS):
             with self._cond:
+                if not self._closed:
+                    replaced = [w for w in self._workers if w.state == WorkerState.IDLE and not self._running(w)]
+                    if replaced:
+                        self._cond.notify_all()
                 live = [w for w in self._workers if w.state in (WorkerState.IDLE, WorkerState.BUSY)]
+            if not self.settings.mem_limit_bytes:
+                continue
             for worker in live:
                 worker.rss = worker.rss_bytes()
                 if worker.rss <= self.settings.mem_limit_bytes:

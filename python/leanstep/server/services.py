@@ -121,7 +121,7 @@ def make_prover(config: Config, verifier: BatchVerifier, sessions: SessionServic
 
     trust = config.trust if config.trust.rank > Trust.STRICT.rank else Trust.STRICT
     checks = checks_from_config(config)
-    checker = ProofChecker(verifier, lanes=config.max_repls, trust=trust, allowed_axioms=checks.allowed_axioms,
+    checker = ProofChecker(verifier, trust=trust, allowed_axioms=checks.allowed_axioms,
                            timeout_origin="the server's --timeout")
     return Prover(generator, checker, config, sessions)
 
