@@ -222,17 +222,22 @@ class Chaos(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        wait = min(self.interval, 0.25)  # the first kill early, so that even a short batch sees one
+        # the first kill early, so that even a short batch sees one; until it lands, look again soon
+        wait = min(self.interval, 0.25)
         while self.interval and not self.stop.wait(wait):
-            wait = self.interval
+            wait = self.interval if self._kill_one() else min(self.interval, 0.05)
+
+    def _kill_one(self) -> bool:
+        """SIGKILL one running REPL; False when none could be killed (none running, or it died meanwhile)."""
+        try:
             leaves = [p for p in repl_processes(os.getpid()) if not _children(p)]
             if not leaves:
-                continue
-            try:
-                self.rng.choice(leaves).send_signal(signal.SIGKILL)
-                self.kills += 1
-            except psutil.Error:
-                pass
+                return False
+            self.rng.choice(leaves).send_signal(signal.SIGKILL)
+        except psutil.Error:
+            return False
+        self.kills += 1
+        return True
 
 
 class HealthProbe(threading.Thread):
