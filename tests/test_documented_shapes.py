@@ -240,7 +240,7 @@ POST_CHECKS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
     "/generate": check_generate,
     "/prove": check_prove,
 }
-GET_ROUTES = {"/health", "/metrics", "/sessions/{id}", "/sessions/{id}/states/{state}/proof"}
+GET_ROUTES = {"/health", "/metrics", "/sessions", "/sessions/{id}", "/sessions/{id}/states/{state}/proof"}
 OTHER_ROUTES = {("DELETE", "/sessions/{id}"), ("POST", "/encode")}
 
 DOCUMENTED_ROUTES, DOCUMENTED_SHAPES = documented_api()
@@ -312,6 +312,13 @@ def test_a_session_is_read_back_as_its_tree_and_its_proof(server: RunningServer,
         (0, None, None, "open"), (1, 0, "norm_num", "proved")]  # then what the other tests added
     proof = requests.get(server.url + session.fill("/sessions/{id}/states/{state}/proof"), timeout=30).json()
     assert proof["tactics"] == ["norm_num"] and proof["proof"] == "norm_num"
+
+
+def test_the_open_sessions_are_listed_with_the_documented_keys(server: RunningServer, session: ProvedSession) -> None:
+    listed = requests.get(server.url + "/sessions", timeout=30).json()["sessions"]
+    mine = next(s for s in listed if s["id"] == session.id)
+    assert set(mine) == {"id", "roots", "states", "proved", "expires_in"}
+    assert mine["roots"] == 1 and mine["proved"] >= 1 and mine["states"] >= 2
 
 
 def test_a_deleted_session_is_closed(server: RunningServer) -> None:

@@ -113,7 +113,7 @@ def test_the_tools_are_listed_with_their_schemas_and_honest_annotations():
 
     tools = {tool.name: tool for tool in over_stdio(use)}
     assert list(tools) == ["verify", "multi_attempt", "session_start", "session_step", "session_inspect",
-                           "session_proof", "session_close", "suggest", "prove"]
+                           "session_list", "session_proof", "session_close", "suggest", "prove"]
     assert tools["verify"].input_schema["required"] == ["code"]
     assert {"statement", "trust", "timeout"} <= set(tools["verify"].input_schema["properties"])
     assert tools["multi_attempt"].input_schema["required"] == ["tactics"]
@@ -133,7 +133,8 @@ def test_the_tools_are_listed_with_their_schemas_and_honest_annotations():
     for name in RUNS_LEAN:  # they run the submitted Lean code, and --sandbox none contains nothing
         assert hints(name) == (False, True, name != "session_start", False), name
         assert "Runs the code in the REPL sandbox ('none'" in tools[name].description
-    assert hints("session_inspect") == hints("session_proof") == (True, False, True, False)
+    assert hints("session_inspect") == hints("session_list") == hints("session_proof") == (True, False, True, False)
+    assert tools["session_list"].input_schema.get("required", []) == []
     assert hints("session_close") == (False, True, True, False)
 
 
@@ -253,8 +254,10 @@ def test_a_proof_session_is_started_stepped_branched_read_and_closed():
         out["proof"] = (await client.call_tool("session_proof", {"session": session, "state": proved}))
         out["not proved"] = await client.call_tool("session_proof", {"session": session, "state": 0})
         out["tree"] = (await client.call_tool("session_inspect", {"session": session})).structured_content
+        out["listed"] = (await client.call_tool("session_list", {})).structured_content
         out["close"] = (await client.call_tool("session_close", {"session": session})).structured_content
         out["after"] = await client.call_tool("session_inspect", {"session": session})
+        out["listed after"] = (await client.call_tool("session_list", {})).structured_content
         return out
 
     out = over_stdio(use)
@@ -268,7 +271,11 @@ def test_a_proof_session_is_started_stepped_branched_read_and_closed():
     assert out["proof"].structured_content["proof"] == "rfl"
     assert out["not proved"].is_error and out["not proved"].structured_content["error"] == "state not proved"
     assert [s["parent"] for s in out["tree"]["states"]] == [None, 0, 0, 0]
+    (listed,) = out["listed"]["sessions"]
+    assert {k: listed[k] for k in ("id", "roots", "states", "proved")} == {
+        "id": out["start"]["id"], "roots": 1, "states": 4, "proved": 2}
     assert out["close"] == {"id": out["start"]["id"], "closed": True}
+    assert out["listed after"] == {"sessions": []}
     assert out["after"].is_error and out["after"].structured_content["error"] == "session not found"
 
 
@@ -284,6 +291,12 @@ def test_sessions_are_their_callers_and_the_same_through_both_doors(http_server)
     theirs = requests.get(f"{http_server.url}/sessions/{session}",
                           headers={"Authorization": f"Bearer {OTHER_KEY}"}, timeout=10)
     assert theirs.status_code == 404
+
+    async def listed(client: Client) -> list[str]:
+        return [s["id"] for s in (await client.call_tool("session_list", {})).structured_content["sessions"]]
+
+    assert session in over_http(http_server.url, listed)
+    assert session not in over_http(http_server.url, listed, key=OTHER_KEY)
 
     async def intrude(client: Client) -> list[Any]:
         return [await client.call_tool(name, arguments) for name, arguments in (
@@ -437,7 +450,7 @@ def test_both_protocol_eras_are_served_over_http(http_server, mode):
         return tools, await client.call_tool("verify", {"code": PROOF, "trust": "lenient"})
 
     tools, result = over_http(http_server.url, use, mode=mode)
-    assert [t.name for t in tools][:2] == ["verify", "multi_attempt"] and len(tools) == 9
+    assert [t.name for t in tools][:2] == ["verify", "multi_attempt"] and len(tools) == 10
     assert result.structured_content["verdict"] == "valid" and result.structured_content["trust"] == "lenient"
 
 

@@ -124,6 +124,20 @@ def test_a_lost_repl_is_invisible_but_for_the_time(server: RunningServer, alice:
     assert left.json()["goals"] == ["case right\na b : ℕ\nh : a < b\n⊢ 0 < b"]
 
 
+def test_a_key_lists_its_own_open_sessions_and_no_others(alice: Agent, bob: Agent) -> None:
+    first, second = alice.start()["id"], alice.start()["id"]
+    alice.post(f"/sessions/{second}/states/0/tactic", {"tactic": "constructor <;> omega"})
+    theirs = bob.start()["id"]
+    listed = alice.get("/sessions")
+    assert listed.status_code == 200
+    assert [(s["id"], s["roots"], s["states"], s["proved"]) for s in listed.json()["sessions"]] == [
+        (first, 1, 1, 0), (second, 1, 2, 1)]  # oldest first; the step's state closed every goal
+    assert all(0 < s["expires_in"] <= 600 for s in listed.json()["sessions"])
+    assert [s["id"] for s in bob.get("/sessions").json()["sessions"]] == [theirs]
+    alice.delete(f"/sessions/{first}")
+    assert [s["id"] for s in alice.get("/sessions").json()["sessions"]] == [second]
+
+
 def test_another_key_gets_404_for_everything_of_a_session(alice: Agent, bob: Agent) -> None:
     sid = alice.start()["id"]
     alice.post(f"/sessions/{sid}/states/0/tactic", {"tactic": "constructor <;> omega"})
@@ -141,6 +155,7 @@ def test_another_key_gets_404_for_everything_of_a_session(alice: Agent, bob: Age
 def test_without_a_key_or_with_a_wrong_one_nothing_is_started(server: RunningServer) -> None:
     body = {"statement": STATEMENT}
     assert requests.post(server.url + "/sessions", json=body, timeout=30).status_code == 401
+    assert requests.get(server.url + "/sessions", timeout=30).status_code == 401
     wrong = requests.post(server.url + "/sessions", json=body, headers={"Authorization": "Bearer nope"}, timeout=30)
     assert wrong.status_code == 401 and wrong.json()["detail"] == "invalid API key"
     assert server.services.sessions.stats().open == 0

@@ -433,6 +433,19 @@ def test_an_idle_session_expires_after_its_ttl_and_use_keeps_it_alive(make) -> N
     assert sessions.stats().expired == 1 and sessions.stats().open == 0
 
 
+def test_listing_an_owners_sessions_neither_keeps_them_alive_nor_shows_expired_ones(make) -> None:
+    clock = FakeClock()
+    sessions = make(clock=clock, ttl=60.0)
+    old = sessions.start(FromStatement(STATEMENT, HEADER), ME).id
+    clock.now += 40
+    new = sessions.start(FromStatement(STATEMENT, HEADER), ME).id
+    sessions.start(FromStatement(STATEMENT, HEADER), "someone else")
+    assert [(s.id, s.expires_in) for s in sessions.owned(ME)] == [(old, pytest.approx(20.0)), (new, 60.0)]
+    clock.now += 30  # the listing above was no use of them: the first is now idle for 70 s
+    assert [s.id for s in sessions.owned(ME)] == [new]
+    assert sessions.stats().expired == 1
+
+
 def test_the_server_cap_on_sessions_is_a_clear_refusal_and_frees_on_close(make) -> None:
     sessions = make(max_sessions=2, max_per_owner=5)
     first = sessions.start(FromStatement(STATEMENT, HEADER), ME)

@@ -16,6 +16,7 @@ place in a file or on a session's state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -23,9 +24,17 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from leanstep.api.common import RequestTimeout, StrictModel, applied_timeout_json, reason_json, require_together
 from leanstep.api.kimina import Stated, TrustName, positive_timeout
 from leanstep.api.prove import prove_answer_json
-from leanstep.api.sessions import MAX_TACTICS_PER_BODY, Tactic, TacticBody, proof_json, session_json, step_json
+from leanstep.api.sessions import (
+    MAX_TACTICS_PER_BODY,
+    Tactic,
+    TacticBody,
+    proof_json,
+    session_json,
+    session_list_json,
+    step_json,
+)
 from leanstep.api.suggest import Located, suggest_answer_json
-from leanstep.check.sessions import ProofScript, SessionView, StepResult
+from leanstep.check.sessions import ProofScript, SessionSummary, SessionView, StepResult
 from leanstep.check.tactics import CandidateStatus
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import Snippet, VerifyOptions, VerifyResult
@@ -285,6 +294,26 @@ class ProofOutput(BaseModel):
     proof: str
 
 
+class NoArguments(StrictModel):
+    """The arguments of a tool that takes none."""
+
+
+class SessionSummaryOut(BaseModel):
+    """An open session: how many root states, states and proved states it holds; seconds before it closes idle."""
+
+    id: str
+    roots: int
+    states: int
+    proved: int
+    expires_in: float
+
+
+class SessionListOutput(BaseModel):
+    """The caller's open sessions, oldest first, without their trees (`session_inspect` gives one's tree)."""
+
+    sessions: list[SessionSummaryOut]
+
+
 class ClosedOutput(BaseModel):
     id: str
     closed: bool
@@ -378,6 +407,10 @@ def session_output(view: SessionView, budget: AppliedTimeout | None = None) -> S
     return SessionOutput.model_validate({**session_json(view), **limits})
 
 
+def session_list_output(summaries: Sequence[SessionSummary]) -> SessionListOutput:
+    return SessionListOutput.model_validate(session_list_json(summaries))
+
+
 def step_output(result: StepResult, budget: AppliedTimeout) -> StepOutput:
     return StepOutput.model_validate({**step_json(result), "limits": {"session_timeout": applied_timeout_json(budget)}})
 
@@ -396,8 +429,9 @@ def output_json(output: BaseModel) -> dict[str, Any]:
 
 
 __all__ = [
-    "AttemptOutput", "ClosedOutput", "MultiAttemptInput", "ProofOutput", "ProveOutput", "SessionOutput",
-    "SessionRef", "SessionStepInput", "StateRef", "StepOutput", "SuggestOutput", "VerifyInput", "VerifyOutput",
-    "file_attempt_output", "output_json", "proof_output", "prove_output", "session_attempt_output",
-    "session_output", "step_output", "suggest_output", "verify_output",
+    "AttemptOutput", "ClosedOutput", "MultiAttemptInput", "NoArguments", "ProofOutput", "ProveOutput",
+    "SessionListOutput", "SessionOutput", "SessionRef", "SessionStepInput", "StateRef", "StepOutput", "SuggestOutput",
+    "VerifyInput", "VerifyOutput", "file_attempt_output", "output_json", "proof_output", "prove_output",
+    "session_attempt_output", "session_list_output", "session_output", "step_output", "suggest_output",
+    "verify_output",
 ]

@@ -7,11 +7,13 @@ are numbered from 0 within their session; each carries its goals, its
 ``status`` (``open`` or ``proved``), and how it was reached (``parent``,
 ``tactic``). A step answers with the checker's status (``closes_goal | valid |
 invalid | unchecked``), the new state's id when Lean accepted the tactic, and
-everything Lean said.
+everything Lean said. An API key's open sessions are listed with their counts
+of roots, states and proved states, not their trees.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
@@ -36,6 +38,7 @@ from leanstep.check.sessions import (
     SessionError,
     SessionLimitReached,
     SessionNotFound,
+    SessionSummary,
     SessionView,
     StateLimitReached,
     StateNotFound,
@@ -131,6 +134,11 @@ def session_json(view: SessionView) -> dict[str, Any]:
             "expires_in": round(view.expires_in, 3)}
 
 
+def session_list_json(summaries: Sequence[SessionSummary]) -> dict[str, Any]:
+    return {"sessions": [{"id": s.id, "roots": s.roots, "states": s.states, "proved": s.proved,
+                          "expires_in": round(s.expires_in, 3)} for s in summaries]}
+
+
 def step_json(result: StepResult) -> dict[str, Any]:
     out: dict[str, Any] = {"tactic": result.tactic, "status": result.status.value, "state": result.state,
                            "goals": list(result.goals),
@@ -147,4 +155,4 @@ def proof_json(session: str, script: ProofScript) -> dict[str, Any]:
 
 
 __all__ = ["REFUSALS", "AttemptBody", "StartBody", "Tactic", "TacticBody", "proof_json", "refusal", "session_json",
-           "state_json", "step_json"]
+           "session_list_json", "state_json", "step_json"]

@@ -131,6 +131,17 @@ class SessionView:
 
 
 @dataclass(frozen=True)
+class SessionSummary:
+    """One open session in an owner's list: enough for an agent to find a session again without its tree."""
+
+    id: str
+    roots: int
+    states: int
+    proved: int  # states with no goal left
+    expires_in: float
+
+
+@dataclass(frozen=True)
 class StepResult:
     """One tactic run on a state.
 
@@ -352,6 +363,13 @@ class SessionService:
         with self._use(session, owner) as entry:
             return self._view(entry)
 
+    def owned(self, owner: str) -> tuple[SessionSummary, ...]:
+        """``owner``'s open sessions, oldest first (an agent that lost its ids finds them here; none of another's)."""
+        with self._lock:
+            self._expire()
+            entries = [s for s in self._sessions.values() if s.owner == owner]
+        return tuple(self._summary(entry) for entry in entries)
+
     def proof(self, session: str, state: int, owner: str) -> ProofScript:
         """The tactics from ``state``'s root to it; :class:`NotProved` when goals remain there."""
         with self._use(session, owner) as entry, entry.lock:
@@ -528,8 +546,16 @@ class SessionService:
             states = [StateView(sid, node.goals, node.status, node.parent,
                                 node.path.tactics[-1] if node.path.tactics else None, len(node.path.tactics))
                       for sid, node in enumerate(entry.nodes)]
-            idle = self._clock() - entry.last_used
-            return SessionView(entry.id, entry.roots, tuple(states), max(0.0, self.limits.ttl - idle))
+            return SessionView(entry.id, entry.roots, tuple(states), self._expires_in(entry))
+
+    def _summary(self, entry: _Session) -> SessionSummary:
+        with entry.lock:
+            proved = sum(1 for node in entry.nodes if not node.goals)
+            return SessionSummary(entry.id, len(entry.roots), len(entry.nodes), proved, self._expires_in(entry))
+
+    def _expires_in(self, entry: _Session) -> float:
+        """Seconds of idleness left before ``entry`` closes."""
+        return max(0.0, self.limits.ttl - (self._clock() - entry.last_used))
 
 
 class _InUse:

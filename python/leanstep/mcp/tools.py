@@ -14,9 +14,9 @@ the same owner as on ``/sessions``; the process over stdio): another caller's
 session is "not found", as on HTTP. ``prove`` needs no owner: its search runs
 on sessions of the prover's own, as for ``POST /prove``.
 
-Annotations are honest hints. Every tool but ``session_inspect`` and
-``session_proof`` runs Lean on the submitted code, which is arbitrary code
-(``#eval`` does I/O), so none of those is read-only; what that code can touch is
+Annotations are honest hints. Every tool but ``session_inspect``,
+``session_list`` and ``session_proof`` runs Lean on the submitted code, which
+is arbitrary code (``#eval`` does I/O), so none of those is read-only; what that code can touch is
 the REPL sandbox's business: with bubblewrap it sees a read-only file system and
 no network, so they are not destructive, and under a weaker sandbox (``rlimit``,
 ``none``) they say they may be. ``session_close`` destroys a session.
@@ -42,8 +42,10 @@ from leanstep.api.mcp import (
     AttemptOutput,
     ClosedOutput,
     MultiAttemptInput,
+    NoArguments,
     ProofOutput,
     ProveOutput,
+    SessionListOutput,
     SessionOutput,
     SessionRef,
     SessionStepInput,
@@ -57,6 +59,7 @@ from leanstep.api.mcp import (
     proof_output,
     prove_output,
     session_attempt_output,
+    session_list_output,
     session_output,
     step_output,
     suggest_output,
@@ -81,9 +84,9 @@ leanstep checks Lean 4 on a pool of warm Lean REPLs, in parallel.
 - multi_attempt: try several tactics at one goal in one call (a file and the position of the goal in it, or a \
 proof session's state); every tactic comes back closes_goal, valid (with the goals left) or invalid (with Lean's \
 error).
-- session_start / session_step / session_inspect / session_proof / session_close: a proof session is a tree of \
-proof states; a tactic Lean accepts on a state makes a new state, so you can branch from any state you hold. \
-Start from a file with `sorry`s, a position in a file, or a statement.
+- session_start / session_step / session_inspect / session_list / session_proof / session_close: a proof session \
+is a tree of proof states; a tactic Lean accepts on a state makes a new state, so you can branch from any state you \
+hold. Start from a file with `sorry`s, a position in a file, or a statement; session_list finds your open ones.
 - suggest: a language model's next tactics at a goal, checked the same way, goal-closing ones first.
 - prove: look for a whole proof of a theorem statement or of a goal in a file (search and/or whole proofs with \
 repair); only a proof Lean accepted comes back.
@@ -178,6 +181,10 @@ class LeanTools:
             spec("session_inspect", "Show a proof session",
                  "A session's tree: every state with its goals, status (open or proved), parent and tactic.",
                  SessionRef, SessionOutput, reads("Show a proof session"), self._inspect),
+            spec("session_list", "List your proof sessions",
+                 "Your open proof sessions, oldest first: each one's id, its numbers of root states, states and "
+                 "proved states, and the seconds left before it closes idle. `session_inspect` gives one's tree.",
+                 NoArguments, SessionListOutput, reads("List your proof sessions"), self._list),
             spec("session_proof", "Read a proof from a session",
                  "The tactics from a root to a proved state, one per line: the proof to put in place of the "
                  "root's `sorry`.",
@@ -262,6 +269,9 @@ class LeanTools:
 
     def _inspect(self, args: SessionRef, caller: Caller) -> SessionOutput:
         return session_output(self.services.sessions.get(args.session, caller.owner))
+
+    def _list(self, _args: NoArguments, caller: Caller) -> SessionListOutput:
+        return session_list_output(self.services.sessions.owned(caller.owner))
 
     def _proof(self, args: StateRef, caller: Caller) -> ProofOutput:
         return proof_output(args.session, self.services.sessions.proof(args.session, args.state, caller.owner))

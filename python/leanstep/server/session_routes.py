@@ -1,9 +1,10 @@
 """HTTP routes of the proof sessions (``check.sessions``): a thin REST layer, one resource per session.
 
-``POST /sessions`` starts one (201); ``GET`` / ``DELETE /sessions/<id>`` read
-its tree or close it; ``POST .../states/<n>/tactic`` runs one tactic on state
-``n``, ``POST .../states/<n>/attempt`` several at once; ``GET
-.../states/<n>/proof`` gives the tactics from the root to a proved state.
+``POST /sessions`` starts one (201), ``GET /sessions`` lists the key's open
+ones; ``GET`` / ``DELETE /sessions/<id>`` read its tree or close it; ``POST
+.../states/<n>/tactic`` runs one tactic on state ``n``, ``POST
+.../states/<n>/attempt`` several at once; ``GET .../states/<n>/proof`` gives
+the tactics from the root to a proved state.
 
 Each request acts for the owner its API key stands for (``g.owner``, set by
 the app). Refusals are the app's ``{"error", "detail"}``: 404 for a session
@@ -29,6 +30,7 @@ from leanstep.api.sessions import (
     proof_json,
     refusal,
     session_json,
+    session_list_json,
     step_json,
 )
 from leanstep.check.sessions import SessionError, SessionService
@@ -71,6 +73,10 @@ def session_blueprint(sessions: SessionService) -> Blueprint:
             return error
         view = sessions.start(body.origin(), g.owner, body.timeout)
         return json_response({**session_json(view), "limits": limits(body.timeout)}, 201)
+
+    @bp.get("/sessions")
+    def owned() -> Response:
+        return json_response(session_list_json(sessions.owned(g.owner)))
 
     @bp.get("/sessions/<session_id>")
     def get(session_id: str) -> Response:
