@@ -6,7 +6,9 @@ that hung up and the WSGI environ's ``waitress.client_disconnected`` turns true;
 a batched generation (``generate.batching``) then drops the request before its
 batch starts, so an editor that moved on costs no generation. ``/suggest``,
 llmstep's ``/`` and LeanCopilot's ``/generate`` all answer through
-:func:`generated_answer`, which runs their model call through :func:`generated`.
+:func:`generated_answer`, which runs their model call through :func:`generated`;
+``/prove`` runs its proving through :func:`generated` too (it stops between its
+steps once the client left).
 """
 
 from __future__ import annotations
