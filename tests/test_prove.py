@@ -22,13 +22,13 @@ import requests
 from conftest import ROOT, write_jsonl
 from leanstep.check.source import build_goal_context
 from leanstep.check.verify import Verifier
-from leanstep.generate import Candidate, GenerationRequest, GeneratorSettings, get_proof_format, make_generator
+from leanstep.generate import GenerationRequest, GeneratorSettings, get_proof_format, make_generator
 from leanstep.generate.batching import RequestAbandoned
 from leanstep.prove.checking import ProofChecker
 from leanstep.prove.evaluate import Evaluation, Problem, pass_at_k
 from leanstep.prove.prover import ProveRequest, Prover
 from leanstep.prove.target import Target, TargetError, open_goals
-from server_fixtures import running_server, sim_config, sim_pool, wait_until
+from server_fixtures import SlowChain, running_server, sim_config, sim_pool, wait_until
 
 
 HEADER = "import Mathlib"
@@ -360,26 +360,8 @@ def test_a_client_cannot_prove_for_longer_than_the_server_allows(tmp_path):
     assert answer["timings"]["total_ms"] < 8000  # cut at the server's 2 s (plus a check's kill), not at 600 s
 
 
-class SlowChain:
-    """A test double for the model: each state of a long ``intro`` chain gets two tactics that take two seconds
-    and change nothing, and ``intro``, which makes the next state (a search of many seconds that finds nothing);
-    ``⊢ True`` gets ``trivial``. ``chain_calls``: the generations for the chain."""
-
-    def __init__(self) -> None:
-        self.chain_calls = 0
-        self.lock = threading.Lock()
-
-    def generate(self, request: GenerationRequest) -> list[Candidate]:
-        if request.tactic_state.endswith("⊢ True"):
-            return [Candidate("trivial", -0.1)]
-        with self.lock:
-            self.chain_calls += 1
-        return [Candidate("sim_delay 2", -0.1), Candidate("sim_delay 2.0", -0.2), Candidate("intro", -1.0)]
-
-
 def test_a_client_that_hangs_up_stops_its_proving_and_an_honest_one_still_gets_its_proof(caplog):
-    chain = "theorem chain : ∀ a b c d e f g h i j k l m n o p : ℕ, a = a"
-    body = json.dumps({"statement": chain, "strategy": "search", "expansions": 4096, "timeout": 120}).encode()
+    body = json.dumps(SlowChain.PROVE).encode()
     model = SlowChain()
     caplog.set_level(logging.INFO, logger="leanstep.server.generation")
 
@@ -401,8 +383,7 @@ def test_a_client_that_hangs_up_stops_its_proving_and_an_honest_one_still_gets_i
         stopped = model.chain_calls
         assert stopped <= at_hang_up + 1
         assert "the client left" in dropped()[0] and "proving failed" not in caplog.text  # answered 503 client left
-        answer = requests.post(server.url + "/prove", json={"statement": "theorem easy : True", "strategy": "search"},
-                               timeout=60)
+        answer = requests.post(server.url + "/prove", json=SlowChain.EASY, timeout=60)
         assert answer.status_code == 200 and answer.json()["proved"] is True, answer.text
         assert answer.json()["proof"] == "theorem easy : True := by\n  trivial"
         assert model.chain_calls == stopped and sessions.stats().open == 0  # nothing of the first one ran on

@@ -39,7 +39,7 @@ from leanstep.limits import AppliedTimeout, bounded_timeout
 from leanstep.prove.checking import Checked, CheckTime, ProofChecker
 from leanstep.prove.search import BestFirstSearch
 from leanstep.prove.search import Sampling as SearchSampling
-from leanstep.prove.strategy import CLIENT_LEFT, STRATEGIES, Strategy
+from leanstep.prove.strategy import CALLER_LEFT, STRATEGIES, Strategy
 from leanstep.prove.target import Target, TargetError
 from leanstep.prove.whole import Attempt, Sampling, WholeProver
 
@@ -164,7 +164,7 @@ class Prover:
         except Exception as exc:
             log.exception("proving failed")
             raise ProvingFailed(f"{type(exc).__name__}: {exc}") from exc
-        if result.stopped == CLIENT_LEFT:
+        if result.stopped == CALLER_LEFT:
             raise RequestAbandoned(f"the client left; the proving stopped after {result.expansions} expansions "
                                    f"and {result.samples} samples in {result.timings.total_ms / 1000:.1f} s")
         return result
@@ -182,7 +182,7 @@ class Prover:
                 run.stopped = "timeout"
                 break
             if caller_left(request.abandoned):
-                run.stopped = CLIENT_LEFT
+                run.stopped = CALLER_LEFT
                 break
             run.tried.append(strategy)
             if strategy == "search":
@@ -190,7 +190,7 @@ class Prover:
                 self._search(target, request, min(share, deadline), deadline, run)
             else:
                 self._whole(target, request, deadline, run)
-            if run.winner is not None or run.stopped == CLIENT_LEFT:
+            if run.winner is not None or run.stopped == CALLER_LEFT:
                 break
         total = (time.monotonic() - started) * 1000
         winner = run.winner
@@ -215,7 +215,7 @@ class Prover:
         if found.tactics is None:
             return
         if caller_left(request.abandoned):  # the final check is for nobody
-            run.stopped = CLIENT_LEFT
+            run.stopped = CALLER_LEFT
             return
         placed = target.with_tactics(list(found.tactics))
         # a proof found gets its final check even when the search used up its share of the time (the verifier

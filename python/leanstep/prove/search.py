@@ -36,7 +36,7 @@ from leanstep.check.sessions import FromPosition, SessionError, SessionService, 
 from leanstep.check.tactics import CandidateStatus
 from leanstep.generate.base import Candidate, GenerationRequest, Generator
 from leanstep.generate.batching import RequestAbandoned, caller_left
-from leanstep.prove.strategy import CLIENT_LEFT
+from leanstep.prove.strategy import CALLER_LEFT
 from leanstep.suggest import DROPPED_TEXTS
 
 OWNER = "leanstep.prove"  # the sessions a search opens are its own, closed when it ends
@@ -139,7 +139,7 @@ class BestFirstSearch:
                     stopped = "timeout"
                     break
                 if caller_left(abandoned):
-                    stopped = CLIENT_LEFT
+                    stopped = CALLER_LEFT
                     break
                 batch = [heapq.heappop(frontier) for _ in range(min(self.width, len(frontier), budget - expanded))]
                 seeds = [seed * SEED_STRIDE + expanded + k for k in range(len(batch))]
@@ -150,7 +150,7 @@ class BestFirstSearch:
                     stopped = f"{exc.reason}: {exc}"
                     break
                 except RequestAbandoned:  # the caller left while an expansion generated
-                    stopped = CLIENT_LEFT
+                    stopped = CALLER_LEFT
                     break
                 expanded += len(batch)
                 if any(e is None for e in done):

@@ -10,4 +10,4 @@ from typing import Literal, get_args
 Strategy = Literal["search", "whole", "auto"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 # ``stopped`` when the caller (an HTTP client that hung up) no longer waits: no generation or check starts after it.
-CLIENT_LEFT = "client_left"
+CALLER_LEFT = "client_left"

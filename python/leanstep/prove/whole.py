@@ -28,7 +28,7 @@ from leanstep.generate.base import GenerationRequest, Generator
 from leanstep.generate.batching import RequestAbandoned, caller_left
 from leanstep.generate.proofs import ProofFeedback, ProofTask
 from leanstep.prove.checking import Checked, CheckTime, ProofChecker
-from leanstep.prove.strategy import CLIENT_LEFT
+from leanstep.prove.strategy import CALLER_LEFT
 from leanstep.prove.target import Placed, Target
 
 MAX_FEEDBACK_CHARS = 4000
@@ -133,8 +133,8 @@ class WholeProver:
                 break
             run.rounds = round_
             drafts = self._generate(pending, samples, target, run, deadline, order_seed, abandoned)
-            if run.stopped == CLIENT_LEFT or caller_left(abandoned):  # no check starts for nobody
-                run.stopped = CLIENT_LEFT
+            if run.stopped == CALLER_LEFT or caller_left(abandoned):  # no check starts for nobody
+                run.stopped = CALLER_LEFT
                 break
             to_check = [d.placed for d in drafts if d.placed is not None]
             checks = iter(self.checker.check(to_check, check_timeout, first_valid=first_valid, deadline=deadline,
@@ -167,7 +167,7 @@ class WholeProver:
                 run.stopped = "timeout"
                 break
             if caller_left(abandoned):
-                run.stopped = CLIENT_LEFT
+                run.stopped = CALLER_LEFT
                 break
             first = line < 0
             request = GenerationRequest(
@@ -178,7 +178,7 @@ class WholeProver:
             try:
                 candidates = self.generator.generate(request)
             except RequestAbandoned:
-                run.stopped = CLIENT_LEFT
+                run.stopped = CALLER_LEFT
                 break
             finally:
                 run.generation_seconds += time.monotonic() - started

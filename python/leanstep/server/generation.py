@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from flask import Response, request
 
+from leanstep.api.common import CLIENT_LEFT
 from leanstep.generate.batching import RequestAbandoned
 from leanstep.server.jsonio import error_response, json_response, read_body
 from leanstep.suggest import SuggestionFailed
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 BodyT = TypeVar("BodyT")
 ResultT = TypeVar("ResultT")
 Abandoned = Callable[[], bool]
-
-CLIENT_LEFT = "client left"  # the answer to a request whose client hung up (nobody reads it)
 
 
 def generated(run: Callable[[Abandoned | None], ResultT], failure: str) -> ResultT | Response:
