@@ -11,10 +11,10 @@ next-tactic candidates run dry fast when they lead nowhere), then whole proofs
 with what is left.
 
 A request may carry ``abandoned``, which turns true once its caller no longer
-waits (``POST /prove``'s client hung up): the proving then stops at once,
-``stopped`` is ``client_left``, and no generation or check starts after it, so
-a client that sends requests and hangs up costs the server no more than the
-step each was in.
+waits (``POST /prove``'s client hung up, an MCP call was cancelled): the
+proving then stops at once, ``stopped`` is ``client_left``, and no generation
+or check starts after it, so a client that sends requests and hangs up costs
+the server no more than the step each was in.
 
 The answer says whether the target is proved, the proof (the script to put at
 the call, or the full theorem), which strategy found it, the expansions and
@@ -60,7 +60,7 @@ class ProveRequest:
     ``first_valid=False`` checks every sample (evaluation with every reward);
     ``random_order`` checks whole-proof samples as drawn, in an order fixed by
     ``seed``, instead of best score first (an unbiased pass@k needs it).
-    ``abandoned``: turns true once the caller no longer waits (its HTTP client left).
+    ``abandoned``: turns true once the caller no longer waits (its HTTP client left, its MCP call was cancelled).
     """
 
     strategy: Strategy | None = None

@@ -9,5 +9,5 @@ from typing import Literal, get_args
 # and repaired with Lean's errors; auto: search first, then whole proofs with the time left.
 Strategy = Literal["search", "whole", "auto"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
-# ``stopped`` when the caller (an HTTP client that hung up) no longer waits: no generation or check starts after it.
+# ``stopped`` when the caller (a client that hung up or cancelled) no longer waits: nothing starts after it.
 CALLER_LEFT = "client_left"

@@ -133,7 +133,7 @@ class WholeProver:
                 break
             run.rounds = round_
             drafts = self._generate(pending, samples, target, run, deadline, order_seed, abandoned)
-            if run.stopped == CALLER_LEFT or caller_left(abandoned):  # no check starts for nobody
+            if run.stopped == CALLER_LEFT or caller_left(abandoned):  # nobody waits for these checks
                 run.stopped = CALLER_LEFT
                 break
             to_check = [d.placed for d in drafts if d.placed is not None]
