@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from leanstep.config import Config, load
+from leanstep.generate import Candidate, GenerationRequest
 from leanstep.repl.launch import make_pool
 from leanstep.repl.pool import ReplPool
 from leanstep.server.app import create_app
@@ -68,6 +70,28 @@ def sim_costs(monkeypatch: Any, **seconds: float) -> None:
         monkeypatch.delenv(f"LEANSTEP_SIM_{knob}_SECONDS", raising=False)
     for knob, value in seconds.items():
         monkeypatch.setenv(f"LEANSTEP_SIM_{knob.upper()}_SECONDS", str(value))
+
+
+class SlowChain:
+    """A test double for the model: each state of a long ``intro`` chain gets two tactics that take two seconds
+    and change nothing, and ``intro``, which makes the next state (a search of many seconds that finds nothing);
+    ``⊢ True`` gets ``trivial``. ``chain_calls``: the generations for the chain. ``PROVE``: a proving of the
+    chain that would take some 30 s; ``EASY``: one proved in an expansion."""
+
+    PROVE: ClassVar[dict[str, Any]] = {"statement": "theorem chain : ∀ a b c d e f g h i j k l m n o p : ℕ, a = a",
+                                       "strategy": "search", "expansions": 4096, "timeout": 120}
+    EASY: ClassVar[dict[str, Any]] = {"statement": "theorem easy : True", "strategy": "search"}
+
+    def __init__(self) -> None:
+        self.chain_calls = 0
+        self.lock = threading.Lock()
+
+    def generate(self, request: GenerationRequest) -> list[Candidate]:
+        if request.tactic_state.endswith("⊢ True"):
+            return [Candidate("trivial", -0.1)]
+        with self.lock:
+            self.chain_calls += 1
+        return [Candidate("sim_delay 2", -0.1), Candidate("sim_delay 2.0", -0.2), Candidate("intro", -1.0)]
 
 
 @dataclass

@@ -29,9 +29,11 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from conftest import ROOT
+from leanstep.mcp.server import build_server
 from leanstep.mcp.tools import code_is_contained
 from leanstep.repl.sandbox import bwrap_usable
-from server_fixtures import running_server, sim_repls
+from leanstep.server.services import build_services
+from server_fixtures import SlowChain, running_server, sim_config, sim_repls
 
 API_KEY = "mcp-test-key"
 OTHER_KEY = "another-clients-key"
@@ -208,6 +210,42 @@ def _same_but_timings(tool: dict[str, Any], http: dict[str, Any]) -> None:
 
     assert set(tool["timings"]) == set(http["timings"]) == {"generation_ms", "checking_ms", "total_ms"}
     assert without(tool) == without(http)
+
+
+def test_a_cancelled_prove_call_stops_its_proving_and_the_next_call_still_gets_its_proof():
+    """The SDK's client cancels the call (``notifications/cancelled``), connected in-process to the server as over
+    stdio; the server's own counters say the proving stopped."""
+    model = SlowChain()
+    services = build_services(sim_config(prove_timeout=120, check_timeout=30), generator=model)
+    sessions = services.sessions
+
+    async def cancel_mid_search_then_prove(client: Client) -> tuple[int, int, Any]:
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(client.call_tool, "prove", SlowChain.PROVE)
+            with anyio.fail_after(30):
+                while model.chain_calls < 2:  # the search is in its second expansion
+                    await anyio.sleep(0.05)
+            calls.cancel_scope.cancel()
+        at_cancel = model.chain_calls
+        # the search had some 30 s of expansions and 120 s of budget left; it stops within the expansion it was in
+        with anyio.fail_after(20):
+            while sessions.stats().open:
+                await anyio.sleep(0.05)
+        return at_cancel, model.chain_calls, await client.call_tool("prove", SlowChain.EASY)
+
+    async def run() -> tuple[int, int, Any]:
+        async with Client(build_server(services, owner_of=lambda _ctx: "caller")) as client:
+            return await cancel_mid_search_then_prove(client)
+
+    try:
+        at_cancel, stopped, easy = anyio.run(run)
+        after = model.chain_calls, sessions.stats().open
+    finally:
+        services.close()
+    assert stopped <= at_cancel + 1
+    answer = json.loads(easy.content[0].text)
+    assert answer["proved"] is True and answer["proof"] == "theorem easy : True := by\n  trivial"
+    assert after == (stopped, 0)  # nothing of the cancelled proving ran on
 
 
 def test_prove_over_stdio_proves_the_goal_at_a_position_with_the_tactic_list():

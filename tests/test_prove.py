@@ -8,7 +8,9 @@ Lean is the simulated REPL (real processes through the real pool); the model is 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import socket
 import subprocess
 import sys
 import threading
@@ -21,11 +23,12 @@ from conftest import ROOT, write_jsonl
 from leanstep.check.source import build_goal_context
 from leanstep.check.verify import Verifier
 from leanstep.generate import GenerationRequest, GeneratorSettings, get_proof_format, make_generator
+from leanstep.generate.batching import RequestAbandoned
 from leanstep.prove.checking import ProofChecker
 from leanstep.prove.evaluate import Evaluation, Problem, pass_at_k
 from leanstep.prove.prover import ProveRequest, Prover
 from leanstep.prove.target import Target, TargetError, open_goals
-from server_fixtures import running_server, sim_config, sim_pool
+from server_fixtures import SlowChain, running_server, sim_config, sim_pool, wait_until
 
 
 HEADER = "import Mathlib"
@@ -33,16 +36,20 @@ STATEMENT = "theorem double (x : ℕ) (h : 2 < x) : 4 < 2 * x"
 
 
 class Recording:
-    """A generator that remembers every request it was asked (wraps a real backend)."""
+    """A generator that remembers every request it was asked (wraps a real backend); from its ``leaves_at``-th
+    request on, it raises what a batched backend raises when the caller left while the request waited."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, leaves_at: int | None = None) -> None:
         self.inner = inner
+        self.leaves_at = leaves_at
         self.requests: list[GenerationRequest] = []
         self.lock = threading.Lock()
 
     def generate(self, request: GenerationRequest):
         with self.lock:
             self.requests.append(request)
+            if self.leaves_at is not None and len(self.requests) >= self.leaves_at:
+                raise RequestAbandoned("the client left before its generation started")
         return self.inner.generate(request)
 
 
@@ -238,6 +245,26 @@ def test_no_check_starts_after_the_budget_and_none_runs_past_it(tmp_path, verifi
     assert not result.proved and result.stopped == "timeout" and result.timings.total_ms < 3000
 
 
+@pytest.mark.parametrize(("left", "generations", "checks"), [
+    ("after the first generation", 1, 0),  # its proofs are not checked
+    ("after the first round's checks", 1, 1),  # no repair is asked for
+    ("while the repair's batched generation waited", 2, 1),
+])
+def test_whole_proofs_whose_caller_left_stop_before_the_next_step(tmp_path, verifier, left, generations, checks):
+    script = write_jsonl(tmp_path / "proofs.jsonl",
+                          {"theorem": "bad", "proofs": ["theorem bad : 2 + 2 = 5 := by\n  decide"]})
+    generator = Recording(scripted(script), leaves_at=2 if "batched" in left else None)
+    checked_before = verifier.stats().snippets
+    abandoned = {"after the first generation": lambda: len(generator.requests) >= 1,
+                 "after the first round's checks": lambda: verifier.stats().snippets > checked_before}.get(left)
+    result = prover_with(verifier, generator).prove(
+        ProveRequest(strategy="whole", header=HEADER, statement="theorem bad : 2 + 2 = 5", rounds=16,
+                     abandoned=abandoned))
+    assert not result.proved and result.stopped == "client_left"
+    assert len(generator.requests) == generations
+    assert result.checking.checked == checks == verifier.stats().snippets - checked_before
+
+
 def test_without_a_model_whole_proofs_are_the_finishing_tactics(verifier):
     generator = make_generator(GeneratorSettings(backend="hint"))
     result = prover_with(verifier, generator).prove(
@@ -331,6 +358,35 @@ def test_a_client_cannot_prove_for_longer_than_the_server_allows(tmp_path):
     assert answer["limits"]["prove_timeout"]["seconds"] == 2.0 and answer["limits"]["prove_timeout"]["source"] == \
         "server"
     assert answer["timings"]["total_ms"] < 8000  # cut at the server's 2 s (plus a check's kill), not at 600 s
+
+
+def test_a_client_that_hangs_up_stops_its_proving_and_an_honest_one_still_gets_its_proof(caplog):
+    body = json.dumps(SlowChain.PROVE).encode()
+    model = SlowChain()
+    caplog.set_level(logging.INFO, logger="leanstep.server.generation")
+
+    def dropped() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "/prove dropped" in r.getMessage()]
+
+    with running_server(generator=model, prove_timeout=120, check_timeout=30) as server:
+        sessions = server.services.sessions
+        port = int(server.url.rsplit(":", 1)[1])
+        quitter = socket.create_connection(("127.0.0.1", port), timeout=10)
+        quitter.sendall(b"POST /prove HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        wait_until(lambda: model.chain_calls >= 2, what="the search never reached its second expansion")
+        at_hang_up = model.chain_calls
+        quitter.close()
+        # the search had some 30 s of expansions and 120 s of budget left; it stops within the expansion it was in
+        wait_until(lambda: sessions.stats().open == 0 and bool(dropped()), timeout=20,
+                   what="the proving went on after its client hung up")
+        stopped = model.chain_calls
+        assert stopped <= at_hang_up + 1
+        assert "the client left" in dropped()[0] and "proving failed" not in caplog.text  # answered 503 client left
+        answer = requests.post(server.url + "/prove", json=SlowChain.EASY, timeout=60)
+        assert answer.status_code == 200 and answer.json()["proved"] is True, answer.text
+        assert answer.json()["proof"] == "theorem easy : True := by\n  trivial"
+        assert model.chain_calls == stopped and sessions.stats().open == 0  # nothing of the first one ran on
 
 
 @pytest.mark.parametrize(("body", "detail"), [

@@ -7,12 +7,14 @@ the scripted backend: proposals read from a file, keyed by goal, dead ends inclu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import write_jsonl
 
 from leanstep.generate import Candidate, GenerationRequest, GeneratorSettings, make_generator
+from leanstep.generate.batching import RequestAbandoned
 from leanstep.prove.prover import ProveRequest
 from leanstep.server.services import build_services
 from server_fixtures import sim_config
@@ -132,6 +134,49 @@ def test_checking_candidates_in_parallel_expands_more_states_in_the_same_time():
             services.close()
         expansions[repls] = result.expansions
     assert expansions[4] >= expansions[1] + 2, expansions
+
+
+CHAIN = "theorem chain : ∀ a b c d e f g h i j : ℕ, a = a"
+
+
+class Intros:
+    """A test double for the model: `intro` for every goal (each expansion makes the next state of the chain), and
+    from its ``leaves_at``-th call on, the error a batched backend raises when the caller left while it waited."""
+
+    def __init__(self, leaves_at: int | None = None) -> None:
+        self.calls = 0
+        self.leaves_at = leaves_at
+
+    def generate(self, request: GenerationRequest) -> list[Candidate]:
+        self.calls += 1
+        if self.leaves_at is not None and self.calls >= self.leaves_at:
+            raise RequestAbandoned("the client left before its generation started")
+        return [Candidate("intro", -0.1)]
+
+
+@pytest.mark.parametrize(("noticed", "generations", "expansions"), [
+    ("between expansions", 2, 2),  # the third is not started
+    ("after a generation, before its tactics ran", 3, 2),
+    ("by the batched generation", 3, 2),
+])
+def test_a_search_whose_caller_left_stops_at_once_and_closes_its_session(noticed, generations, expansions):
+    model = Intros(leaves_at=3 if noticed == "by the batched generation" else None)
+    services = prover(model)
+    left = {"between expansions": lambda: services.sessions.stats().steps >= 2,
+            "after a generation, before its tactics ran": lambda: model.calls >= 3}.get(noticed)
+    try:
+        request = ProveRequest(strategy="search", statement=CHAIN, expansions=100, abandoned=left)
+        result = services.prover.prove(request)
+        sessions = services.sessions.stats()
+        with pytest.raises(RequestAbandoned, match="client left"):  # what a client's door answers it with
+            services.prover.answer(replace(request, abandoned=lambda: True))
+        after_answer = services.sessions.stats()
+    finally:
+        services.close()
+    assert not result.proved and result.stopped == "client_left"
+    assert (model.calls, result.expansions, sessions.steps) == (generations, expansions, 2)
+    assert sessions.open == 0 and sessions.closed == sessions.started == 1
+    assert after_answer == sessions  # a caller gone before the answer's proving started costs nothing
 
 
 def test_auto_searches_then_writes_whole_proofs(tmp_path):

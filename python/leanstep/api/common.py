@@ -90,6 +90,7 @@ def parse(model: type[BaseModel], payload: Any) -> Any:
 
 INVALID_REQUEST = "invalid request"  # a field is wrong or a limit refuses it (HTTP 422)
 SUGGESTION_FAILED = "suggestion failed"  # the model failed (HTTP 503)
+CLIENT_LEFT = "client left"  # the answer to a request whose client hung up or cancelled it (nobody reads it)
 
 
 def error_json(error: str, detail: Any = None) -> dict[str, Any]:
@@ -152,7 +153,8 @@ def trust_from_json(value: Any) -> Trust | None:
 
 
 __all__ = [
-    "INVALID_REQUEST", "MAX_TIMEOUT_S", "SUGGESTION_FAILED", "LeanText", "Position", "RequestTimeout", "StrictModel",
+    "CLIENT_LEFT", "INVALID_REQUEST", "MAX_TIMEOUT_S", "SUGGESTION_FAILED", "LeanText", "Position", "RequestTimeout",
+    "StrictModel",
     "applied_timeout_json", "describe_errors", "error_json", "lean_text", "parse", "reason_json",
     "reasons_from_json", "require_together", "trust_from_json", "verdict_json",
 ]

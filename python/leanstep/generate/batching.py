@@ -34,6 +34,17 @@ class RequestAbandoned(Exception):
     """The caller's client left before the answer was ready; the request was dropped or its answer discarded."""
 
 
+def caller_left(abandoned: Callable[[], bool] | None) -> bool:
+    """Whether ``abandoned`` says nobody waits for the answer any more; long work (a batch, a proof search) asks
+    it between its steps. A predicate that fails says no: it must not stop the work, which runs on."""
+    if abandoned is None:
+        return False
+    try:
+        return bool(abandoned())
+    except Exception:  # noqa: BLE001 - see the docstring
+        return False
+
+
 @dataclass(frozen=True)
 class BatcherStats:
     """Counts since the batcher was made: batches run, items run in them, the largest batch,
@@ -60,12 +71,7 @@ class _Pending(Generic[ItemT, ResultT]):
     error: BaseException | None = None
 
     def gone(self) -> bool:
-        if self.abandoned is None:
-            return False
-        try:
-            return bool(self.abandoned())
-        except Exception:  # noqa: BLE001 - a broken predicate must not stop the batcher; the request runs
-            return False
+        return caller_left(self.abandoned)
 
 
 class RequestBatcher(Generic[ItemT, ResultT]):

@@ -5,11 +5,14 @@ schemas and validation must be the API's strict models (``"timeout": "30"`` is
 refused, as on HTTP, not coerced), and a refusal must carry the HTTP error's
 words (the decorator layer validates with its own lax models and prefixes its
 own text). Tool calls block on REPLs, so each runs in a worker thread and the
-event loop keeps serving other requests meanwhile.
+event loop keeps serving other requests meanwhile. When the SDK cancels a call
+(the client sent ``notifications/cancelled``), the thread is left to finish and
+its ``Caller.abandoned`` turns true, which stops a proving at its next step.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from functools import partial
 from importlib import metadata
@@ -42,9 +45,14 @@ def build_server(services: Services, owner_of: OwnerOf) -> Server[Any]:
         if params.name not in tools.names():
             raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}; the tools are "
                                                  f"{', '.join(tools.names())}")
-        caller = Caller(owner_of(ctx))
-        return await anyio.to_thread.run_sync(partial(tools.call, params.name, params.arguments, caller),
-                                             abandon_on_cancel=True)
+        cancelled = threading.Event()
+        caller = Caller(owner_of(ctx), abandoned=cancelled.is_set)
+        try:
+            return await anyio.to_thread.run_sync(partial(tools.call, params.name, params.arguments, caller),
+                                                 abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
 
     return Server(SERVER_NAME, version=_version(), title="leanstep",
                   description="Lean 4 proof checking on warm REPLs: verify, multi-attempt, proof sessions, suggest, "

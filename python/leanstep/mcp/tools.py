@@ -12,7 +12,9 @@ messages come from the shared models, limits and services, not from here.
 Proof sessions belong to the caller (``Caller.owner``: the API key over HTTP,
 the same owner as on ``/sessions``; the process over stdio): another caller's
 session is "not found", as on HTTP. ``prove`` needs no owner: its search runs
-on sessions of the prover's own, as for ``POST /prove``.
+on sessions of the prover's own, as for ``POST /prove``; like that route's, its
+proving stops at once when the SDK cancels the call (``Caller.abandoned``: a
+client's ``notifications/cancelled`` over stdio).
 
 Annotations are honest hints. Every tool but ``session_inspect``,
 ``session_list`` and ``session_proof`` runs Lean on the submitted code, which
@@ -31,13 +33,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import mcp_types as types
 from pydantic import BaseModel
 
-from leanstep.api.common import INVALID_REQUEST, SUGGESTION_FAILED, error_json, parse
+from leanstep.api.common import CLIENT_LEFT, INVALID_REQUEST, SUGGESTION_FAILED, error_json, parse
 from leanstep.api.mcp import (
     AttemptOutput,
     ClosedOutput,
@@ -70,6 +72,7 @@ from leanstep.api.sessions import StartBody, refusal
 from leanstep.api.suggest import SuggestBody
 from leanstep.check.sessions import SessionError
 from leanstep.check.verdict import Trust
+from leanstep.generate.batching import RequestAbandoned
 from leanstep.limits import LimitError
 from leanstep.repl.sandbox import SandboxError, SandboxPolicy
 from leanstep.server.services import Services
@@ -104,9 +107,11 @@ class ToolRefusal(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who calls: ``owner`` is what the HTTP routes derive from the API key (the process, over stdio)."""
+    """Who calls: ``owner`` is what the HTTP routes derive from the API key (the process, over stdio);
+    ``abandoned`` turns true once the call is no longer waited for (the SDK cancelled it)."""
 
     owner: str
+    abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -288,12 +293,15 @@ class LeanTools:
             raise ToolRefusal(SUGGESTION_FAILED, str(exc)) from None
         return suggest_output(result)
 
-    def _prove(self, args: ProveBody, _caller: Caller) -> ProveOutput:
+    def _prove(self, args: ProveBody, caller: Caller) -> ProveOutput:
         assert self.services.prover is not None  # listed only with a prover
         try:
-            return prove_output(self.services.prover.answer(args.to_request()))
+            return prove_output(self.services.prover.answer(replace(args.to_request(), abandoned=caller.abandoned)))
         except PROVE_REFUSALS as exc:  # the words and error names of POST /prove's 422 and 503
             raise ToolRefusal(*prove_refusal(exc)) from None
+        except RequestAbandoned as exc:  # nobody reads it; the log says so, as POST /prove's does
+            log.info("prove dropped: %s", exc)
+            raise ToolRefusal(CLIENT_LEFT, str(exc)) from None
 
     @property
     def _suggester(self) -> Suggester:

@@ -10,6 +10,12 @@ time (short proofs are found in a few expansions on a warm pool, and a model's
 next-tactic candidates run dry fast when they lead nowhere), then whole proofs
 with what is left.
 
+A request may carry ``abandoned``, which turns true once its caller no longer
+waits (``POST /prove``'s client hung up, an MCP call was cancelled): the
+proving then stops at once, ``stopped`` is ``client_left``, and no generation
+or check starts after it, so a client that sends requests and hangs up costs
+the server no more than the step each was in.
+
 The answer says whether the target is proved, the proof (the script to put at
 the call, or the full theorem), which strategy found it, the expansions and
 samples it took, and where the time went: generating (the model) and checking
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from leanstep.check.sessions import SessionService
@@ -27,11 +34,12 @@ from leanstep.check.source import ContextError, build_goal_context
 from leanstep.check.verify import MIN_CHECK_SECONDS
 from leanstep.config import Config
 from leanstep.generate.base import Generator
+from leanstep.generate.batching import RequestAbandoned, caller_left
 from leanstep.limits import AppliedTimeout, bounded_timeout
 from leanstep.prove.checking import Checked, CheckTime, ProofChecker
 from leanstep.prove.search import BestFirstSearch
 from leanstep.prove.search import Sampling as SearchSampling
-from leanstep.prove.strategy import STRATEGIES, Strategy
+from leanstep.prove.strategy import CALLER_LEFT, STRATEGIES, Strategy
 from leanstep.prove.target import Target, TargetError
 from leanstep.prove.whole import Attempt, Sampling, WholeProver
 
@@ -52,6 +60,7 @@ class ProveRequest:
     ``first_valid=False`` checks every sample (evaluation with every reward);
     ``random_order`` checks whole-proof samples as drawn, in an order fixed by
     ``seed``, instead of best score first (an unbiased pass@k needs it).
+    ``abandoned``: turns true once the caller no longer waits (its HTTP client left, its MCP call was cancelled).
     """
 
     strategy: Strategy | None = None
@@ -68,6 +77,7 @@ class ProveRequest:
     seed: int = 0
     first_valid: bool = True
     random_order: bool = False
+    abandoned: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,8 @@ class ProveTimings:
 @dataclass(frozen=True)
 class ProveResult:
     """The answer (see the module docstring). ``check`` is the final check: the proof's, else the best
-    failed one; ``stopped`` says why no proof was found (``timeout``, ``budget``, ``exhausted``)."""
+    failed one; ``stopped`` says why no proof was found (``timeout``, ``budget``, ``exhausted``,
+    ``client_left``)."""
 
     proved: bool
     proof: str | None
@@ -144,14 +155,19 @@ class Prover:
     def answer(self, request: ProveRequest) -> ProveResult:
         """:meth:`prove` for a client (``POST /prove``, the MCP ``prove`` tool): a request that names no goal
         (:class:`TargetError`) or asks for less time than the server allows (``LimitError``) is refused before
-        any work; a failure while proving is :class:`ProvingFailed`."""
+        any work; a failure while proving is :class:`ProvingFailed`; a caller that left gets ``RequestAbandoned``,
+        as a generation's does (nobody reads the answer, a log does)."""
         target = self.target(request)
         self.budget(request.timeout)
         try:
-            return self.prove(request, target)
+            result = self.prove(request, target)
         except Exception as exc:
             log.exception("proving failed")
             raise ProvingFailed(f"{type(exc).__name__}: {exc}") from exc
+        if result.stopped == CALLER_LEFT:
+            raise RequestAbandoned(f"the client left; the proving stopped after {result.expansions} expansions "
+                                   f"and {result.samples} samples in {result.timings.total_ms / 1000:.1f} s")
+        return result
 
     def prove(self, request: ProveRequest, target: Target | None = None) -> ProveResult:
         """Look for a proof of the request's target within its budget."""
@@ -165,13 +181,16 @@ class Prover:
             if time.monotonic() >= deadline:
                 run.stopped = "timeout"
                 break
+            if caller_left(request.abandoned):
+                run.stopped = CALLER_LEFT
+                break
             run.tried.append(strategy)
             if strategy == "search":
                 share = deadline if len(plan) == 1 else started + SEARCH_SHARE * budget.seconds
                 self._search(target, request, min(share, deadline), deadline, run)
             else:
                 self._whole(target, request, deadline, run)
-            if run.winner is not None:
+            if run.winner is not None or run.stopped == CALLER_LEFT:
                 break
         total = (time.monotonic() - started) * 1000
         winner = run.winner
@@ -188,12 +207,15 @@ class Prover:
         """Search until ``share``; a proof found is checked within ``deadline``."""
         assert self.search is not None
         found = self.search.run(target.origin(), expansions=request.expansions or self.config.prove_expansions,
-                                deadline=share, seed=request.seed)
+                                deadline=share, seed=request.seed, abandoned=request.abandoned)
         run.expansions += found.expansions
         run.generation += found.generation_seconds
         run.checking.wall += found.checking_seconds
         run.stopped = found.stopped
         if found.tactics is None:
+            return
+        if caller_left(request.abandoned):  # the final check is for nobody
+            run.stopped = CALLER_LEFT
             return
         placed = target.with_tactics(list(found.tactics))
         # a proof found gets its final check even when the search used up its share of the time (the verifier
@@ -211,7 +233,7 @@ class Prover:
             target, samples=request.samples or self.config.prove_samples,
             rounds=self.config.prove_rounds if request.rounds is None else request.rounds, deadline=deadline,
             check_timeout=self.config.timeout, first_valid=request.first_valid,
-            order_seed=request.seed if request.random_order else None)
+            order_seed=request.seed if request.random_order else None, abandoned=request.abandoned)
         run.attempts += whole.attempts
         run.rounds = whole.rounds
         run.generation += whole.generation_seconds

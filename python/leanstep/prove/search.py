@@ -7,8 +7,10 @@ whose goals were not seen before joins the frontier. A state's priority is
 the sum of the scores (mean log-probabilities) of the tactics on its path, as
 ReProver and LeanCopilot rank states, so a path of confident steps comes
 first; ties go to the state found first. The search stops at the first
-tactic that leaves no goal, or when the budget ends: ``expansions`` states
-expanded, or the wall clock.
+tactic that leaves no goal, when the budget ends: ``expansions`` states
+expanded, or the wall clock, or when its caller left (``abandoned``, asked
+before each expansion and before its candidates are checked; the generation
+is told too, and a batched one drops it).
 
 ``width`` states are expanded at once (generation and checking of each on its
 own thread, results taken in frontier order), which keeps more REPLs busy when
@@ -26,13 +28,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from leanstep.check.sessions import FromPosition, SessionError, SessionService, StateUnreachable, StepResult
 from leanstep.check.tactics import CandidateStatus
 from leanstep.generate.base import Candidate, GenerationRequest, Generator
+from leanstep.generate.batching import RequestAbandoned, caller_left
+from leanstep.prove.strategy import CALLER_LEFT
 from leanstep.suggest import DROPPED_TEXTS
 
 OWNER = "leanstep.prove"  # the sessions a search opens are its own, closed when it ends
@@ -51,7 +55,8 @@ class Sampling:
 @dataclass(frozen=True)
 class SearchRun:
     """What a search did: the proof's tactics (None: none found), the budget it used, where the time went,
-    and why it stopped without a proof (``timeout``, ``budget``, ``exhausted``, or a session's refusal)."""
+    and why it stopped without a proof (``timeout``, ``budget``, ``exhausted``, ``client_left``, or a session's
+    refusal)."""
 
     tactics: tuple[str, ...] | None
     expansions: int
@@ -95,8 +100,10 @@ class BestFirstSearch:
         self.step_timeout = step_timeout
         self.width = max(1, width)
 
-    def run(self, origin: FromPosition, *, expansions: int, deadline: float, seed: int = 0) -> SearchRun:
-        """Search for a proof of ``origin``'s goal within ``expansions`` and ``deadline`` (``time.monotonic()``)."""
+    def run(self, origin: FromPosition, *, expansions: int, deadline: float, seed: int = 0,
+            abandoned: Callable[[], bool] | None = None) -> SearchRun:
+        """Search for a proof of ``origin``'s goal within ``expansions`` and ``deadline`` (``time.monotonic()``),
+        until ``abandoned`` says the caller left."""
         budget = self._budget(deadline)
         if budget is None:
             return SearchRun(None, 0, 0, 0.0, 0.0, "timeout")
@@ -105,7 +112,8 @@ class BestFirstSearch:
         except SessionError as exc:
             return SearchRun(None, 0, 0, 0.0, 0.0, f"{exc.reason}: {exc}")
         try:
-            return self._search(view.id, view.roots[0], view.states[view.roots[0]].goals, expansions, deadline, seed)
+            return self._search(view.id, view.roots[0], view.states[view.roots[0]].goals, expansions, deadline, seed,
+                                abandoned)
         finally:
             self.sessions.close(view.id, OWNER)
 
@@ -115,7 +123,7 @@ class BestFirstSearch:
         return remaining if remaining >= self.sessions.limits.min_timeout else None
 
     def _search(self, session: str, root: int, goals: tuple[str, ...], budget: int, deadline: float,
-                seed: int) -> SearchRun:
+                seed: int, abandoned: Callable[[], bool] | None) -> SearchRun:
         order = itertools.count()
         frontier = [_Open(-0.0, next(order), root, goals, 0.0)]
         seen = {goals_key(goals)}
@@ -130,13 +138,19 @@ class BestFirstSearch:
                 if time.monotonic() >= deadline:
                     stopped = "timeout"
                     break
+                if caller_left(abandoned):
+                    stopped = CALLER_LEFT
+                    break
                 batch = [heapq.heappop(frontier) for _ in range(min(self.width, len(frontier), budget - expanded))]
                 seeds = [seed * SEED_STRIDE + expanded + k for k in range(len(batch))]
                 try:
-                    done = list(executor.map(lambda job: self._expand(session, job[0], job[1], deadline),
+                    done = list(executor.map(lambda job: self._expand(session, job[0], job[1], deadline, abandoned),
                                              zip(batch, seeds, strict=True)))
                 except SessionError as exc:  # no REPL within the budget, or the session is full
                     stopped = f"{exc.reason}: {exc}"
+                    break
+                except RequestAbandoned:  # the caller left while an expansion generated
+                    stopped = CALLER_LEFT
                     break
                 expanded += len(batch)
                 if any(e is None for e in done):
@@ -162,12 +176,14 @@ class BestFirstSearch:
                     break
         return SearchRun(None, expanded, len(seen), generation, checking, stopped)
 
-    def _expand(self, session: str, node: _Open, seed: int, deadline: float) -> _Expansion | None:
-        """Generate candidates for ``node`` and run them on its state; None when the time is up."""
+    def _expand(self, session: str, node: _Open, seed: int, deadline: float,
+                abandoned: Callable[[], bool] | None) -> _Expansion | None:
+        """Generate candidates for ``node`` and run them on its state; None when the time is up.
+        ``RequestAbandoned`` when the caller left before the candidates were checked."""
         started = time.monotonic()
         request = GenerationRequest(tactic_state="\n\n".join(node.goals), num_samples=self.sampling.num_samples,
                                     temperatures=self.sampling.temperatures,
-                                    max_new_tokens=self.sampling.max_new_tokens, seed=seed)
+                                    max_new_tokens=self.sampling.max_new_tokens, seed=seed, abandoned=abandoned)
         candidates: list[Candidate] = []
         for candidate in self.generator.generate(request):
             text = candidate.text.strip()
@@ -180,6 +196,8 @@ class BestFirstSearch:
         budget = self._budget(deadline)
         if budget is None:
             return None
+        if caller_left(abandoned):
+            raise RequestAbandoned("the client left before the expansion's candidates were checked")
         try:
             results = self.sessions.attempt(session, node.state, [c.text for c in candidates], OWNER, budget)
         except StateUnreachable:  # its path no longer replays: a dead end, not the end of the search

@@ -1,4 +1,5 @@
-"""The ways a proof is looked for, by name (the wire, the flags and the prover share them)."""
+"""The ways a proof is looked for, by name (the wire, the flags and the prover share them), and the reason a
+proving stops at once: its caller left."""
 
 from __future__ import annotations
 
@@ -8,3 +9,5 @@ from typing import Literal, get_args
 # and repaired with Lean's errors; auto: search first, then whole proofs with the time left.
 Strategy = Literal["search", "whole", "auto"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+# ``stopped`` when the caller (a client that hung up or cancelled) no longer waits: nothing starts after it.
+CALLER_LEFT = "client_left"

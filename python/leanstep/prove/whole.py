@@ -5,8 +5,11 @@ request and checks them all in parallel (``strict``, statement check). Each
 later round, up to ``rounds``, sends every failed proof back, the code Lean
 checked and what it said, and checks the one repair each gets. The first
 proved proof wins; the budget's deadline stops everything, between
-generation and checking as well. Every attempt is kept, so an evaluation can
-write them all and a caller can see where the time went.
+generation and checking as well, and so does a caller that left
+(``abandoned``, asked before each generation and before each round's checks;
+the generation is told too, and a batched one drops it). Every attempt is
+kept, so an evaluation can write them all and a caller can see where the time
+went.
 
 A proof the model wrote but that cannot be placed at the target (it rewrote
 the tactics before an ``llmqed`` call) counts as a sample and is not checked.
@@ -22,8 +25,10 @@ from dataclasses import dataclass, field
 import leanstep.check.verdict as codes
 from leanstep.check.verify import MIN_CHECK_SECONDS
 from leanstep.generate.base import GenerationRequest, Generator
+from leanstep.generate.batching import RequestAbandoned, caller_left
 from leanstep.generate.proofs import ProofFeedback, ProofTask
 from leanstep.prove.checking import Checked, CheckTime, ProofChecker
+from leanstep.prove.strategy import CALLER_LEFT
 from leanstep.prove.target import Placed, Target
 
 MAX_FEEDBACK_CHARS = 4000
@@ -63,7 +68,7 @@ class WholeRun:
     rounds: int = 0  # repair rounds that ran
     generation_seconds: float = 0.0
     checking: CheckTime = field(default_factory=CheckTime)
-    stopped: str | None = None  # why the run ended without a proof (budget), None when it ran out of rounds
+    stopped: str | None = None  # why the run ended without a proof (timeout, client_left), None: out of rounds
 
     @property
     def proof(self) -> Attempt | None:
@@ -111,8 +116,10 @@ class WholeProver:
 
     def run(self, target: Target, *, samples: int, rounds: int, deadline: float, check_timeout: float,
             first_valid: bool = True, order_seed: int | None = None,
-            on_attempt: Callable[[Attempt], None] | None = None) -> WholeRun:
-        """Prove ``target`` within ``deadline`` (a ``time.monotonic()`` value).
+            on_attempt: Callable[[Attempt], None] | None = None,
+            abandoned: Callable[[], bool] | None = None) -> WholeRun:
+        """Prove ``target`` within ``deadline`` (a ``time.monotonic()`` value), until ``abandoned`` says the
+        caller left.
 
         The first samples are checked as distinct proofs, best score first; with ``order_seed``,
         as drawn instead: every sample (duplicates too) in a random order fixed by the seed, which
@@ -125,7 +132,10 @@ class WholeProver:
             if not pending:
                 break
             run.rounds = round_
-            drafts = self._generate(pending, samples, target, run, deadline, order_seed)
+            drafts = self._generate(pending, samples, target, run, deadline, order_seed, abandoned)
+            if run.stopped == CALLER_LEFT or caller_left(abandoned):  # nobody waits for these checks
+                run.stopped = CALLER_LEFT
+                break
             to_check = [d.placed for d in drafts if d.placed is not None]
             checks = iter(self.checker.check(to_check, check_timeout, first_valid=first_valid, deadline=deadline,
                                              time_spent=run.checking) if to_check else [])
@@ -148,21 +158,30 @@ class WholeProver:
         return run
 
     def _generate(self, pending: list[tuple[int, ProofTask]], samples: int, target: Target, run: WholeRun,
-                  deadline: float, order_seed: int | None) -> list[_Draft]:
-        """Proofs for each pending task: ``samples`` for the first request, one repair for each failed line."""
+                  deadline: float, order_seed: int | None, abandoned: Callable[[], bool] | None) -> list[_Draft]:
+        """Proofs for each pending task: ``samples`` for the first request, one repair for each failed line;
+        those generated before the time was up or the caller left (``run.stopped`` says which)."""
         drafts: list[_Draft] = []
         for line, task in pending:
             if time.monotonic() >= deadline:
                 run.stopped = "timeout"
                 break
+            if caller_left(abandoned):
+                run.stopped = CALLER_LEFT
+                break
             first = line < 0
             request = GenerationRequest(
                 tactic_state=target.goal or "", num_samples=samples if first else 1,
                 temperatures=self.sampling.temperatures if first else self.sampling.temperatures[:1],
-                max_new_tokens=self.sampling.max_new_tokens, proof=task)
+                max_new_tokens=self.sampling.max_new_tokens, proof=task, abandoned=abandoned)
             started = time.monotonic()
-            candidates = self.generator.generate(request)
-            run.generation_seconds += time.monotonic() - started
+            try:
+                candidates = self.generator.generate(request)
+            except RequestAbandoned:
+                run.stopped = CALLER_LEFT
+                break
+            finally:
+                run.generation_seconds += time.monotonic() - started
             if first and order_seed is not None:
                 candidates = [c for c in candidates for _ in range(c.count)]
                 random.Random(order_seed).shuffle(candidates)

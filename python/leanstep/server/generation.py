@@ -6,7 +6,9 @@ that hung up and the WSGI environ's ``waitress.client_disconnected`` turns true;
 a batched generation (``generate.batching``) then drops the request before its
 batch starts, so an editor that moved on costs no generation. ``/suggest``,
 llmstep's ``/`` and LeanCopilot's ``/generate`` all answer through
-:func:`generated_answer`, which runs their model call through :func:`generated`.
+:func:`generated_answer`, which runs their model call through :func:`generated`;
+``/prove`` runs its proving through :func:`generated` too (it stops between its
+steps once the client left).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, TypeVar
 
 from flask import Response, request
 
+from leanstep.api.common import CLIENT_LEFT
 from leanstep.generate.batching import RequestAbandoned
 from leanstep.server.jsonio import error_response, json_response, read_body
 from leanstep.suggest import SuggestionFailed
@@ -26,8 +29,6 @@ log = logging.getLogger(__name__)
 BodyT = TypeVar("BodyT")
 ResultT = TypeVar("ResultT")
 Abandoned = Callable[[], bool]
-
-CLIENT_LEFT = "client left"  # the answer to a request whose client hung up (nobody reads it)
 
 
 def generated(run: Callable[[Abandoned | None], ResultT], failure: str) -> ResultT | Response:
