@@ -219,6 +219,9 @@ class Chaos(threading.Thread):
         self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
         self.rng = rng
         self.kills = 0
+        self.looks = 0  # times it looked for a REPL to kill
+        self.most_seen = 0  # the most REPLs it found at one look
+        self.error: str | None = None  # the last failed look, for the report when nothing was killed
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -229,15 +232,23 @@ class Chaos(threading.Thread):
 
     def _kill_one(self) -> bool:
         """SIGKILL one running REPL; False when none could be killed (none running, or it died meanwhile)."""
+        self.looks += 1
         try:
             leaves = [p for p in repl_processes(os.getpid()) if not _children(p)]
+            self.most_seen = max(self.most_seen, len(leaves))
             if not leaves:
                 return False
             self.rng.choice(leaves).send_signal(signal.SIGKILL)
-        except psutil.Error:
+        except Exception as exc:  # a failed look must not end the thread: the report says what failed
+            self.error = repr(exc)
             return False
         self.kills += 1
         return True
+
+    def summary(self) -> str:
+        failed = f"; last failed look: {self.error}" if self.error else ""
+        return (f"{self.kills} REPLs SIGKILLed in {self.looks} looks (at most {self.most_seen} REPLs seen at "
+                f"once{failed})")
 
 
 class HealthProbe(threading.Thread):
@@ -396,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  by injected kind: " + "; ".join(f"{k}: {dict(v)}" for k, v in sorted(by_kind.items())))
         print(f"  REPLs: {figures['timeouts']} killed at the timeout, {figures['lost']} lost, "
               f"{figures['started']} started, {figures['evicted']} evicted; pool {stats.workers_by_state}")
-        print(f"  chaos: {chaos.kills} REPLs SIGKILLed, {len(checks_lost)} checks ({killed_by_chaos} snippets) "
+        print(f"  chaos: {chaos.summary()}, {len(checks_lost)} checks ({killed_by_chaos} snippets) "
               "answered 'REPL process lost' "
               f"for it; {args.half_open} half-open connections held; slowest /health {health.slowest or 0:.3f} s, "
               f"{health.failures} failed")
