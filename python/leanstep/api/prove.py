@@ -22,8 +22,10 @@ the verifier's verdict of ``code`` (the file up to the end of the declaration
 with the proof in it) and, for a goal at a position, ``concerns``: the reasons
 that are about the proof itself (``proved`` is true when there are none; the
 verdict may still be ``invalid`` because of the file's own unfinished parts).
-``stopped`` says why no proof was found: ``timeout``, ``budget`` or ``exhausted``
-(``client_left``, when the caller hung up, is answered 503 ``client left`` instead).
+``stopped`` says why no proof was found: ``timeout``, ``budget``, ``exhausted``,
+``rejected`` (the search closed the goal, the final check refused the proof) or
+a search session's refusal, ``"<reason>: <message>"`` (``client_left``, when the
+caller hung up, is answered 503 ``client left`` instead).
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class ProveTimings:
 class ProveResult:
     """The answer (see the module docstring). ``check`` is the final check: the proof's, else the best
     failed one; ``stopped`` says why no proof was found (``timeout``, ``budget``, ``exhausted``,
-    ``client_left``)."""
+    ``rejected``, ``client_left``, or a search session's refusal)."""
 
     proved: bool
     proof: str | None
