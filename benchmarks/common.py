@@ -57,7 +57,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -260,16 +260,6 @@ def make_workload(n: int, headers: int = 2, duplicate_fraction: float = 0.2, cos
         body = f"theorem bench_{i} (n : ℕ) (h : n = {a}) : {a} + {b} = {rhs} := by\n{directive}  norm_num"
         out.append(Snippet(f"p{i}", f"{header}\n\n{body}", header, body, delay, valid))
     return out
-
-
-def expected_seconds(snippets: Iterable[Snippet], cost: CostModel) -> dict[str, float]:
-    """Simulated work in the batch: all proofs, unique proofs only, and per-header imports."""
-    snippets = list(snippets)
-    unique = [s for s in snippets if s.duplicate_of is None]
-    return {"proof_seconds_all": sum(s.cost_s for s in snippets),
-            "proof_seconds_unique": sum(s.cost_s for s in unique),
-            "headers": len({s.header for s in snippets}),
-            "import_s": cost.import_s}
 
 
 def sim_costs(**seconds: float) -> dict[str, str]:

@@ -29,7 +29,7 @@ from leanstep.check.verify import (
 )
 from leanstep.client import Client
 from leanstep.verify_cli import main as verify_main
-from server_fixtures import running_server, sim_pool
+from server_fixtures import running_server, sim_pool, wait_until
 
 HEADER = "import Mathlib\n\n"
 
@@ -162,10 +162,7 @@ def test_concurrent_batches_take_turns_on_the_checking_threads(pool):
             return thread
 
         busy = batch("x", [invalid("x_0", 1.0), invalid("x_1")])  # one on the REPL, one waiting for it
-        deadline = time.monotonic() + 10
-        while pool.stats().queue_depth < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: pool.stats().queue_depth >= 1, 10, "the second check never waited for the REPL")
         waiting = [batch(name, [invalid(f"{name}_{k}") for k in range(3)]) for name in ("a", "b")]
         for thread in (busy, *waiting):
             thread.join(30)

@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from server_fixtures import sim_pool
+from server_fixtures import sim_pool, wait_until
 
 from leanstep.repl.pool import PoolOverloaded, Priority
 from leanstep.repl.process import ReplLost, ReplTimeout
@@ -278,12 +278,8 @@ def _acquired_id(pool, prefer):
 
 def test_a_repl_that_died_while_idle_is_replaced_before_anyone_gets_it(pool):
     with pool.acquire(HEADER_A) as worker:
-        dead_pid, dead_id = worker.process.pid, worker.id
-    psutil.Process(dead_pid).kill()
-    deadline = time.monotonic() + 5
-    while worker.process.alive:  # killed from outside while idle
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+        dead_id = worker.id
+    dead_pid = kill_while_idle(pool, dead_id)
     pid, response = run(pool, HEADER_A, "def after := 1")
     assert pid != dead_pid and not response.errors
     assert pool.stats().counters.lost == 1
@@ -305,10 +301,7 @@ def kill_while_idle(pool, worker_id) -> int:
     worker = next(w for w in pool._workers if w.id == worker_id)
     pid = worker.process.pid
     psutil.Process(pid).kill()
-    deadline = time.monotonic() + 5
-    while worker.process.alive:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: not worker.process.alive, 5, "the killed REPL is still alive")
     return pid
 
 
@@ -326,10 +319,8 @@ def test_a_repl_that_died_while_idle_is_never_handed_out(unwatched_pool, preferr
 def test_the_watcher_replaces_a_repl_that_died_while_idle_before_anyone_asks(pool):
     older, newer = two_warm_workers(pool)
     kill_while_idle(pool, older)
-    deadline = time.monotonic() + 10  # the watcher comes round once a second
-    while pool.stats().counters.lost < 1:
-        assert time.monotonic() < deadline, "no one replaced the REPL that died while idle"
-        time.sleep(0.05)
+    # the watcher comes round once a second
+    wait_until(lambda: pool.stats().counters.lost >= 1, 10, "no one replaced the REPL that died while idle")
     assert pool.wait_warm(30)
     stats = pool.stats()
     assert stats.workers_by_state["idle"] == 2 and older not in {w.id for w in pool._workers}

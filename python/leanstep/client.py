@@ -226,7 +226,7 @@ def _request_batches(items: Sequence[Snippet], size: int, *, whole_groups: bool 
         if current and len(current) + len(indices) > size:
             batches.append(current)
             current = []
-        current = current + indices
+        current.extend(indices)
     if current:
         batches.append(current)
     return batches

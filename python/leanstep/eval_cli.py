@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from dataclasses import fields
 from pathlib import Path
 from typing import IO
@@ -117,16 +116,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out: IO[str] = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     progress = Progress(len(problems), "problem", f"eval {args.strategy}", enabled=not args.no_progress)
-    lock = threading.Lock()
     solved = [0]
 
-    def on_outcome(outcome: ProblemOutcome) -> None:
-        with lock:
-            for record in records(outcome, args.strategy):
-                out.write(json_line(record))
-            out.flush()
-            solved[0] += outcome.first_proof is not None
-            progress.update(solved=solved[0])
+    def on_outcome(outcome: ProblemOutcome) -> None:  # Evaluation.run calls it under its lock
+        for record in records(outcome, args.strategy):
+            out.write(json_line(record))
+        out.flush()
+        solved[0] += outcome.first_proof is not None
+        progress.update(solved=solved[0])
 
     try:
         assert services.prover is not None

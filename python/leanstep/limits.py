@@ -13,6 +13,7 @@ same messages through every door (HTTP and MCP).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class RequestLimits:
         except LimitError as exc:
             raise LimitError(f"timeout: {exc}") from None
 
-    @property
+    @cached_property
     def import_limit(self) -> AppliedTimeout:
         """The limit a header import runs under (answers report it beside the proof timeout)."""
         return bounded_timeout(None, ceiling=self.import_timeout, ceiling_flag="--import-timeout")

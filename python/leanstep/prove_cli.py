@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from leanstep import config as config_mod
+from leanstep.check.source import offset_of
 from leanstep.progress import Progress
 from leanstep.prove.prover import Prover, ProveRequest, ProveResult
 from leanstep.prove.target import TargetError, open_goals
@@ -35,12 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write", action="store_true", help="write the proofs into FILE (default: print a diff)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     config_mod.add_service_arguments(parser)
-
-
-def offset_of(text: str, pos: Pos) -> int:
-    """The index in ``text`` of a 1-based line and code-point column."""
-    lines = text.split("\n")
-    return sum(len(line) + 1 for line in lines[:pos.line - 1]) + pos.column
 
 
 def fill(text: str, pos: Pos, proof: str) -> str:

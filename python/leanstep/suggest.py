@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from leanstep.check.sessions import check_attempt
@@ -96,6 +96,17 @@ class SuggestionFailed(RuntimeError):
     server answers it as unavailable (HTTP 503, or the same words as an MCP tool error)."""
 
 
+def distinct_candidates(candidates: Iterable[Candidate]) -> Iterator[Candidate]:
+    """Each candidate's stripped text once, in the given order, without empty texts and ``DROPPED_TEXTS``
+    (a tactic that only cheats is never worth checking); scores and counts as given."""
+    seen: set[str] = set()
+    for candidate in candidates:
+        text = candidate.text.strip()
+        if text and text not in seen and text not in DROPPED_TEXTS:
+            seen.add(text)
+            yield Candidate(text, candidate.score, candidate.count)
+
+
 def rank(checked: Sequence[CheckedCandidate]) -> list[CheckedCandidate]:
     """closes_goal, valid (progress before no-op), unchecked, invalid; by score within a group (stable)."""
     return sorted(checked, key=lambda c: (RANK[c.status], not c.progress, -_finite(c.score)))
@@ -141,15 +152,7 @@ class Suggester:
             raise
         except Exception as exc:
             raise SuggestionFailed(f"{type(exc).__name__}: {exc}") from exc
-        seen: set[str] = set()
-        out: list[Candidate] = []
-        for candidate in generated:
-            text = candidate.text.strip()
-            if not text or text in seen or text in DROPPED_TEXTS:
-                continue
-            seen.add(text)
-            out.append(Candidate(text, _finite(candidate.score)))
-        return out
+        return [Candidate(c.text, _finite(c.score)) for c in distinct_candidates(generated)]
 
     def suggest(self, request: SuggestRequest) -> SuggestResult:
         """Generate, check, rank; raises :class:`SuggestionFailed` when the model fails."""

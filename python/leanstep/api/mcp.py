@@ -38,7 +38,7 @@ from leanstep.check.sessions import ProofScript, SessionSummary, SessionView, St
 from leanstep.check.tactics import CandidateStatus
 from leanstep.check.verdict import Trust
 from leanstep.check.verify import Snippet, VerifyOptions, VerifyResult
-from leanstep.limits import AppliedTimeout
+from leanstep.limits import AppliedTimeout, LimitSource
 from leanstep.prove.prover import ProveResult
 from leanstep.suggest import SuggestRequest, SuggestResult
 
@@ -123,7 +123,7 @@ class TimeoutLimit(BaseModel):
 
     seconds: float
     requested: float | None
-    source: Literal["request", "server", "default"]
+    source: LimitSource
     max: float
     min: float | None = None
 

@@ -24,6 +24,7 @@ ID_FIELDS = ("id", "custom_id", "name")
 CODE_FIELDS = ("code", "proof", "full_proof")
 STATEMENT_FIELDS = ("statement", "formal_statement")
 GROUP_FIELDS = ("group", "problem_id")
+HEADER_FIELDS = ("header",)
 
 
 def json_objects(path: Path, what: str = "a JSON object") -> Iterator[tuple[int, dict[str, Any]]]:
@@ -62,8 +63,6 @@ def snippet_from_record(record: Mapping[str, Any], default_id: str | int) -> Sni
         raise ValueError(f"snippet {str(sid)!r}: `group` must be a string or an integer")
     return Snippet(str(sid), code, statement, None if group is None else str(group))
 
-
-HEADER_FIELDS = ("header",)
 
 
 def problem_from_record(record: Mapping[str, Any], default_id: str | int) -> tuple[str, str, str]:

@@ -105,6 +105,11 @@ def open_brackets(toks: Sequence[Token]) -> list[str]:
     return stack
 
 
+def line_starts(text: str) -> list[int]:
+    """The offset in ``text`` at which each of its lines starts (line ``n`` at index ``n - 1``)."""
+    return [0] + [m.end() for m in re.finditer("\n", text)]
+
+
 class _Lexer:
     def __init__(self, code: str) -> None:
         self.code = code
@@ -112,7 +117,7 @@ class _Lexer:
         self.out: list[Token] = []
         self.quiet: list[tuple[int, int]] = []
         self.open_at_end: str | None = None
-        self._line_starts = [0] + [m.end() for m in re.finditer("\n", code)]
+        self._line_starts = line_starts(code)
 
     def emit(self, text: str, kind: str, start: int, quoted: bool = False) -> None:
         self.out.append(Token(text, kind, start, quoted, self._line_starts))

@@ -43,7 +43,16 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from leanstep.check.lexer import CLOSERS, OPENERS, Lexed, blank_quiet, block_comment_end, lex, open_brackets
+from leanstep.check.lexer import (
+    CLOSERS,
+    OPENERS,
+    Lexed,
+    blank_quiet,
+    block_comment_end,
+    lex,
+    line_starts,
+    open_brackets,
+)
 from leanstep.repl.protocol import Pos
 
 _HEADER_KEYWORD = re.compile(
@@ -216,6 +225,12 @@ def declarations(code: str) -> list[Declaration]:
     return found
 
 
+def offset_of(text: str, pos: Pos) -> int:
+    """The index in ``text`` of a 1-based line and code-point column (Lean's positions)."""
+    lines = text.split("\n")
+    return sum(len(line) + 1 for line in lines[:pos.line - 1]) + pos.column
+
+
 def line_count(text: str) -> int:
     """Number of lines ``text`` occupies (a trailing newline does not start a new one)."""
     if not text:
@@ -271,10 +286,6 @@ class GoalContext:
         return hashlib.sha256(f"{self.header}\0{self.preamble}\0{self.command}\0{where}".encode()).hexdigest()
 
 
-def _line_starts(text: str) -> list[int]:
-    return [0] + [m.end() for m in re.finditer("\n", text)]
-
-
 def _is_command_start(line: str) -> bool:
     """A column-0 line that begins a command (Lean style puts every command at column 0)."""
     if not line or line[0].isspace():
@@ -314,7 +325,7 @@ def _declaration_starts(body: str, lexed: Lexed) -> list[int]:
     """
     starts: list[int] = []
     attached = False  # the previous command start belongs to the next one
-    for off in _line_starts(body):
+    for off in line_starts(body):
         if lexed.is_quiet(off):
             continue
         line_end = body.find("\n", off)

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from leanstep.check.lexer import CLOSERS, OPENERS, lex
+from leanstep.check.lexer import CLOSERS, OPENERS, lex, line_starts
 from leanstep.check.source import Declaration, declarations
 
 STATEMENT_KINDS = frozenset({"theorem", "lemma", "example"})
@@ -154,32 +155,28 @@ def parse_statement(text: str) -> Statement:
     return Statement(kind, name, signature)
 
 
-def _heads(text: str) -> list[tuple[Declaration, str | None]]:
+def _heads(text: str) -> Iterator[tuple[Declaration, str, Statement | None]]:
     """Each theorem, lemma or example of ``text`` with its head up to the top-level ``:=``
-    (``theorem foo (x : ℕ) : x + 0 = x``), or None for a head that does not read as a statement."""
-    offsets = [0]
-    for line in text.split("\n"):
-        offsets.append(offsets[-1] + len(line) + 1)
-    found: list[tuple[Declaration, str | None]] = []
+    (``theorem foo (x : ℕ) : x + 0 = x``) and the statement it reads as (None: it does not read as one)."""
+    starts = line_starts(text)
     for decl in declarations(text):
         if decl.kind not in STATEMENT_KINDS:
             continue
-        start = offsets[decl.line - 1] + decl.column
+        start = starts[decl.line - 1] + decl.column
         head = text[start:_signature_end(text, start)].rstrip()
+        statement: Statement | None
         try:
-            parse_statement(head)
+            statement = parse_statement(head)
         except StatementError:
-            found.append((decl, None))
-        else:
-            found.append((decl, head))
-    return found
+            statement = None
+        yield decl, head, statement
 
 
 def declaration_head(text: str) -> str | None:
     """The statement the first theorem, lemma or example of ``text`` proves: its head up to the top-level
     ``:=`` (``theorem foo (x : ℕ) : x + 0 = x``), or None when ``text`` declares none that reads as one."""
-    heads = _heads(text)
-    return heads[0][1] if heads else None
+    _, head, statement = next(_heads(text), (None, None, None))
+    return head if statement is not None else None
 
 
 def standalone_statements(text: str) -> list[tuple[Declaration, str]]:
@@ -187,13 +184,8 @@ def standalone_statements(text: str) -> list[tuple[Declaration, str]]:
     the name in full (``theorem Demo.foo (x : ℕ) : x + 0 = x`` for ``foo`` in ``namespace Demo``). Lean opens
     the namespaces of a declaration's full name for its signature, as the file's ``namespace`` did; what
     else the file gave the signature (its own definitions, ``variable``s, ``open``s) is not carried."""
-    found = []
-    for decl, head in _heads(text):
-        if head is None or decl.name is None:
-            continue
-        statement = parse_statement(head)
-        found.append((decl, f"{statement.kind} {decl.name}{statement.signature}"))
-    return found
+    return [(decl, f"{statement.kind} {decl.name}{statement.signature}") for decl, _, statement in _heads(text)
+            if statement is not None and decl.name is not None]
 
 
 def declared_signature(body: str, statement: Statement) -> str | None:
@@ -202,10 +194,7 @@ def declared_signature(body: str, statement: Statement) -> str | None:
     Matched by name for a theorem or lemma (``theorem`` and ``lemma`` are the same command), and for an
     ``example`` by signature among the submission's examples.
     """
-    lines = body.split("\n")
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line) + 1)
+    starts = line_starts(body)
     candidates = []
     for decl in declarations(body):
         if decl.kind not in STATEMENT_KINDS:
@@ -214,7 +203,7 @@ def declared_signature(body: str, statement: Statement) -> str | None:
             continue
         if statement.name is None and decl.kind != "example":
             continue
-        at = offsets[decl.line - 1] + decl.column
+        at = starts[decl.line - 1] + decl.column
         keyword = _KEYWORD.match(body, at)
         if keyword is None:
             continue

@@ -391,12 +391,15 @@ class ResultCache:
     """
 
     def __init__(self, max_entries: int = 10000) -> None:
-        self.max_entries = max(0, int(max_entries))
-        self._data: LruCache[str, Outcome] = LruCache(self.max_entries)
+        self._data: LruCache[str, Outcome] = LruCache(max_entries)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
         self.batch_duplicates = 0
+
+    @property
+    def max_entries(self) -> int:
+        return self._data.capacity
 
     @staticmethod
     def key(header: str, body: str, options: VerifyOptions, statement: str | None = None) -> str:

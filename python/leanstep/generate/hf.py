@@ -744,9 +744,9 @@ class HFGenerator:
             return full[len(head):]
         return self.tokenizer.decode(list(new), skip_special_tokens=True)
 
-    def _cut(self, tokens: Sequence[int], stops: frozenset[int] | None = None) -> list[int]:
-        """Tokens up to and including the first stop token (of ``stops``, default: the tactic's)."""
-        stops = self._stop_set if stops is None else stops
+    @staticmethod
+    def _cut(tokens: Sequence[int], stops: frozenset[int]) -> list[int]:
+        """Tokens up to and including the first of ``stops``."""
         for i, t in enumerate(tokens):
             if t in stops:
                 return list(tokens[: i + 1])

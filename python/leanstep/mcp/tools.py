@@ -238,9 +238,7 @@ class LeanTools:
             return _tool_error(*refusal(exc))
         except ToolRefusal as exc:
             return _tool_error(exc.error, exc.detail)
-        content = output_json(output)
-        return types.CallToolResult(content=[types.TextContent(text=json.dumps(content, ensure_ascii=False))],
-                                    structured_content=content)
+        return _tool_result(output_json(output))
 
     # -- the tools ---------------------------------------------------------------
 
@@ -328,6 +326,10 @@ def _parsed(model: type[BaseModel], arguments: dict[str, Any] | None) -> Any:
 
 
 def _tool_error(error: str, detail: str) -> types.CallToolResult:
-    body = error_json(error, detail)
+    return _tool_result(error_json(error, detail), is_error=True)
+
+
+def _tool_result(body: dict[str, Any], *, is_error: bool = False) -> types.CallToolResult:
+    """``body`` as structured content and, for clients that read only text, as its JSON."""
     return types.CallToolResult(content=[types.TextContent(text=json.dumps(body, ensure_ascii=False))],
-                                structured_content=body, is_error=True)
+                                structured_content=body, is_error=is_error)

@@ -150,6 +150,7 @@ class Evaluation:
 
     def run(self, problems: Sequence[Problem],
             on_outcome: Callable[[ProblemOutcome], None] | None = None) -> tuple[list[ProblemOutcome], Summary]:
+        """Every problem, ``parallel`` at a time; ``on_outcome`` gets each outcome as it ends, one call at a time."""
         started = time.monotonic()
         outcomes: list[ProblemOutcome | None] = [None] * len(problems)
         lock = threading.Lock()

@@ -37,7 +37,7 @@ from leanstep.check.tactics import CandidateStatus
 from leanstep.generate.base import Candidate, GenerationRequest, Generator
 from leanstep.generate.batching import RequestAbandoned, caller_left
 from leanstep.prove.strategy import CALLER_LEFT
-from leanstep.suggest import DROPPED_TEXTS
+from leanstep.suggest import distinct_candidates
 
 OWNER = "leanstep.prove"  # the sessions a search opens are its own, closed when it ends
 SEED_STRIDE = 1_000_003  # seeds of one search's expansions: seed * stride + expansion number
@@ -184,12 +184,7 @@ class BestFirstSearch:
         request = GenerationRequest(tactic_state="\n\n".join(node.goals), num_samples=self.sampling.num_samples,
                                     temperatures=self.sampling.temperatures,
                                     max_new_tokens=self.sampling.max_new_tokens, seed=seed, abandoned=abandoned)
-        candidates: list[Candidate] = []
-        for candidate in self.generator.generate(request):
-            text = candidate.text.strip()
-            if text and text not in DROPPED_TEXTS and text not in {c.text for c in candidates}:
-                candidates.append(Candidate(text, candidate.score, candidate.count))
-        candidates = candidates[:self.sessions.limits.max_tactics]
+        candidates = list(distinct_candidates(self.generator.generate(request)))[:self.sessions.limits.max_tactics]
         generated = time.monotonic()
         if not candidates:
             return _Expansion(node, (), (), generated - started, 0.0)

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import leanstep.check.verdict as codes
 from leanstep.check.lexer import tokens
 from leanstep.check.sessions import FromPosition
-from leanstep.check.source import GoalContext, declarations, line_count, split_source
+from leanstep.check.source import GoalContext, declarations, line_count, offset_of, split_source
 from leanstep.check.statement import StatementError, declaration_head, parse_statement
 from leanstep.check.verdict import Reason, Verdict
 from leanstep.check.verify import ALLOWED_AXIOMS, VerifyResult
@@ -199,8 +200,7 @@ class Target:
         """The goal at a call, from its goal context (built without a heartbeat line)."""
         if context.heartbeats:
             raise ValueError("build the goal context without heartbeats: the target's code is checked as written")
-        lines = context.declaration.split("\n")
-        offset = sum(len(line) + 1 for line in lines[:context.sorry_pos.line - 1]) + context.sorry_pos.column
+        offset = offset_of(context.declaration, context.sorry_pos)
         if not context.declaration.startswith("sorry", offset):
             raise TargetError("the goal context has no `sorry` at the call")
         prefix, suffix = context.declaration[:offset], context.declaration[offset + len("sorry"):]
@@ -223,10 +223,11 @@ class Target:
         elaborate it alone on the header, without the file's definitions and ``open``s: it is not sent."""
         return None if self.at_position else self.statement
 
-    @property
+    @cached_property
     def name(self) -> str | None:
         """The declaration's full name (namespaces included), which the axiom audit reports the proof under;
-        None for an ``example`` or a declaration that is not a theorem."""
+        None for an ``example`` or a declaration that is not a theorem. Read once per rejected candidate, so
+        the scan of the text before the call is done once."""
         if self.statement is None:
             return None
         found = declarations(self.preamble + self.prefix)

@@ -654,7 +654,7 @@ class ReplPool:
         if mate is not None and not loaded_somewhere:
             return mate
         if len(self._workers) < self.settings.max_repls and not delay:
-            return self._reserve(header)
+            return self._reserve(header, group)
         if not idle:
             if len(self._workers) < self.settings.max_repls:
                 self._budget_blocks(waiter, delay)
@@ -671,16 +671,16 @@ class ReplPool:
         self._workers.remove(replaced)
         self.counters.evicted += 1
         self._close_background(replaced)
-        return self._reserve(header)
+        return self._reserve(header, group)
 
-    def _reserve(self, header: str) -> Worker:
+    def _reserve(self, header: str, group: int | None = None) -> Worker:
         """A new worker in the pool (lock held), on a process launched ahead when there is one; a start after
-        the pool was first filled is a restart."""
+        the pool was first filled is a restart. ``group``: the header's, when the caller has it already."""
         if self._starts >= self.settings.max_repls:
             self._restarts.append(time.monotonic())
         self._starts += 1
         workdir, process = self._ahead.pop(0) if self._ahead else (_new_workdir(), None)
-        worker = Worker(next(self._ids), header, workdir, self._groups.of(header))
+        worker = Worker(next(self._ids), header, workdir, self._groups.of(header) if group is None else group)
         worker.process = process
         self._workers.append(worker)
         return worker

@@ -24,6 +24,7 @@ from flask import Blueprint, Response, g
 
 from leanstep.api.common import applied_timeout_json
 from leanstep.api.sessions import (
+    REFUSALS,
     AttemptBody,
     StartBody,
     TacticBody,
@@ -33,18 +34,28 @@ from leanstep.api.sessions import (
     session_list_json,
     step_json,
 )
-from leanstep.check.sessions import SessionError, SessionService
+from leanstep.check.sessions import (
+    NotProved,
+    SessionError,
+    SessionLimitReached,
+    SessionNotFound,
+    SessionService,
+    StateLimitReached,
+    StateNotFound,
+    StateUnreachable,
+    Unavailable,
+)
 from leanstep.limits import LimitError
 from leanstep.server.jsonio import error_response, json_response, read_body
 
-STATUS: dict[str, int] = {  # the HTTP status of each refusal, by its error name (api.sessions.REFUSALS)
-    "session not found": 404,
-    "state not found": 404,
-    "state limit reached": 409,
-    "state not proved": 409,
-    "state unreachable": 409,
-    "session limit reached": 429,
-    "no REPL available": 503,
+STATUS: dict[str, int] = {  # the HTTP status of each refusal, by its error name (others are 422)
+    REFUSALS[SessionNotFound]: 404,
+    REFUSALS[StateNotFound]: 404,
+    REFUSALS[StateLimitReached]: 409,
+    REFUSALS[NotProved]: 409,
+    REFUSALS[StateUnreachable]: 409,
+    REFUSALS[SessionLimitReached]: 429,
+    REFUSALS[Unavailable]: 503,
 }
 RETRY_AFTER_S = "5"
 
